@@ -1,0 +1,79 @@
+//! `klpt bench`: one run measures, on the same kernel and initramfs, a bare
+//! QEMU boot to the readiness line, klpt's boot to an SSH-ready guest, and
+//! each case's wall time against the time the guest itself ran.
+
+use crate::case::Case;
+use crate::error::{Error, Result};
+use crate::runner::{self, AccelChoice, Options, Target};
+use crate::vm::qemu::qemu_args;
+use crate::vm::Arch;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+/// Plain `qemu-system-*` with klpt's arguments, timed to the readiness line.
+fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
+    let log = dir.join("bare-console.log");
+    let cfg = t.vm_config(1, &log, true);
+    std::fs::write(&log, "").map_err(|e| Error::Other(e.to_string()))?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| Error::Other(e.to_string()))?.port();
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(t.arch.qemu)
+        .args(qemu_args(&cfg, port))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| Error::Vm(e.to_string()))?;
+    crate::vm::cleanup::track_pid(child.id() as i32);
+    let r = loop {
+        if std::fs::read_to_string(&log).unwrap_or_default().contains("KLPT-READY") {
+            break Ok(t0.elapsed().as_secs_f64());
+        }
+        if t0.elapsed() > Duration::from_secs(240) || child.try_wait().ok().flatten().is_some() {
+            break Err(Error::Vm("bare boot did not reach the readiness line".into()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    crate::vm::cleanup::untrack_pid(child.id() as i32);
+    r
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: AccelChoice, boots: u32) -> Result<ExitCode> {
+    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let mut failed = false;
+    for &arch in arches {
+        let t = Target::prepare(arch, kernel, accel)?;
+        let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+        let mut bare = Vec::new();
+        let mut ready = Vec::new();
+        for _ in 0..boots.max(1) {
+            bare.push(bare_boot(&t, dir.path())?);
+            let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
+            let b = runner::boot(&t, probe, dir.path(), &opts)?;
+            ready.push(b.ssh_ready);
+        }
+        println!("\n== {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
+        println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), bare.len());
+        println!("klpt boot to SSH-ready guest       {:6.2}s  ratio {:.2}x", mean(&ready), mean(&ready) / mean(&bare));
+        println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
+        let (mut wall, mut guest) = (0.0, 0.0);
+        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+            let o = runner::run_case(&t, c, &opts);
+            let g = o.guest_secs.unwrap_or(f64::NAN);
+            println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x  {}", c.id, o.secs, g, o.secs / g, o.word());
+            failed |= o.word() == "fail";
+            if o.guest_secs.is_some() {
+                wall += o.secs;
+                guest += g;
+            }
+        }
+        println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

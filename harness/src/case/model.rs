@@ -1,0 +1,252 @@
+//! The typed form of a case file. Field names are the YAML keys; see
+//! `cases/README.md` for the reference.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Kernel config options, with or without the `CONFIG_` prefix.
+    #[serde(default)]
+    pub config: Vec<String>,
+    /// Attributes of `/sys/kernel/livepatch/<patch>/` the case relies on.
+    #[serde(default)]
+    pub sysfs: Vec<String>,
+    /// Symbols that must be in the kernel's symbol table.
+    #[serde(default)]
+    pub kallsyms: Vec<String>,
+    /// Fields of `struct klp_patch` in the kernel's `include/linux/livepatch.h`.
+    #[serde(default)]
+    pub klp_patch: Vec<String>,
+}
+
+impl Requires {
+    pub fn is_empty(&self) -> bool {
+        self.config.is_empty() && self.sysfs.is_empty() && self.kallsyms.is_empty() && self.klp_patch.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Xfail {
+    /// Regex matched against the kernel's id (e.g. `debian-6.1.0-50-amd64`).
+    pub kernel: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    pub name: String,
+    /// `int`, `uint`, `bool` or `charp`.
+    #[serde(rename = "type", default = "default_param_type")]
+    pub ty: String,
+    #[serde(default)]
+    pub default: Option<serde_norway::Value>,
+}
+
+fn default_param_type() -> String {
+    "int".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub id: u64,
+    #[serde(default)]
+    pub version: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchedFunc {
+    /// `vmlinux` or the name of the module the function lives in.
+    #[serde(default = "vmlinux")]
+    pub object: String,
+    /// The function's name in the kernel (`old_name`).
+    pub name: String,
+    #[serde(default)]
+    pub sympos: u64,
+    /// Short form: the replacement is a seq_file show function that prints this line.
+    #[serde(default)]
+    pub marker: Option<String>,
+    /// Long form: `"<return type> (<parameters>)"`, e.g. `int (struct seq_file *m, void *v)`.
+    #[serde(default)]
+    pub signature: Option<String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+fn vmlinux() -> String {
+    "vmlinux".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Livepatch {
+    pub name: String,
+    #[serde(default)]
+    pub replace: bool,
+    /// `struct klp_patch.replaceable` (hybrid-mode RFC v1); emitted only where the kernel has it.
+    #[serde(default)]
+    pub replaceable: Option<bool>,
+    /// `struct klp_patch.replace_set` (replace-set revisions); emitted only where the kernel has it.
+    #[serde(default)]
+    pub replace_set: Option<u32>,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    #[serde(default)]
+    pub states: Vec<State>,
+    pub functions: Vec<PatchedFunc>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetFunc {
+    pub name: String,
+    /// What the function prints when `/proc/<module>/<name>` is read.
+    #[serde(default)]
+    pub prints: Option<String>,
+    /// A parking function: writing `park` to its proc file makes a worker
+    /// sleep inside it until `release` is written.
+    #[serde(default)]
+    pub park: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    #[serde(default)]
+    pub params: Vec<Param>,
+    pub functions: Vec<TargetFunc>,
+}
+
+/// The top level of a case file, before steps are interpreted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaseDoc {
+    pub description: String,
+    #[serde(default)]
+    pub requires: Requires,
+    /// Architectures the case may run on; empty means all.
+    #[serde(default)]
+    pub arches: Vec<String>,
+    /// Number of vCPUs; a transition with more than one waits for the
+    /// kernel's 1 s retry, so only cases that need SMP ask for it.
+    #[serde(default = "one")]
+    pub smp: u32,
+    /// Default deadline, in seconds, of every waiting step.
+    #[serde(default = "default_step_timeout")]
+    pub timeout: u64,
+    #[serde(default)]
+    pub xfail: Vec<Xfail>,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub livepatches: Vec<Livepatch>,
+    pub steps: Vec<serde_norway::Value>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_step_timeout() -> u64 {
+    30
+}
+
+/// A string matcher for file contents and sysfs values.
+#[derive(Debug, Clone, Default)]
+pub struct Matcher {
+    pub equals: Option<String>,
+    pub contains: Vec<String>,
+    pub not_contains: Vec<String>,
+    pub matches: Option<regex::Regex>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PatchExpect {
+    /// Attribute file name → expected value (trimmed).
+    pub attrs: BTreeMap<String, String>,
+    /// Object name → expected `patched` value.
+    pub objects: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DmesgExpect {
+    pub events: Vec<regex::Regex>,
+    pub must_not: Vec<regex::Regex>,
+    pub ignore: Vec<regex::Regex>,
+    /// Every `livepatch:` line of the window must be one of `events`.
+    pub strict: bool,
+}
+
+/// Conditions on the kernel's capabilities, for per-revision expectations.
+#[derive(Debug, Clone, Default)]
+pub struct Cond {
+    pub has: Requires,
+    pub lacks: Requires,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Assertion {
+    /// `Some`: the exact set of patches under /sys/kernel/livepatch.
+    pub patches: Option<BTreeMap<String, PatchExpect>>,
+    pub files: Vec<(String, Matcher)>,
+    /// Path → expected octal permission bits (`644`).
+    pub modes: Vec<(String, String)>,
+    pub dmesg: Option<DmesgExpect>,
+    /// Modules that must (true) or must not (false) be loaded.
+    pub modules: BTreeMap<String, bool>,
+}
+
+/// Errno names a refused operation may fail with (any of them).
+pub type Errnos = Vec<String>;
+
+#[derive(Debug, Clone)]
+pub enum Action {
+    Load { module: String, args: String, wait: bool, refused: Option<Errnos> },
+    Disable { patch: String, wait: bool, refused: Option<Errnos> },
+    Write { path: String, value: String, refused: Option<Errnos> },
+    Force { patch: String, refused: Option<Errnos> },
+    Unload { module: String, refused: Option<Errnos> },
+    Park { module: String, function: String },
+    Release { module: String, function: String },
+    Wait { until: Assertion, timeout: u64 },
+    Shell { command: String, status: i32 },
+    Assert(Assertion),
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub index: usize,
+    /// Source line of the step, for messages.
+    pub line: usize,
+    pub label: String,
+    pub when: Option<Cond>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub struct Case {
+    /// `stock/basic-enable`: path below the cases root, without `.yaml`.
+    pub id: String,
+    pub file: std::path::PathBuf,
+    pub doc: CaseDoc,
+    pub steps: Vec<Step>,
+    /// Source lines of embedded C bodies, keyed by `livepatch.function` index.
+    pub body_lines: BTreeMap<(usize, usize), usize>,
+}
+
+impl Case {
+    pub fn livepatch(&self, name: &str) -> Option<&Livepatch> {
+        self.doc.livepatches.iter().find(|l| l.name == name)
+    }
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.doc.targets.iter().find(|t| t.name == name)
+    }
+    pub fn runs_on(&self, arch: &str) -> bool {
+        self.doc.arches.is_empty() || self.doc.arches.iter().any(|a| a == arch)
+    }
+}

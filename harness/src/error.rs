@@ -1,0 +1,56 @@
+//! The error type of every pipeline stage: what failed, with enough context
+//! to act on it.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Case(#[from] crate::case::CaseErrors),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("`{cmd}` failed ({status}){}", tail_of(.output))]
+    Command { cmd: String, status: String, output: String },
+    #[error("missing host tools: {missing}\n  install them with: {install}")]
+    HostTools { missing: String, install: String },
+    #[error("kernel {}: {msg}", .dir.display())]
+    Kernel { dir: PathBuf, msg: String },
+    #[error("module build failed for {module}:\n{output}")]
+    ModuleBuild { module: String, output: String },
+    #[error("VM: {0}")]
+    Vm(String),
+    #[error("SSH: {0}")]
+    Ssh(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+fn tail_of(out: &str) -> String {
+    let lines: Vec<&str> = out.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(25)..];
+    if tail.is_empty() { String::new() } else { format!(":\n{}", tail.join("\n")) }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attach a description to I/O errors.
+pub trait IoContext<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { what: what(), source })
+    }
+}
+
+/// Runs a command to completion, failing with its output when it fails.
+pub fn run(cmd: &mut std::process::Command) -> Result<String> {
+    let shown = format!("{cmd:?}").replace('"', "");
+    let out = cmd.output().map_err(|e| Error::Io { what: format!("cannot run `{shown}`"), source: e })?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(Error::Command { cmd: shown, status: out.status.to_string(), output: text });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}

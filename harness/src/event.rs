@@ -1,0 +1,48 @@
+//! Progress events. Pipeline stages send them; the terminal reporter is the
+//! only consumer, so stages never print directly.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    /// Long work starts: downloading, building, booting.
+    Begin { what: &'a str },
+    /// Long work finished, with how long it took.
+    Done { what: &'a str, secs: f64 },
+    /// A cached artifact was reused.
+    Cached { what: &'a str },
+    /// One line of progress inside a long stage (e.g. a build's output).
+    Progress { what: &'a str, line: &'a str },
+    Note { msg: &'a str },
+    Warn { msg: &'a str },
+}
+
+fn start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+/// Sends one event to the reporter (stderr, one line each, with elapsed time).
+pub fn emit(ev: Event<'_>) {
+    let t = start().elapsed().as_secs_f64();
+    let line = match ev {
+        Event::Begin { what } => format!("[{t:7.1}s] {what} ..."),
+        Event::Done { what, secs } => format!("[{t:7.1}s] {what}: done in {secs:.1}s"),
+        Event::Cached { what } => format!("[{t:7.1}s] {what}: cached"),
+        Event::Progress { what, line } => format!("[{t:7.1}s] {what}: {line}"),
+        Event::Note { msg } => format!("[{t:7.1}s] {msg}"),
+        Event::Warn { msg } => format!("[{t:7.1}s] warning: {msg}"),
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Runs `f` between Begin and Done events.
+pub fn stage<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    emit(Event::Begin { what });
+    let t0 = Instant::now();
+    let r = f();
+    emit(Event::Done { what, secs: t0.elapsed().as_secs_f64() });
+    r
+}

@@ -1,0 +1,157 @@
+//! Guest images: an initramfs per (architecture, kernel modules), built from
+//! the recipe in `images/` with Debian packages of the guest's architecture,
+//! cached by the hash of everything that goes in.
+
+mod cpio;
+mod elf;
+
+use crate::apt::{self, Apt};
+use crate::error::{Error, IoContext, Result};
+use crate::kernel::Kernel;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Recipe {
+    packages: Vec<String>,
+    binaries: Vec<String>,
+    #[serde(default)]
+    kernel_modules: Vec<String>,
+    init: String,
+}
+
+/// The directory of image recipes: `$KLPT_IMAGES`, else `images/` of the source tree.
+pub fn recipes_dir() -> PathBuf {
+    std::env::var_os("KLPT_IMAGES").map(PathBuf::from).unwrap_or_else(|| crate::project_root().join("images"))
+}
+
+/// Builds (or reuses) the initramfs for `k`; returns its path.
+pub fn build(k: &Kernel) -> Result<PathBuf> {
+    let dir = recipes_dir();
+    let recipe_path = dir.join("guest.yaml");
+    let recipe_text = std::fs::read_to_string(&recipe_path).ctx(|| format!("read image recipe {}", recipe_path.display()))?;
+    let recipe: Recipe = serde_norway::from_str(&recipe_text).map_err(|e| Error::Other(format!("{}: {e}", recipe_path.display())))?;
+    let init = std::fs::read(dir.join(&recipe.init)).ctx(|| format!("read {}", dir.join(&recipe.init).display()))?;
+    let apt = Apt::new(&apt::host_codename(), k.arch.deb)?;
+    apt.update()?;
+    let debs = apt.download(&recipe.packages)?;
+    let modules = kernel_modules(k, &recipe.kernel_modules)?;
+    let (_, pubkey) = crate::vm::ssh::client_key()?;
+
+    let mut h = crate::cache::Hasher::new();
+    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name);
+    for d in &debs {
+        h.part("deb", d.file_name().unwrap_or_default().to_string_lossy().as_bytes());
+    }
+    for m in &modules {
+        h.file("module", m).ctx(|| format!("read {}", m.display()))?;
+    }
+    let out = crate::cache::dir("images").join(format!("{}-{}.cpio", k.arch.name, h.hex()));
+    if out.exists() {
+        return Ok(out);
+    }
+    crate::event::stage(&format!("image: building {} initramfs", k.arch.name), || assemble(&recipe, &debs, &modules, &init, &pubkey, k, &out))?;
+    Ok(out)
+}
+
+fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8], pubkey: &str, k: &Kernel, out: &Path) -> Result<()> {
+    let stage = crate::vm::cleanup::TempDir::new("klpt-image-").ctx(|| "create staging dir".into())?;
+    for d in debs {
+        apt::unpack(d, stage.path())?;
+    }
+    let bins: Vec<PathBuf> = recipe.binaries.iter().map(PathBuf::from).collect();
+    let libs = elf::closure(stage.path(), &bins, k.arch.triplet)?;
+
+    let tmp = tempfile::NamedTempFile::new_in(out.parent().expect("cache dir")).ctx(|| "create image file".into())?;
+    let mut c = cpio::Cpio::new(std::io::BufWriter::new(tmp.as_file()));
+    let io = |r: std::io::Result<()>| r.ctx(|| "write initramfs".into());
+    let mut dirs = BTreeSet::new();
+    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "lib", "lib/modules", "var", "var/log"] {
+        dirs.insert(PathBuf::from(d));
+    }
+    for p in bins.iter().chain(libs.iter()) {
+        for a in p.ancestors().skip(1) {
+            if !a.as_os_str().is_empty() {
+                dirs.insert(a.to_path_buf());
+            }
+        }
+    }
+    for d in &dirs {
+        io(c.dir(&d.to_string_lossy(), 0o755))?;
+    }
+    io(c.dir("root/.ssh", 0o700))?;
+    for p in bins.iter().chain(libs.iter()) {
+        // Follow symlinks (e.g. the loader in lib64) so the image holds real files.
+        let data = std::fs::read(stage.path().join(p)).ctx(|| format!("read {}", p.display()))?;
+        io(c.file(&p.to_string_lossy(), 0o755, &data))?;
+    }
+    // A merged-/usr layout may leave binaries where PATH does not look.
+    io(c.symlink("bin/sh", "busybox"))?;
+    let mut order = String::new();
+    for m in modules {
+        let name = m.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let data = std::fs::read(m).ctx(|| format!("read {}", m.display()))?;
+        io(c.file(&format!("lib/modules/{name}"), 0o644, &data))?;
+        order.push_str(name.trim_end_matches(".ko"));
+        order.push('\n');
+    }
+    io(c.file("etc/klpt-modules", 0o644, order.as_bytes()))?;
+    io(c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"))?;
+    io(c.file("etc/group", 0o644, b"root:x:0:\n"))?;
+    io(c.file("etc/shadow", 0o600, b"root::0:0:99999:7:::\n"))?;
+    io(c.file("etc/shells", 0o644, b"/bin/sh\n"))?;
+    io(c.file("root/.ssh/authorized_keys", 0o600, pubkey.as_bytes()))?;
+    io(c.file("init", 0o755, init))?;
+    let w = c.finish().ctx(|| "finish initramfs".into())?;
+    drop(w);
+    tmp.persist(out).map_err(|e| Error::Io { what: format!("store {}", out.display()), source: e.error })?;
+    Ok(())
+}
+
+/// The `.ko` files for `names` and their dependencies, dependencies first.
+/// Names the kernel builds in (or lacks) are skipped.
+fn kernel_modules(k: &Kernel, names: &[String]) -> Result<Vec<PathBuf>> {
+    let Some(dir) = &k.modules_dir else { return Ok(Vec::new()) };
+    let mut index = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.join("kernel")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).ctx(|| format!("read {}", d.display()))?.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Some(n) = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".ko")) {
+                index.insert(n.replace('-', "_"), p.clone());
+            }
+        }
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    fn visit(name: &str, index: &std::collections::BTreeMap<String, PathBuf>, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
+        let Some(p) = index.get(&name.replace('-', "_")) else { return Ok(()) };
+        if out.contains(p) || depth > 32 {
+            return Ok(());
+        }
+        let data = std::fs::read(p).ctx(|| format!("read {}", p.display()))?;
+        for dep in modinfo(&data, "depends").split(',').filter(|d| !d.is_empty()) {
+            visit(dep, index, out, depth + 1)?;
+        }
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+        Ok(())
+    }
+    for n in names {
+        visit(n, &index, &mut out, 0)?;
+    }
+    Ok(out)
+}
+
+/// A `key=value` string from a module's `.modinfo` section.
+fn modinfo(data: &[u8], key: &str) -> String {
+    let pat = format!("{key}=");
+    data.split(|b| *b == 0)
+        .find_map(|s| s.strip_prefix(pat.as_bytes()))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default()
+}

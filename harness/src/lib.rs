@@ -1,0 +1,30 @@
+//! klpt: a QEMU-driven integration test harness for Linux kernel livepatching.
+//!
+//! The modules follow the pipeline: [`case`] (YAML → typed cases) →
+//! [`modules`] (C + Kbuild) → [`kernel`] (artifacts and capabilities) →
+//! [`image`] (guest initramfs) → [`vm`] (QEMU + SSH) → [`steps`] (actions and
+//! assertions in the guest) → [`report`] (KTAP, JUnit). [`runner`] ties them
+//! into libtest-mimic trials.
+
+pub mod apt;
+pub mod bench;
+pub mod cache;
+pub mod case;
+pub mod error;
+pub mod event;
+pub mod host;
+pub mod image;
+pub mod kernel;
+pub mod modules;
+pub mod report;
+pub mod runner;
+pub mod shell;
+pub mod steps;
+pub mod vm;
+
+use std::path::PathBuf;
+
+/// The project tree (cases/, images/): `$KLPT_ROOT`, else the source checkout.
+pub fn project_root() -> PathBuf {
+    std::env::var_os("KLPT_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+}

@@ -1,0 +1,229 @@
+//! The `klpt` command line.
+
+use clap::{Args, Parser, Subcommand};
+use klpt::case::{self, Case};
+use klpt::runner::{self, AccelChoice, Options, Target};
+use klpt::vm::Arch;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(name = "klpt", version, about = "QEMU-driven integration tests for Linux kernel livepatching")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args, Clone)]
+struct KernelArgs {
+    /// Architecture(s): x86_64, arm64, s390x, ppc64le or `all` (repeatable).
+    #[arg(long = "arch", default_value = "x86_64")]
+    arches: Vec<String>,
+    /// `debian` (Debian's current kernel, the default) or a kernel build directory.
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Accelerator.
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: AccelChoice,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run cases (default: cases/stock) in fresh guests.
+    Run {
+        /// Case files or directories; other words filter trial names, as with `cargo test`.
+        words: Vec<String>,
+        #[command(flatten)]
+        k: KernelArgs,
+        /// Write KTAP (kernel selftest format) here.
+        #[arg(long)]
+        ktap: Option<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Where console logs and failure artifacts go.
+        #[arg(long, default_value = "klpt-artifacts")]
+        artifacts: PathBuf,
+        /// Leave a failed case's guest running for inspection.
+        #[arg(long)]
+        keep_failed: bool,
+        #[command(flatten)]
+        t: TestArgs,
+    },
+    /// Validate case files without booting anything.
+    Check { paths: Vec<PathBuf> },
+    /// Print the C source klpt generates for a case's modules.
+    Gen {
+        case: PathBuf,
+        #[command(flatten)]
+        k: KernelArgs,
+    },
+    /// Boot a case's kernel, run its steps up to STEP, and open a shell in the guest.
+    Shell {
+        case: PathBuf,
+        /// Last step to run: its 1-based number or its `name:`; default: none.
+        #[arg(long)]
+        until: Option<String>,
+        #[command(flatten)]
+        k: KernelArgs,
+    },
+    /// Measure boot and case times against bare QEMU, and print the ratios.
+    Bench {
+        /// Cases to time (default: cases/stock).
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        k: KernelArgs,
+        /// Bare boots to average.
+        #[arg(long, default_value = "3")]
+        boots: u32,
+    },
+}
+
+/// libtest's options, for filtering and listing as Rust users expect.
+#[derive(Args)]
+struct TestArgs {
+    /// List trials instead of running them.
+    #[arg(long)]
+    list: bool,
+    /// Run only ignored trials.
+    #[arg(long)]
+    ignored: bool,
+    #[arg(long)]
+    include_ignored: bool,
+    /// Filters match trial names exactly.
+    #[arg(long)]
+    exact: bool,
+    /// Skip trials whose names contain this (repeatable).
+    #[arg(long)]
+    skip: Vec<String>,
+    /// Guests run at once (default: number of CPUs).
+    #[arg(long)]
+    test_threads: Option<usize>,
+    #[arg(long, short)]
+    quiet: bool,
+    #[arg(long)]
+    nocapture: bool,
+}
+
+fn arches(names: &[String]) -> Result<Vec<Arch>, String> {
+    let mut out = Vec::new();
+    for n in names.iter().flat_map(|n| n.split(',')) {
+        if n == "all" {
+            out.extend(klpt::vm::arch::ALL);
+        } else {
+            out.push(Arch::by_name(n).ok_or_else(|| format!("unknown architecture `{n}` (x86_64, arm64, s390x, ppc64le, all)"))?);
+        }
+    }
+    out.dedup();
+    Ok(out)
+}
+
+fn load_cases(paths: &[PathBuf]) -> Result<Vec<Case>, String> {
+    let files = case::discover(paths).map_err(|e| e.to_string())?;
+    let mut cases = Vec::new();
+    let mut errors = Vec::new();
+    for f in files {
+        match case::load(&f) {
+            Ok(c) => cases.push(c),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    Ok(cases)
+}
+
+fn default_cases() -> PathBuf {
+    klpt::project_root().join("cases/stock")
+}
+
+fn main() -> ExitCode {
+    klpt::vm::cleanup::install_signal_handlers();
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, t } => run(words, k, ktap, junit, artifacts, keep_failed, t),
+        Cmd::Check { paths } => check(paths),
+        Cmd::Gen { case, k } => gen(case, k),
+        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernel.as_deref(), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
+        Cmd::Bench { paths, k, boots } => {
+            let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
+            load_cases(&paths).and_then(|cases| {
+                let a = arches(&k.arches)?;
+                klpt::bench::bench(&cases, &a, k.kernel.as_deref(), k.accel, boots).map_err(|e| e.to_string())
+            })
+        }
+    };
+    klpt::vm::cleanup::cleanup_all();
+    match r {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
+    let paths = if paths.is_empty() { vec![klpt::project_root().join("cases")] } else { paths };
+    let files = case::discover(&paths).map_err(|e| e.to_string())?;
+    let mut bad = 0;
+    for f in &files {
+        if let Err(e) = case::load(f) {
+            eprintln!("{e}");
+            bad += 1;
+        }
+    }
+    println!("{} case file(s) checked, {} with errors", files.len(), bad);
+    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
+    let c = case::load(&path).map_err(|e| e.to_string())?;
+    let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
+    let kernel = klpt::kernel::resolve(k.kernel.as_deref(), arch).map_err(|e| e.to_string())?;
+    let caps = klpt::kernel::caps::Caps::probe(&kernel);
+    for s in klpt::modules::build::sources(&c, &caps.klp_fields) {
+        println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, t: TestArgs) -> Result<ExitCode, String> {
+    // Words naming files or directories are case paths; the rest filter trials.
+    let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
+    let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
+    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
+    let arches = arches(&k.arches)?;
+    let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
+    args.filter = filters.first().cloned();
+    args.list = t.list;
+    args.ignored = t.ignored;
+    args.include_ignored = t.include_ignored;
+    args.exact = t.exact;
+    args.skip = t.skip;
+    args.test_threads = t.test_threads;
+    args.quiet = t.quiet;
+    args.nocapture = t.nocapture;
+    let mut targets = Vec::new();
+    if !t.list {
+        for a in &arches {
+            targets.push(Arc::new(Target::prepare(*a, k.kernel.as_deref(), k.accel).map_err(|e| format!("{}: {e}", a.name))?));
+        }
+    } else {
+        // Listing needs names only: the kernel id of a cached or given kernel.
+        for a in &arches {
+            targets.push(Arc::new(Target::prepare(*a, k.kernel.as_deref(), AccelChoice::Tcg).map_err(|e| format!("{}: {e}", a.name))?));
+        }
+    }
+    std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
+    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
+    let trials = runner::trials(&targets, &cases, opts, outcomes.clone());
+    let conclusion = libtest_mimic::run(&args, trials);
+    runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
+    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}

@@ -1,0 +1,6 @@
+//! Case → kernel modules: C generation and Kbuild.
+
+pub mod build;
+pub mod gen;
+
+pub use gen::{parse_signature, KlpFields};

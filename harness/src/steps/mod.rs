@@ -1,0 +1,9 @@
+//! Steps → verdicts: running a case's steps in a guest and checking them.
+
+pub mod assert;
+pub mod errno;
+pub mod health;
+pub mod kmsg;
+pub mod run;
+
+pub use run::{Session, Stop};

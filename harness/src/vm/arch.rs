@@ -1,0 +1,127 @@
+//! Architecture profiles: everything that differs between the four
+//! livepatch architectures, as data. Code elsewhere never matches on names.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arch {
+    /// klpt's name, also the `uname -m` of the guest.
+    pub name: &'static str,
+    /// Debian's architecture name.
+    pub deb: &'static str,
+    /// Kbuild's `ARCH=`.
+    pub kbuild: &'static str,
+    /// Debian cross compiler prefix (used when the host is another arch).
+    pub cross: &'static str,
+    /// Debian multiarch triplet of the guest libraries.
+    pub triplet: &'static str,
+    pub qemu: &'static str,
+    /// Machine, CPU and firmware options.
+    pub machine: &'static [&'static str],
+    /// Kernel image paths inside a build tree, in order of preference.
+    pub images: &'static [&'static str],
+    pub console: &'static str,
+    /// Virtio transport suffix (`pci` or `ccw`).
+    pub virtio: &'static str,
+    /// The guest can report a panic to QEMU natively.
+    pub native_panic: bool,
+    /// Debian's metapackage for the current kernel of this arch.
+    pub deb_kernel_meta: &'static str,
+    pub deb_headers_meta: &'static str,
+}
+
+pub const X86_64: Arch = Arch {
+    name: "x86_64",
+    deb: "amd64",
+    kbuild: "x86",
+    cross: "x86_64-linux-gnu-",
+    triplet: "x86_64-linux-gnu",
+    qemu: "qemu-system-x86_64",
+    machine: &["-M", "q35", "-cpu", "max"],
+    images: &["arch/x86/boot/bzImage"],
+    console: "ttyS0",
+    virtio: "pci",
+    native_panic: false,
+    deb_kernel_meta: "linux-image-amd64",
+    deb_headers_meta: "linux-headers-amd64",
+};
+
+pub const ARM64: Arch = Arch {
+    name: "arm64",
+    deb: "arm64",
+    kbuild: "arm64",
+    cross: "aarch64-linux-gnu-",
+    triplet: "aarch64-linux-gnu",
+    qemu: "qemu-system-aarch64",
+    machine: &["-M", "virt,gic-version=3", "-cpu", "cortex-a57"],
+    images: &["arch/arm64/boot/Image"],
+    console: "ttyAMA0",
+    virtio: "pci",
+    native_panic: false,
+    deb_kernel_meta: "linux-image-arm64",
+    deb_headers_meta: "linux-headers-arm64",
+};
+
+pub const S390X: Arch = Arch {
+    name: "s390x",
+    deb: "s390x",
+    kbuild: "s390",
+    cross: "s390x-linux-gnu-",
+    triplet: "s390x-linux-gnu",
+    qemu: "qemu-system-s390x",
+    machine: &["-M", "s390-ccw-virtio", "-cpu", "max"],
+    images: &["arch/s390/boot/bzImage"],
+    console: "ttysclp0",
+    virtio: "ccw",
+    native_panic: true,
+    deb_kernel_meta: "linux-image-s390x",
+    deb_headers_meta: "linux-headers-s390x",
+};
+
+pub const PPC64LE: Arch = Arch {
+    name: "ppc64le",
+    deb: "ppc64el",
+    kbuild: "powerpc",
+    cross: "powerpc64le-linux-gnu-",
+    triplet: "powerpc64le-linux-gnu",
+    qemu: "qemu-system-ppc64",
+    machine: &["-M", "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", "-cpu", "POWER9"],
+    images: &["vmlinux"],
+    console: "hvc0",
+    virtio: "pci",
+    native_panic: true,
+    deb_kernel_meta: "linux-image-powerpc64le",
+    deb_headers_meta: "linux-headers-powerpc64le",
+};
+
+pub const ALL: [Arch; 4] = [X86_64, ARM64, S390X, PPC64LE];
+pub const ARCHES: [&str; 4] = ["x86_64", "arm64", "s390x", "ppc64le"];
+
+impl Arch {
+    pub fn by_name(name: &str) -> Option<Arch> {
+        let n = match name {
+            "amd64" => "x86_64",
+            "aarch64" => "arm64",
+            "ppc64el" => "ppc64le",
+            n => n,
+        };
+        ALL.iter().copied().find(|a| a.name == n)
+    }
+
+    /// The architecture klpt itself runs on.
+    pub fn host() -> Option<Arch> {
+        Arch::by_name(std::env::consts::ARCH)
+    }
+
+    /// `CROSS_COMPILE=` value: empty when building natively.
+    pub fn cross_compile(&self) -> &'static str {
+        if Arch::host() == Some(*self) { "" } else { self.cross }
+    }
+
+    pub fn qemu_package(&self) -> &'static str {
+        match self.name {
+            "x86_64" => "qemu-system-x86",
+            "arm64" => "qemu-system-arm",
+            "s390x" => "qemu-system-misc",
+            _ => "qemu-system-ppc",
+        }
+    }
+}

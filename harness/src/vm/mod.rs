@@ -1,0 +1,8 @@
+//! Guests: QEMU processes driven through an [`Arch`] profile, reached over SSH.
+
+pub mod arch;
+pub mod cleanup;
+pub mod qemu;
+pub mod ssh;
+
+pub use arch::{Arch, ARCHES};

@@ -1,0 +1,277 @@
+//! One QEMU guest, driven from a small tokio runtime: the process, its
+//! console (a file QEMU writes and a task tails), readiness and crash
+//! detection from the console text. QEMU's exit code is never trusted: a
+//! panicked guest exits 0.
+
+use super::arch::Arch;
+use super::cleanup;
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    Tcg,
+    Kvm,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub smp: u32,
+    pub mem_mb: u32,
+    pub accel: Accel,
+    /// Where the console is written (kept as an artifact).
+    pub console_log: PathBuf,
+    /// Kill the guest when klpt dies (off for guests kept for debugging).
+    pub die_with_parent: bool,
+    pub extra_cmdline: String,
+}
+
+/// Console lines that mean the kernel is dead or dying.
+pub const FATAL: &[&str] = &["Kernel panic", "Oops:", "BUG: ", "general protection fault", "Unable to handle kernel", "kernel BUG at", "double fault", "Internal error:"];
+
+#[derive(Default)]
+struct ConsoleState {
+    text: String,
+    ready: Option<(Instant, f64)>,
+    fatal: Option<usize>,
+    exited: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<ConsoleState>,
+    cond: Condvar,
+}
+
+pub struct Vm {
+    rt: tokio::runtime::Runtime,
+    pid: i32,
+    shared: Arc<Shared>,
+    pub ssh_port: u16,
+    pub started: Instant,
+    pub cfg: VmConfig,
+    detached: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Ready {
+    /// Host seconds from QEMU start to the readiness line.
+    pub host_secs: f64,
+    /// The guest's own uptime when it printed the readiness line.
+    pub guest_uptime: f64,
+}
+
+/// A free TCP port on 127.0.0.1 for the SSH forward.
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Vm(format!("no free port: {e}")))?;
+    Ok(l.local_addr().map_err(|e| Error::Vm(e.to_string()))?.port())
+}
+
+pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
+    let a = cfg.arch;
+    let mut args: Vec<String> = a.machine.iter().map(|s| s.to_string()).collect();
+    let accel = match cfg.accel {
+        Accel::Tcg => "tcg",
+        Accel::Kvm => "kvm",
+    };
+    if cfg.accel == Accel::Kvm {
+        // `-cpu max` under nested KVM trips MSR checks; the host model is what KVM runs anyway.
+        if let Some(i) = args.iter().position(|s| s == "-cpu") {
+            args[i + 1] = "host".into();
+        }
+    }
+    // Without ACPI a plain `-smp N` brings up one CPU: ask for sockets.
+    let smp = if cfg.smp > 1 { format!("{0},sockets={0},cores=1,threads=1", cfg.smp) } else { "1".into() };
+    let cmdline = format!("console={} panic=-1 {}", a.console, cfg.extra_cmdline).trim().to_string();
+    args.extend(
+        [
+            "-accel", accel, "-m", &cfg.mem_mb.to_string(), "-smp", &smp, "-nodefaults", "-no-reboot", "-display", "none",
+            "-chardev", &format!("file,id=con,path={}", cfg.console_log.display()),
+            "-serial", "chardev:con",
+            "-kernel", &cfg.kernel.display().to_string(),
+            "-initrd", &cfg.initrd.display().to_string(),
+            "-append", &cmdline,
+            "-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            "-device", &format!("virtio-net-{},netdev=n0", a.virtio),
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    if a.virtio == "ccw" {
+        // s390x has no serial port: the SCLP console takes the chardev.
+        let i = args.iter().position(|s| s == "-serial").expect("serial arg");
+        args.splice(i..i + 2, ["-device".to_string(), "sclpconsole,chardev=con".to_string()]);
+    }
+    if a.native_panic {
+        args.extend(["-action".into(), "panic=exit-failure".into()]);
+    }
+    args
+}
+
+impl Vm {
+    pub fn boot(cfg: VmConfig) -> Result<Vm> {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| Error::Vm(format!("tokio: {e}")))?;
+        let port = free_port()?;
+        std::fs::write(&cfg.console_log, b"").map_err(|e| Error::Vm(format!("{}: {e}", cfg.console_log.display())))?;
+        let qemu_log = cfg.console_log.with_extension("qemu.log");
+        let stderr = std::fs::File::create(&qemu_log).map_err(|e| Error::Vm(format!("{}: {e}", qemu_log.display())))?;
+        let mut cmd = tokio::process::Command::new(cfg.arch.qemu);
+        cmd.args(qemu_args(&cfg, port)).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr);
+        // Own process group: a terminal's Ctrl-C reaches klpt, which stops the guest itself.
+        cmd.process_group(0);
+        if cfg.die_with_parent {
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
+        let mut child = {
+            let _g = rt.enter();
+            cmd.spawn().map_err(|e| Error::Vm(format!("cannot start {}: {e}", cfg.arch.qemu)))?
+        };
+        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        cleanup::track_pid(pid);
+        let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::default()), cond: Condvar::new() });
+        let started = Instant::now();
+
+        let s = shared.clone();
+        rt.spawn(async move {
+            let status = child.wait().await;
+            let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.exited = Some(match status {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            });
+            s.cond.notify_all();
+        });
+        let s = shared.clone();
+        let log = cfg.console_log.clone();
+        rt.spawn(async move { tail_console(&log, s, started).await });
+        Ok(Vm { rt, pid, shared, ssh_port: port, started, cfg, detached: false })
+    }
+
+    /// Waits for the guest's readiness line; fails on a crash, an early exit or the deadline.
+    pub fn wait_ready(&self, timeout: Duration) -> Result<Ready> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some((at, up)) = st.ready {
+                return Ok(Ready { host_secs: (at - self.started).as_secs_f64(), guest_uptime: up });
+            }
+            if let Some(i) = st.fatal {
+                return Err(Error::Vm(format!("kernel crashed while booting:\n{}", excerpt(&st.text, i))));
+            }
+            if let Some(e) = &st.exited {
+                return Err(Error::Vm(format!("QEMU exited during boot ({e}); console tail:\n{}{}", tail(&st.text, 20), self.qemu_stderr())));
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::Vm(format!("guest not ready after {}s; console tail:\n{}", timeout.as_secs(), tail(&st.text, 20))));
+            }
+            st = self.shared.cond.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    fn qemu_stderr(&self) -> String {
+        let t = std::fs::read_to_string(self.cfg.console_log.with_extension("qemu.log")).unwrap_or_default();
+        if t.trim().is_empty() { String::new() } else { format!("\nQEMU said:\n{}", t.trim()) }
+    }
+
+    /// A crash seen on the console since boot, with the lines around it.
+    pub fn fatal(&self) -> Option<String> {
+        let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.fatal.map(|i| excerpt(&st.text, i))
+    }
+
+    pub fn exited(&self) -> Option<String> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).exited.clone()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Leaves the guest running after klpt exits (for `--keep-failed`).
+    pub fn detach(mut self) {
+        cleanup::untrack_pid(self.pid);
+        self.detached = true;
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if !self.detached && self.exited().is_none() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.exited().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        cleanup::untrack_pid(self.pid);
+        // The runtime's drop cancels the console and wait tasks.
+        let _ = &self.rt;
+    }
+}
+
+async fn tail_console(path: &Path, s: Arc<Shared>, started: Instant) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut f) = tokio::fs::File::open(path).await else { return };
+    let mut buf = vec![0u8; 65536];
+    let ready_re = regex::Regex::new(r"KLPT-READY uptime=([0-9.]+)").expect("static regex");
+    loop {
+        let n = f.read(&mut buf).await.unwrap_or(0);
+        if n == 0 {
+            if s.state.lock().unwrap_or_else(|e| e.into_inner()).exited.is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let chunk = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
+        let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+        let from = st.text.floor_char_boundary(st.text.len().saturating_sub(200));
+        st.text.push_str(&chunk);
+        if st.ready.is_none() {
+            if let Some(c) = ready_re.captures(&st.text[from..]) {
+                st.ready = Some((Instant::now(), c[1].parse().unwrap_or(0.0)));
+                let _ = started;
+            }
+        }
+        if st.fatal.is_none() {
+            st.fatal = FATAL.iter().filter_map(|p| st.text[from..].find(p).map(|i| i + from)).min();
+        }
+        s.cond.notify_all();
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// The console lines around byte offset `at`.
+pub fn excerpt(text: &str, at: usize) -> String {
+    let start_line = text[..at.min(text.len())].lines().count().saturating_sub(3);
+    text.lines().skip(start_line).take(30).collect::<Vec<_>>().join("\n")
+}
+
+/// Whether KVM works here: a short real boot, not just `/dev/kvm` existing
+/// (nested KVM guests hang on some hosts).
+pub fn kvm_works(cfg: &VmConfig) -> bool {
+    if Arch::host() != Some(cfg.arch) || !Path::new("/dev/kvm").exists() {
+        return false;
+    }
+    let probe = VmConfig { accel: Accel::Kvm, smp: 1, ..cfg.clone() };
+    match Vm::boot(probe) {
+        Ok(vm) => vm.wait_ready(Duration::from_secs(8)).is_ok(),
+        Err(_) => false,
+    }
+}

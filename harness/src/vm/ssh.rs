@@ -1,0 +1,104 @@
+//! SSH into the guest (ssh2/libssh2 against the guest's dropbear). Emulated
+//! guests flake at the banner exchange, so connecting retries with backoff.
+
+use crate::error::{run, Error, Result};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// klpt's client key (generated once into the cache) and its public line.
+pub fn client_key() -> Result<(PathBuf, String)> {
+    let dir = crate::cache::dir("ssh");
+    let key = dir.join("id_ed25519");
+    if !key.exists() {
+        let tmp = dir.join(format!(".id_ed25519.{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        run(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "klpt", "-f"]).arg(&tmp))?;
+        std::fs::rename(tmp.with_extension("pub"), key.with_extension("pub")).map_err(|e| Error::Ssh(e.to_string()))?;
+        std::fs::rename(&tmp, &key).map_err(|e| Error::Ssh(e.to_string()))?;
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| Error::Ssh(format!("read public key: {e}")))?;
+    Ok((key, public))
+}
+
+/// The command line a user types to reach a guest from another terminal.
+pub fn ssh_command(port: u16) -> String {
+    let key = client_key().map(|(k, _)| k.display().to_string()).unwrap_or_default();
+    format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
+}
+
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub struct Guest {
+    sess: ssh2::Session,
+    pub port: u16,
+}
+
+impl Guest {
+    /// Connects and authenticates, retrying with backoff until `timeout`.
+    pub fn connect(port: u16, timeout: Duration) -> Result<Guest> {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_millis(100);
+        let mut last = String::new();
+        while Instant::now() < deadline {
+            match Self::try_connect(port) {
+                Ok(g) => return Ok(g),
+                Err(e) => last = e,
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+        Err(Error::Ssh(format!("cannot log in to the guest on 127.0.0.1:{port} within {}s: {last}", timeout.as_secs())))
+    }
+
+    fn try_connect(port: u16) -> std::result::Result<Guest, String> {
+        let tcp = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let mut sess = ssh2::Session::new().map_err(|e| e.to_string())?;
+        sess.set_tcp_stream(tcp);
+        sess.set_timeout(15_000);
+        sess.handshake().map_err(|e| format!("handshake: {e}"))?;
+        let (key, _) = client_key().map_err(|e| e.to_string())?;
+        if sess.userauth_pubkey_file("root", None, &key, None).is_err() {
+            // The image also allows root's empty password (guest is reachable only from 127.0.0.1).
+            sess.userauth_password("root", "").map_err(|e| format!("authentication: {e}"))?;
+        }
+        Ok(Guest { sess, port })
+    }
+
+    /// Runs a shell command in the guest.
+    pub fn exec(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.exec_with_input(cmd, None, timeout)
+    }
+
+    pub fn exec_with_input(&self, cmd: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output> {
+        self.sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
+        let err = |e: ssh2::Error| Error::Ssh(format!("`{}`: {e}", cmd.lines().next().unwrap_or("")));
+        let mut ch = self.sess.channel_session().map_err(err)?;
+        ch.exec(cmd).map_err(err)?;
+        if let Some(data) = input {
+            ch.write_all(data).map_err(|e| Error::Ssh(format!("send input: {e}")))?;
+        }
+        ch.send_eof().map_err(err)?;
+        let mut stdout = String::new();
+        let mut stderr = String::new();
+        ch.read_to_string(&mut stdout).map_err(|e| Error::Ssh(format!("`{}`: {e}", cmd.lines().next().unwrap_or(""))))?;
+        ch.stderr().read_to_string(&mut stderr).map_err(|e| Error::Ssh(format!("stderr: {e}")))?;
+        ch.wait_close().map_err(err)?;
+        let status = ch.exit_status().map_err(err)?;
+        Ok(Output { status, stdout, stderr })
+    }
+
+    /// Copies a file into the guest.
+    pub fn put(&self, data: &[u8], path: &str) -> Result<()> {
+        let out = self.exec_with_input(&format!("cat > '{path}'"), Some(data), Duration::from_secs(60))?;
+        if out.status != 0 {
+            return Err(Error::Ssh(format!("copy to {path}: {}", out.stderr.trim())));
+        }
+        Ok(())
+    }
+}
