@@ -164,20 +164,22 @@ impl Apt {
     /// Downloads packages (cached) and returns their .deb paths, in order.
     pub fn download(&self, pkgs: &[String]) -> Result<Vec<PathBuf>> {
         let debs = self.root.join("debs");
+        // One apt-cache call for all: stanzas come back in argument order.
+        let show = run(self.cmd("apt-cache").args(["show", "--no-all-versions"]).args(pkgs))?;
         let mut out = Vec::new();
         let mut missing = Vec::new();
-        for p in pkgs {
-            let show = run(self.cmd("apt-cache").args(["show", "--no-all-versions", p]))?;
-            let file = show
-                .lines()
-                .find_map(|l| l.strip_prefix("Filename: "))
-                .and_then(|f| Path::new(f.trim()).file_name().map(|n| n.to_owned()))
-                .ok_or_else(|| Error::Other(format!("apt-cache show {p}: no Filename ({} {})", self.suite, self.arch)))?;
-            let path = debs.join(file);
+        for stanza in show.split("\n\n").filter(|s| s.contains("Package: ")) {
+            let field = |n: &str| stanza.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap_or_default();
+            let (name, version, arch) = (field("Package: "), field("Version: "), field("Architecture: "));
+            // apt-get download names files name_version_arch.deb, with the epoch's `:` escaped.
+            let path = debs.join(format!("{name}_{}_{arch}.deb", version.replace(':', "%3a")));
             if !path.exists() {
-                missing.push(p.clone());
+                missing.push(name.clone());
             }
             out.push(path);
+        }
+        if out.len() != pkgs.len() {
+            return Err(Error::Other(format!("apt-cache show found {} of {} packages ({}) in {} {}", out.len(), pkgs.len(), pkgs.join(" "), self.suite, self.arch)));
         }
         if !missing.is_empty() {
             let what = format!("apt: downloading {} ({})", missing.join(" "), self.arch);

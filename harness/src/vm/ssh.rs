@@ -15,7 +15,7 @@ pub fn client_key() -> Result<(PathBuf, String)> {
         let tmp = dir.join(format!(".id_ed25519.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         run(std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "klpt", "-f"]).arg(&tmp))?;
-        std::fs::rename(tmp.with_extension("pub"), key.with_extension("pub")).map_err(|e| Error::Ssh(e.to_string()))?;
+        std::fs::rename(format!("{}.pub", tmp.display()), key.with_extension("pub")).map_err(|e| Error::Ssh(e.to_string()))?;
         std::fs::rename(&tmp, &key).map_err(|e| Error::Ssh(e.to_string()))?;
     }
     let public = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| Error::Ssh(format!("read public key: {e}")))?;
