@@ -87,6 +87,11 @@ impl MarkedEventReceiver for Builder {
         match ev {
             Event::Scalar(value, style, ..) => match self.next_path() {
                 Some(path) => {
+                    // Values of keys keep the key's position (errors name the key).
+                    if self.map.contains_key(&path) && !path.ends_with(']') {
+                        continue_value(&mut self.block_body, &path, &style, pos);
+                        return;
+                    }
                     if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
                         // The scanner marks a block scalar where its text begins.
                         self.block_body.insert(path.clone(), pos.line);
@@ -97,14 +102,18 @@ impl MarkedEventReceiver for Builder {
                     // A key: remember it, and record where the key itself is.
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
                         let full = if path.is_empty() { value.clone() } else { format!("{path}.{value}") };
-                        self.map.entry(full).or_insert(pos);
+                        // A block mapping is where its first key is.
+                        self.map.entry(path.clone()).or_insert(pos);
+                        self.map.insert(full, pos);
                         *key = Some(value);
                     }
                 }
             },
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let path = self.next_path().unwrap_or_default();
-                self.map.entry(path.clone()).or_insert(pos);
+                if matches!(ev, Event::SequenceStart(..)) {
+                    self.map.entry(path.clone()).or_insert(pos);
+                }
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
                     Frame::Map { path, key: None }
                 } else {
@@ -122,6 +131,12 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
+fn continue_value(block_body: &mut HashMap<String, usize>, path: &str, style: &TScalarStyle, pos: Pos) {
+    if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
+        block_body.insert(path.to_string(), pos.line);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,7 +147,8 @@ mod tests {
         let p = Positions::of(src);
         assert_eq!(p.get("a").line, 1);
         assert_eq!(p.get("steps[0].load").line, 3);
-        assert_eq!(p.get("steps[1].unload.module"), Pos { line: 5, col: 15 });
+        assert_eq!(p.get("steps[1].unload.module"), Pos { line: 5, col: 7 });
+        assert_eq!(p.get("steps[0]"), Pos { line: 3, col: 5 });
         assert_eq!(p.get("steps[1].unload.nothing").line, 4);
         assert_eq!(p.text_line("body"), 7);
     }
