@@ -16,6 +16,7 @@ pub fn needed(arches: &[Arch]) -> Vec<(String, String)> {
         ("dpkg-deb", "dpkg"),
         ("apt-get", "apt"),
         ("readelf", "binutils"),
+        ("xz", "xz-utils"),
         ("make", "make"),
         ("gcc-12", "gcc-12"),
         ("ssh-keygen", "openssh-client"),

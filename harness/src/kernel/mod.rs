@@ -5,6 +5,7 @@
 pub mod caps;
 pub mod debian;
 pub mod dir;
+pub mod pvh;
 
 use crate::vm::Arch;
 use std::path::PathBuf;
