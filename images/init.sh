@@ -26,6 +26,7 @@ fi
 
 [ -f /etc/klpt-modules ] && while read -r m; do insmod "/lib/modules/$m.ko"; done < /etc/klpt-modules
 
+[ -e /sys/class/net/eth0 ] || echo "klpt-init: no eth0: the kernel has no virtio-net driver (build it in, or install its modules under lib/modules)"
 ip link set lo up
 ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0

@@ -93,7 +93,7 @@ pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Boote
     vm.wait_ready(opts.boot_timeout)?;
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| match vm.fatal() {
         Some(f) => Error::Vm(format!("{e}\nkernel crashed:\n{f}")),
-        None => e,
+        None => Error::Vm(format!("{e}\nconsole tail:\n{}", vm.console_tail(12))),
     })?;
     let ssh_ready = vm.started.elapsed().as_secs_f64();
     Ok(Booted { vm, guest, ssh_ready })

@@ -27,7 +27,16 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     let release = std::fs::read_to_string(build.join("include/config/kernel.release")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
     let system_map = Some(build.join("System.map")).filter(|p| p.exists());
     // `make O=` trees link to their source; Debian-style trees carry headers.
-    let source_dirs: Vec<PathBuf> = [build.join("source"), build.clone()].into_iter().filter(|p| p.join("include/linux/livepatch.h").exists()).collect();
+    // Debian-style header trees include the common headers from their Makefile.
+    let included = std::fs::read_to_string(build.join("Makefile"))
+        .ok()
+        .and_then(|m| m.lines().find_map(|l| l.strip_prefix("include ").map(|p| PathBuf::from(p.trim()))))
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let source_dirs: Vec<PathBuf> = [Some(build.join("source")), Some(build.clone()), included]
+        .into_iter()
+        .flatten()
+        .filter(|p| p.join("include/linux/livepatch.h").exists())
+        .collect();
     let build_hash = crate::cache::Hasher::new()
         .part("release", &release)
         .file("config", &config)
@@ -35,6 +44,7 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
         .map(|h| h.hex())
         .map_err(|e| fail(format!("cannot hash build tree: {e}")))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let modules_dir = Some(dir.join(format!("lib/modules/{release}"))).filter(|p| p.exists());
+    // Installed modules (`make modules_install INSTALL_MOD_PATH=DIR`), if any.
+    let modules_dir = std::fs::read_dir(dir.join("lib/modules")).ok().and_then(|rd| rd.flatten().map(|e| e.path()).find(|p| p.join("kernel").is_dir()));
     Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash })
 }

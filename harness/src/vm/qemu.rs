@@ -190,6 +190,10 @@ impl Vm {
         st.fatal.map(|i| excerpt(&st.text, i))
     }
 
+    pub fn console_tail(&self, n: usize) -> String {
+        tail(&self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).text, n)
+    }
+
     pub fn exited(&self) -> Option<String> {
         self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).exited.clone()
     }
