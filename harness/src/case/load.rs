@@ -229,7 +229,7 @@ impl Validator<'_> {
             let kp = format!("{p}.{kind}");
             if let Some(action) = self.action(d, &kp, &kind, val) {
                 let line = self.pos.get(&p).line;
-                out.push(Step { index: i, line, label: label.unwrap_or_else(|| format!("{kind} (line {line})")), when, action });
+                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, action });
             }
         }
         out
