@@ -119,17 +119,22 @@ impl Validator<'_> {
         }
     }
 
+    /// Checks a module's name (a unique C identifier) and that it has functions.
+    fn module(&mut self, p: &str, names: &mut BTreeSet<String>, name: &str, functions: usize) {
+        self.ident(&format!("{p}.name"), "module name", name);
+        if !names.insert(name.to_string()) {
+            self.err(&format!("{p}.name"), format!("module `{name}` is defined twice"), None);
+        }
+        if functions == 0 {
+            self.err(p, format!("module `{name}` has no functions"), Some("list them under `functions:`".into()));
+        }
+    }
+
     fn check_doc(&mut self, d: &CaseDoc) {
         let mut names = BTreeSet::new();
         for (i, t) in d.targets.iter().enumerate() {
             let p = format!("targets[{i}]");
-            self.ident(&format!("{p}.name"), "module name", &t.name);
-            if !names.insert(t.name.clone()) {
-                self.err(&format!("{p}.name"), format!("module `{}` is defined twice", t.name), None);
-            }
-            if t.functions.is_empty() {
-                self.err(&p, format!("target `{}` has no functions", t.name), Some("list at least one function under `functions:`".into()));
-            }
+            self.module(&p, &mut names, &t.name, t.functions.len());
             for (j, f) in t.functions.iter().enumerate() {
                 self.ident(&format!("{p}.functions[{j}].name"), "function name", &f.name);
                 if f.park && f.prints.is_some() {
@@ -140,13 +145,7 @@ impl Validator<'_> {
         }
         for (i, l) in d.livepatches.iter().enumerate() {
             let p = format!("livepatches[{i}]");
-            self.ident(&format!("{p}.name"), "module name", &l.name);
-            if !names.insert(l.name.clone()) {
-                self.err(&format!("{p}.name"), format!("module `{}` is defined twice", l.name), None);
-            }
-            if l.functions.is_empty() {
-                self.err(&p, format!("livepatch `{}` patches no function", l.name), Some("list the functions under `functions:`".into()));
-            }
+            self.module(&p, &mut names, &l.name, l.functions.len());
             for (j, f) in l.functions.iter().enumerate() {
                 let fp = format!("{p}.functions[{j}]");
                 self.ident(&format!("{fp}.name"), "function name", &f.name);
