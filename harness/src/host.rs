@@ -34,9 +34,26 @@ pub fn needed(arches: &[Arch]) -> Vec<(String, String)> {
     v
 }
 
+/// What building a kernel from source needs on top of [`needed`].
+pub fn ensure_kernel_build(arch: Arch) -> Result<()> {
+    let mut v = needed(&[arch]);
+    for (t, p) in [("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("git", "git"), ("ccache", "ccache"), ("perl", "perl"), ("tar", "tar")] {
+        v.push((t.into(), p.into()));
+    }
+    // Headers without a tool to look for.
+    for (h, p) in [("/usr/include/libelf.h", "libelf-dev"), ("/usr/include/openssl/ssl.h", "libssl-dev")] {
+        v.push((h.into(), p.into()));
+    }
+    install_missing(v)
+}
+
 /// Makes sure the tools exist, installing missing packages when root.
 pub fn ensure(arches: &[Arch]) -> Result<()> {
-    let missing: Vec<(String, String)> = needed(arches).into_iter().filter(|(t, _)| !on_path(t)).collect();
+    install_missing(needed(arches))
+}
+
+fn install_missing(needed: Vec<(String, String)>) -> Result<()> {
+    let missing: Vec<(String, String)> = needed.into_iter().filter(|(t, _)| if t.starts_with('/') { !std::path::Path::new(t).exists() } else { !on_path(t) }).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -69,6 +69,11 @@ enum Cmd {
         #[command(flatten)]
         k: KernelArgs,
     },
+    /// Build kernels from source.
+    Kernel {
+        #[command(subcommand)]
+        cmd: KernelCmd,
+    },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
         /// Cases to time (default: cases/stock).
@@ -78,6 +83,22 @@ enum Cmd {
         /// Bare boots to average.
         #[arg(long, default_value = "3")]
         boots: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum KernelCmd {
+    /// Build a minimal livepatch kernel (tinyconfig + kernel-configs/) out of tree, cached.
+    Build {
+        /// Kernel source tree (never modified); default: Debian's linux-source.
+        #[arg(long)]
+        src: Option<PathBuf>,
+        /// Architecture(s), or `all`.
+        #[arg(long = "arch", default_value = "x86_64")]
+        arches: Vec<String>,
+        /// An mbox or a directory of patches to apply to a copy of the source (repeatable, in order).
+        #[arg(long)]
+        series: Vec<PathBuf>,
     },
 }
 
@@ -146,6 +167,13 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, t } => run(words, k, ktap, junit, artifacts, keep_failed, t),
         Cmd::Check { paths } => check(paths),
+        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series } } => arches(&a).and_then(|a| {
+            for arch in a {
+                let dir = klpt::kernel::build::build(&klpt::kernel::build::Spec { src: src.clone(), arch, series: series.clone() }).map_err(|e| e.to_string())?;
+                println!("{}: {}", arch.name, dir.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
         Cmd::Gen { case, k } => gen(case, k),
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernel.as_deref(), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Bench { paths, k, boots } => {

@@ -2,6 +2,7 @@
 //! modules are compiled against, and what the kernel can do (probed from its
 //! config, symbol table and headers, never from its version number).
 
+pub mod build;
 pub mod caps;
 pub mod debian;
 pub mod dir;
@@ -31,10 +32,28 @@ pub struct Kernel {
     pub build_hash: String,
 }
 
-/// What `--kernel` names: nothing (Debian's current kernel) or a directory.
+/// What `--kernel` names: nothing or `debian` (Debian's current kernel),
+/// `source` (built from Debian's kernel source), `source:SERIES[,SERIES]`
+/// (the same with patch series applied), or a kernel build directory.
 pub fn resolve(spec: Option<&str>, arch: Arch) -> crate::error::Result<Kernel> {
     match spec {
         None | Some("debian") => debian::current(arch),
+        Some(s) if s == "source" || s.starts_with("source:") => {
+            let series = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
+            let dir = build::build(&build::Spec { src: None, arch, series })?;
+            let mut k = dir::open(&dir, arch)?;
+            k.id = source_id(s, &k.release);
+            Ok(k)
+        }
         Some(path) => dir::open(std::path::Path::new(path), arch),
     }
+}
+
+/// `src-7.2.13` or `src-7.2.13+v2-replace-set`: short, stable trial names.
+fn source_id(spec: &str, release: &str) -> String {
+    let series: Vec<String> = spec
+        .strip_prefix("source:")
+        .map(|l| l.split(',').map(|p| std::path::Path::new(p).file_name().map(|n| n.to_string_lossy().trim_end_matches(".mbox").to_string()).unwrap_or_default()).collect())
+        .unwrap_or_default();
+    if series.is_empty() { format!("src-{release}") } else { format!("src-{release}+{}", series.join("+")) }
 }

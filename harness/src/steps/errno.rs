@@ -54,9 +54,12 @@ pub fn same(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
+/// Busybox's own wording for some errors (ash's redirections).
+const BUSYBOX: &[(&str, &str)] = &[("nonexistent directory", "ENOENT")];
+
 /// The errno whose message appears in a tool's error output, if any.
 pub fn from_message(text: &str) -> Option<&'static str> {
-    TABLE.iter().find(|(_, _, msg)| text.contains(msg)).map(|(n, ..)| *n)
+    TABLE.iter().find(|(_, _, msg)| text.contains(msg)).map(|(n, ..)| *n).or_else(|| BUSYBOX.iter().find(|(m, _)| text.contains(m)).map(|(_, n)| *n))
 }
 
 #[cfg(test)]
@@ -68,6 +71,7 @@ mod tests {
         assert_eq!(from_message("insmod: can't insert 'x.ko': Invalid argument"), Some("EINVAL"));
         assert_eq!(from_message("sh: write error: Device or resource busy"), Some("EBUSY"));
         assert_eq!(from_message("rmmod: can't unload module 'x': Resource temporarily unavailable"), Some("EAGAIN"));
+        assert_eq!(from_message("sh: can't create /sys/x: nonexistent directory"), Some("ENOENT"));
         assert_eq!(from_message("all fine"), None);
         assert!(same("EWOULDBLOCK", "EAGAIN"));
         assert!(is_known("EWOULDBLOCK") && !is_known("EFOO"));
