@@ -21,9 +21,11 @@ struct KernelArgs {
     /// Architecture(s): x86_64, arm64, s390x, ppc64le or `all` (repeatable).
     #[arg(long = "arch", default_value = "x86_64")]
     arches: Vec<String>,
-    /// `debian` (Debian's current kernel, the default) or a kernel build directory.
-    #[arg(long)]
-    kernel: Option<String>,
+    /// Kernel(s) under test (repeatable): `debian` (Debian's current kernel, the
+    /// default), `source` (built from Debian's kernel source), `source:SERIES`
+    /// (with a patch series applied), or a kernel build directory.
+    #[arg(long = "kernel")]
+    kernels: Vec<String>,
     /// Accelerator.
     #[arg(long, value_enum, default_value = "auto")]
     accel: AccelChoice,
@@ -73,6 +75,24 @@ enum Cmd {
     Kernel {
         #[command(subcommand)]
         cmd: KernelCmd,
+    },
+    /// Run cases on several kernels and print a case × kernel table (also as JSON).
+    Matrix {
+        /// Case files or directories (default: cases/stock and cases/hybrid).
+        paths: Vec<PathBuf>,
+        /// Architectures (default x86_64), or `all`.
+        #[arg(long = "arch", default_value = "x86_64")]
+        arches: Vec<String>,
+        /// Kernels (default: stock source, and source with each reference series).
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Where to write the JSON table.
+        #[arg(long, default_value = "klpt-matrix.json")]
+        json: PathBuf,
+        #[arg(long, default_value = "klpt-artifacts")]
+        artifacts: PathBuf,
+        #[arg(long)]
+        test_threads: Option<usize>,
     },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
@@ -175,12 +195,13 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Gen { case, k } => gen(case, k),
-        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernel.as_deref(), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
+        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
+        Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
         Cmd::Bench { paths, k, boots } => {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
-                klpt::bench::bench(&cases, &a, k.kernel.as_deref(), k.accel, boots).map_err(|e| e.to_string())
+                klpt::bench::bench(&cases, &a, k.kernels.first().map(String::as_str), k.accel, boots).map_err(|e| e.to_string())
             })
         }
     };
@@ -192,6 +213,42 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> Result<Vec<Arc<Target>>, String> {
+    let mut targets = Vec::new();
+    for a in arches {
+        for k in kernels {
+            targets.push(Arc::new(Target::prepare(*a, k.as_deref(), accel).map_err(|e| format!("{} ({}): {e}", a.name, k.as_deref().unwrap_or("debian")))?));
+        }
+    }
+    Ok(targets)
+}
+
+fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathBuf, artifacts: PathBuf, test_threads: Option<usize>) -> Result<ExitCode, String> {
+    let root = klpt::project_root();
+    let paths = if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
+    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
+    let kernels: Vec<Option<String>> = if kernels.is_empty() {
+        let series = root.join("cases/hybrid/series");
+        vec![Some("source".into()), Some(format!("source:{}", series.join("v1-replaceable").display())), Some(format!("source:{}", series.join("v2-replace-set").display()))]
+    } else {
+        kernels.into_iter().map(Some).collect()
+    };
+    let targets = prepare(&arches(&a)?, &kernels, AccelChoice::Auto)?;
+    std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+    let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
+    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
+    let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
+    args.test_threads = test_threads;
+    args.quiet = true;
+    let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
+    let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
+    let table = klpt::report::matrix::Matrix::from_outcomes(&all);
+    print!("{}", table.text());
+    std::fs::write(&json, table.json()).map_err(|e| format!("{}: {e}", json.display()))?;
+    eprintln!("matrix written to {}", json.display());
+    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
@@ -211,7 +268,7 @@ fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
 fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     let c = case::load(&path).map_err(|e| e.to_string())?;
     let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
-    let kernel = klpt::kernel::resolve(k.kernel.as_deref(), arch).map_err(|e| e.to_string())?;
+    let kernel = klpt::kernel::resolve(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())?;
     let caps = klpt::kernel::caps::Caps::probe(&kernel);
     for s in klpt::modules::build::sources(&c, &caps.klp_fields) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
@@ -236,17 +293,8 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     args.test_threads = t.test_threads;
     args.quiet = t.quiet;
     args.nocapture = t.nocapture;
-    let mut targets = Vec::new();
-    if !t.list {
-        for a in &arches {
-            targets.push(Arc::new(Target::prepare(*a, k.kernel.as_deref(), k.accel).map_err(|e| format!("{}: {e}", a.name))?));
-        }
-    } else {
-        // Listing needs names only: the kernel id of a cached or given kernel.
-        for a in &arches {
-            targets.push(Arc::new(Target::prepare(*a, k.kernel.as_deref(), AccelChoice::Tcg).map_err(|e| format!("{}: {e}", a.name))?));
-        }
-    }
+    let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
+    let targets = prepare(&arches, &kernels, if t.list { AccelChoice::Tcg } else { k.accel })?;
     std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));

@@ -20,6 +20,9 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
         .chain([dir.join("image")])
         .find(|p| p.is_file())
         .ok_or_else(|| fail(format!("no kernel image (looked for {} and `image`)", arch.images.join(", "))))?;
+    // An x86 vmlinux with a PVH note boots without decompression.
+    let pvh = build.join("vmlinux");
+    let image = if arch.name == "x86_64" && pvh.exists() && super::pvh::is_pvh(&pvh) { pvh } else { image };
     let config = build.join(".config");
     if !config.exists() {
         return Err(fail("no .config in the build tree".into()));

@@ -17,6 +17,11 @@ pub fn vmlinux_for(bzimage: &Path) -> Option<PathBuf> {
     extract(bzimage, &out).ok().filter(|_| out.exists()).map(|_| out)
 }
 
+/// Whether an ELF kernel has the PVH entry note.
+pub fn is_pvh(vmlinux: &Path) -> bool {
+    run(Command::new("readelf").arg("-n").arg(vmlinux)).is_ok_and(|n| n.contains("0x00000012"))
+}
+
 fn extract(bzimage: &Path, out: &Path) -> Result<()> {
     let data = std::fs::read(bzimage).map_err(|e| crate::error::Error::Other(e.to_string()))?;
     let magic = b"\xfd7zXZ\x00";

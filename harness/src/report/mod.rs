@@ -1,6 +1,8 @@
 //! Reports: each trial's outcome, written as KTAP (the kernel selftest
 //! format) and JUnit XML after the run.
 
+pub mod matrix;
+
 use std::fmt::Write;
 
 #[derive(Debug, Clone)]
