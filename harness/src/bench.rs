@@ -44,7 +44,7 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
-pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: AccelChoice, boots: u32) -> Result<ExitCode> {
+pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: AccelChoice, boots: u32, kernel_builds: bool) -> Result<ExitCode> {
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
     let mut failed = false;
     for &arch in arches {
@@ -59,10 +59,16 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: Accel
             ready.push(b.ssh_ready);
         }
         println!("\n== {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
+        if kernel_builds {
+            let (cold, rebuild) = crate::kernel::build::bench_builds(arch)?;
+            println!("cold kernel build (no ccache)      {cold:6.1}s");
+            println!("rebuild after a core.c change      {rebuild:6.1}s  ratio {:.3}x", rebuild / cold);
+        }
         println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), bare.len());
         println!("klpt boot to SSH-ready guest       {:6.2}s  ratio {:.2}x", mean(&ready), mean(&ready) / mean(&bare));
         println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
         let (mut wall, mut guest) = (0.0, 0.0);
+        let suite = Instant::now();
         for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
             let o = runner::run_case(&t, c, &opts);
             let g = o.guest_secs.unwrap_or(f64::NAN);
@@ -74,6 +80,7 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: Accel
             }
         }
         println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
+        println!("suite wall time (one guest at a time) {:6.1}s", suite.elapsed().as_secs_f64());
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

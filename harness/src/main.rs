@@ -103,6 +103,9 @@ enum Cmd {
         /// Bare boots to average.
         #[arg(long, default_value = "3")]
         boots: u32,
+        /// Also time a cold kernel build from source and a one-file rebuild.
+        #[arg(long)]
+        kernel_builds: bool,
     },
 }
 
@@ -197,11 +200,11 @@ fn main() -> ExitCode {
         Cmd::Gen { case, k } => gen(case, k),
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
-        Cmd::Bench { paths, k, boots } => {
+        Cmd::Bench { paths, k, boots, kernel_builds } => {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
-                klpt::bench::bench(&cases, &a, k.kernels.first().map(String::as_str), k.accel, boots).map_err(|e| e.to_string())
+                klpt::bench::bench(&cases, &a, k.kernels.first().map(String::as_str), k.accel, boots, kernel_builds).map_err(|e| e.to_string())
             })
         }
     };

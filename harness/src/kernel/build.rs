@@ -268,3 +268,30 @@ fn compile(tree: &Path, build: &Path, arch: Arch) -> Result<()> {
     emit(Event::Done { what: &what, secs: t0.elapsed().as_secs_f64() });
     Ok(())
 }
+
+/// For `klpt bench`: a cold build (ccache off) of Debian's source for `arch`
+/// in a scratch copy, then the rebuild after a change to one livepatch
+/// source file. Returns (cold seconds, rebuild seconds).
+pub fn bench_builds(arch: Arch) -> Result<(f64, f64)> {
+    crate::host::ensure_kernel_build(arch)?;
+    let (base, _) = debian_source()?;
+    let scratch = TempDir::new_in(&crate::cache::root().join("bench"), "build-").ctx(|| "create bench dir".into())?;
+    let tree = scratch.path().join("src");
+    std::fs::create_dir_all(&tree).ctx(|| "create bench tree".into())?;
+    run(Command::new("sh").arg("-c").arg(format!("tar -C '{}' --exclude='./build-*' -cf - . | tar -C '{}' -xf -", base.display(), tree.display())))?;
+    let build = tree.join(format!("build-{}", arch.name));
+    std::fs::create_dir_all(&build).ctx(|| "create bench build dir".into())?;
+    // SAFETY (edition 2021): single-threaded at this point of the benchmark.
+    std::env::set_var("CCACHE_DISABLE", "1");
+    let t0 = Instant::now();
+    let cold = configure(&tree, &build, arch, &fragments(arch)).and_then(|_| compile(&tree, &build, arch)).map(|_| t0.elapsed().as_secs_f64());
+    std::env::remove_var("CCACHE_DISABLE");
+    let cold = cold?;
+    let core = tree.join("kernel/livepatch/core.c");
+    let mut text = std::fs::read_to_string(&core).ctx(|| "read core.c".into())?;
+    text.push_str("\n/* klpt bench: one-file change */\n");
+    std::fs::write(&core, text).ctx(|| "write core.c".into())?;
+    let t1 = Instant::now();
+    compile(&tree, &build, arch)?;
+    Ok((cold, t1.elapsed().as_secs_f64()))
+}
