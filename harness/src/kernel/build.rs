@@ -71,6 +71,8 @@ fn kernel_version(makefile: &str) -> String {
 fn patch_files(series: &[PathBuf], work: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for (i, s) in series.iter().enumerate() {
+        // git apply runs inside the copy: paths must not be relative.
+        let s = &std::fs::canonicalize(s).unwrap_or_else(|_| s.clone());
         if s.is_dir() {
             let mut v: Vec<PathBuf> = std::fs::read_dir(s)
                 .ctx(|| format!("read series {}", s.display()))?
