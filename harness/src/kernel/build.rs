@@ -297,3 +297,37 @@ pub fn bench_builds(arch: Arch) -> Result<(f64, f64)> {
     compile(&tree, &build, arch)?;
     Ok((cold, t1.elapsed().as_secs_f64()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series_dir() -> PathBuf {
+        crate::project_root().join("cases/hybrid/series/v2-replace-set")
+    }
+
+    #[test]
+    fn series_directory_skips_the_cover_letter() {
+        let work = tempfile::tempdir().unwrap();
+        let p = patch_files(&[series_dir()], work.path()).unwrap();
+        assert_eq!(p.len(), 4);
+        assert!(p[0].to_string_lossy().contains("0001-"));
+    }
+
+    #[test]
+    fn mbox_is_split_into_its_patches() {
+        let work = tempfile::tempdir().unwrap();
+        let dir = patch_files(&[series_dir()], work.path()).unwrap();
+        let mbox = work.path().join("series.mbox");
+        let text: String = std::iter::once(series_dir().join("0000-cover-letter.patch")).chain(dir.iter().cloned()).map(|p| std::fs::read_to_string(p).unwrap()).collect();
+        std::fs::write(&mbox, text).unwrap();
+        let from_mbox = patch_files(&[mbox], work.path()).unwrap();
+        // The cover letter has no diff and is dropped.
+        assert_eq!(from_mbox.len(), 4);
+    }
+
+    #[test]
+    fn version_from_makefile() {
+        assert_eq!(kernel_version("VERSION = 7\nPATCHLEVEL = 2\nSUBLEVEL = 13\n"), "7.2.13");
+    }
+}
