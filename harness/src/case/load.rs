@@ -538,16 +538,14 @@ impl Validator<'_> {
             }
             let p = format!("steps[{}]", s.index);
             match &s.action {
-                Action::Load { module, refused: None, .. } => {
-                    if !loaded.insert(module.clone()) {
+                Action::Load { module, refused: None, .. }
+                    if !loaded.insert(module.clone()) => {
                         self.err(&p, format!("`{module}` is already loaded at this point"), Some("unload it first, or expect `refused: EEXIST`".into()));
                     }
-                }
-                Action::Unload { module, refused: None } => {
-                    if !loaded.remove(module) {
+                Action::Unload { module, refused: None }
+                    if !loaded.remove(module) => {
                         self.err(&p, format!("`{module}` is not loaded at this point"), Some("load it in an earlier step".into()));
                     }
-                }
                 Action::Disable { patch, refused: None, .. } | Action::Force { patch, refused: None } if !loaded.contains(patch) => {
                     self.err(&p, format!("patch `{patch}` is not loaded at this point"), Some("load it in an earlier step".into()));
                 }
