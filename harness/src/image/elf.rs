@@ -24,7 +24,7 @@ pub fn closure(root: &Path, bins: &[PathBuf], triplet: &str) -> Result<BTreeSet<
     let mut out = BTreeSet::new();
     let mut todo: Vec<PathBuf> = bins.to_vec();
     while let Some(bin) = todo.pop() {
-        let (libs, interp) = needed(&root.join(&bin))?;
+        let (libs, interp) = needed(&super::resolve_in(root, &bin))?;
         if let Some(i) = interp {
             out.insert(PathBuf::from(i.trim_start_matches('/')));
         }
@@ -32,7 +32,7 @@ pub fn closure(root: &Path, bins: &[PathBuf], triplet: &str) -> Result<BTreeSet<
             let rel = dirs
                 .iter()
                 .map(|d| Path::new(d).join(&lib))
-                .find(|p| root.join(p).exists())
+                .find(|p| super::resolve_in(root, p).exists())
                 .ok_or_else(|| Error::Other(format!("{}: needs {lib}, which no listed package provides; add its package to images/guest.yaml", bin.display())))?;
             if out.insert(rel.clone()) {
                 todo.push(rel);

@@ -84,7 +84,7 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     io(c.dir("root/.ssh", 0o700))?;
     for p in bins.iter().chain(libs.iter()) {
         // Follow symlinks (e.g. the loader in lib64) so the image holds real files.
-        let data = std::fs::read(stage.path().join(p)).ctx(|| format!("read {}", p.display()))?;
+        let data = std::fs::read(resolve_in(stage.path(), p)).ctx(|| format!("read {}", p.display()))?;
         io(c.file(&p.to_string_lossy(), 0o755, &data))?;
     }
     // A merged-/usr layout may leave binaries where PATH does not look.
@@ -108,6 +108,47 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     drop(w);
     tmp.persist(out).map_err(|e| Error::Io { what: format!("store {}", out.display()), source: e.error })?;
     Ok(())
+}
+
+/// `rel` inside `root` with symlinks followed inside `root`: package
+/// symlinks may be absolute (`/lib64/ld64.so.2 -> /lib/...`) and must not
+/// resolve against the host.
+fn resolve_in(root: &Path, rel: &Path) -> PathBuf {
+    let mut cur = rel.to_path_buf();
+    for _ in 0..16 {
+        // Resolve the first symlinked component, if any.
+        let mut acc = PathBuf::new();
+        let mut changed = false;
+        for comp in cur.components() {
+            acc.push(comp);
+            if let Ok(target) = std::fs::read_link(root.join(&acc)) {
+                let base = acc.parent().map(Path::to_path_buf).unwrap_or_default();
+                let rest = cur.strip_prefix(&acc).map(Path::to_path_buf).unwrap_or_default();
+                let t = if target.is_absolute() { target.strip_prefix("/").map(Path::to_path_buf).unwrap_or_default() } else { base.join(target) };
+                cur = normalize(&t.join(rest));
+                changed = true;
+                break;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    root.join(cur)
+}
+
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The `.ko` files for `names` and their dependencies, dependencies first.
@@ -154,4 +195,22 @@ fn modinfo(data: &[u8], key: &str) -> String {
         .find_map(|s| s.strip_prefix(pat.as_bytes()))
         .map(|v| String::from_utf8_lossy(v).into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("lib/triplet")).unwrap();
+        std::fs::create_dir_all(r.join("lib64")).unwrap();
+        std::fs::write(r.join("lib/triplet/ld.so"), "x").unwrap();
+        std::os::unix::fs::symlink("/lib/triplet/ld.so", r.join("lib64/abs.so")).unwrap();
+        std::os::unix::fs::symlink("../lib/triplet/ld.so", r.join("lib64/rel.so")).unwrap();
+        assert_eq!(resolve_in(r, Path::new("lib64/abs.so")), r.join("lib/triplet/ld.so"));
+        assert_eq!(resolve_in(r, Path::new("lib64/rel.so")), r.join("lib/triplet/ld.so"));
+    }
 }
