@@ -26,6 +26,8 @@ pub struct Arch {
     /// Debian's metapackage for the current kernel of this arch.
     pub deb_kernel_meta: &'static str,
     pub deb_headers_meta: &'static str,
+    /// Oldest QEMU major version that runs this guest correctly under TCG.
+    pub min_qemu: Option<u32>,
 }
 
 pub const X86_64: Arch = Arch {
@@ -42,6 +44,7 @@ pub const X86_64: Arch = Arch {
     native_panic: false,
     deb_kernel_meta: "linux-image-amd64",
     deb_headers_meta: "linux-headers-amd64",
+    min_qemu: None,
 };
 
 pub const ARM64: Arch = Arch {
@@ -58,6 +61,7 @@ pub const ARM64: Arch = Arch {
     native_panic: false,
     deb_kernel_meta: "linux-image-arm64",
     deb_headers_meta: "linux-headers-arm64",
+    min_qemu: None,
 };
 
 pub const S390X: Arch = Arch {
@@ -74,6 +78,7 @@ pub const S390X: Arch = Arch {
     native_panic: true,
     deb_kernel_meta: "linux-image-s390x",
     deb_headers_meta: "linux-headers-s390x",
+    min_qemu: Some(8),
 };
 
 pub const PPC64LE: Arch = Arch {
@@ -90,6 +95,7 @@ pub const PPC64LE: Arch = Arch {
     native_panic: true,
     deb_kernel_meta: "linux-image-powerpc64le",
     deb_headers_meta: "linux-headers-powerpc64le",
+    min_qemu: None,
 };
 
 pub const ALL: [Arch; 4] = [X86_64, ARM64, S390X, PPC64LE];

@@ -1,6 +1,7 @@
 //! Guests: QEMU processes driven through an [`Arch`] profile, reached over SSH.
 
 pub mod arch;
+pub mod binary;
 pub mod cleanup;
 pub mod qemu;
 pub mod ssh;
