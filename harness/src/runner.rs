@@ -112,9 +112,20 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
         guest_secs: None,
         ssh_ready_secs: None,
         notes: Vec::new(),
+        lost: false,
     };
     let xfail = case.doc.xfail.iter().find(|x| regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
-    let status = run_inner(t, case, opts, &mut out);
+    let mut status = run_inner(t, case, opts, &mut out);
+    // A lost guest (SSH transport error, boot that never reached SSH) is
+    // retried once in a fresh guest; a kernel that really hangs or panics
+    // fails again, and the note keeps the first failure visible.
+    if let (Status::Fail(m), true) = (&status, out.lost) {
+        let first = m.clone();
+        out.lost = false;
+        emit(Event::Warn { msg: &format!("{}: lost the guest, retrying once in a fresh one: {}", out.name, first.lines().next().unwrap_or("")) });
+        status = run_inner(t, case, opts, &mut out);
+        out.notes.push(format!("retried after losing the guest: {}", first.replace('\n', " | ")));
+    }
     out.status = match (status, xfail) {
         (Status::Fail(m), Some(x)) => Status::Xfail(format!("{} ({})", x.reason, m.lines().next().unwrap_or(""))),
         (Status::Pass, Some(x)) => Status::Fail(format!("XPASS: expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),
@@ -139,11 +150,18 @@ fn run_inner(t: &Target, case: &Case, opts: &Options, out: &mut Outcome) -> Stat
     };
     let booted = match boot(t, case, &dir, opts) {
         Ok(b) => b,
-        Err(e) => return Status::Fail(format!("{e}\n(console: {})", dir.join("console.log").display())),
+        Err(e) => {
+            out.lost = !matches!(e, Error::Vm(ref m) if m.contains("crash"));
+            return Status::Fail(format!("{e}\n(console: {})", dir.join("console.log").display()));
+        }
     };
     out.ssh_ready_secs = Some(booted.ssh_ready);
     let mut session = match Session::start(&booted.guest, case, &t.caps, &modules) {
         Ok(s) => s,
+        Err(Stop::Lost(m)) => {
+            out.lost = true;
+            return Status::Fail(m);
+        }
         Err(Stop::Fail(m)) | Err(Stop::Skip(m)) => return Status::Fail(m),
     };
     let missing = session.missing(&case.doc.requires);
@@ -158,7 +176,12 @@ fn run_inner(t: &Target, case: &Case, opts: &Options, out: &mut Outcome) -> Stat
                 status = Status::Skip(r);
                 break;
             }
-            Err(Stop::Fail(m)) => {
+            Err(stop @ (Stop::Fail(_) | Stop::Lost(_))) => {
+                let (m, lost) = match stop {
+                    Stop::Lost(m) => (m, true),
+                    Stop::Fail(m) | Stop::Skip(m) => (m, false),
+                };
+                out.lost = lost && booted.vm.fatal().is_none();
                 let mut msg = format!("step {} (line {}) `{}` failed:\n{m}", step.index + 1, step.line, step.label);
                 if let Some(f) = booted.vm.fatal() {
                     msg.push_str(&format!("\nkernel crash on the console:\n{f}"));

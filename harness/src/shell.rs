@@ -30,7 +30,7 @@ pub fn shell(case_path: &Path, until: Option<&str>, kernel: Option<&str>, arch: 
             eprintln!("klpt: step {} (line {}): {}", step.index + 1, step.line, step.label);
             match session.run(step) {
                 Ok(()) => {}
-                Err(Stop::Fail(m)) | Err(Stop::Skip(m)) => {
+                Err(Stop::Fail(m)) | Err(Stop::Skip(m)) | Err(Stop::Lost(m)) => {
                     eprintln!("klpt: step {} failed:\n{m}\nklpt: opening the shell anyway", step.index + 1);
                     break;
                 }

@@ -28,6 +28,8 @@ pub struct Outcome {
     /// Host seconds until the guest was reachable over SSH.
     pub ssh_ready_secs: Option<f64>,
     pub notes: Vec<String>,
+    /// The failure was losing the guest, not a kernel verdict.
+    pub lost: bool,
 }
 
 impl Outcome {
@@ -117,7 +119,7 @@ mod tests {
     use super::*;
 
     fn o(name: &str, status: Status) -> Outcome {
-        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![] }
+        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], lost: false }
     }
 
     #[test]

@@ -20,11 +20,14 @@ pub enum Stop {
     Fail(String),
     /// The kernel lacks a capability the case requires.
     Skip(String),
+    /// The harness lost the guest (SSH transport error or timeout), as
+    /// opposed to the kernel doing something other than expected.
+    Lost(String),
 }
 
 impl From<crate::error::Error> for Stop {
     fn from(e: crate::error::Error) -> Stop {
-        Stop::Fail(e.to_string())
+        Stop::Lost(e.to_string())
     }
 }
 
