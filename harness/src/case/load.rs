@@ -81,7 +81,7 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
     let mut v = Validator { file: file.to_path_buf(), pos: &pos, errors: Vec::new() };
     v.check_doc(&doc);
     let steps = v.steps(&doc);
-    v.check_sequence(&doc, &steps);
+    v.check_sequence(&steps);
     let mut body_lines = BTreeMap::new();
     for (li, lp) in doc.livepatches.iter().enumerate() {
         for (fi, _) in lp.functions.iter().enumerate() {
@@ -530,7 +530,7 @@ impl Validator<'_> {
 
     /// Catches steps that cannot succeed whatever the kernel does: loading a
     /// module twice, unloading or disabling one that was never loaded.
-    fn check_sequence(&mut self, d: &CaseDoc, steps: &[Step]) {
+    fn check_sequence(&mut self, steps: &[Step]) {
         let mut loaded: BTreeSet<String> = BTreeSet::new();
         for s in steps {
             if s.when.is_some() {
@@ -555,7 +555,6 @@ impl Validator<'_> {
                 _ => {}
             }
         }
-        let _ = d;
     }
 }
 
