@@ -17,12 +17,8 @@ fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     std::fs::write(&log, "").map_err(|e| Error::Other(e.to_string()))?;
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| Error::Other(e.to_string()))?.port();
     let t0 = Instant::now();
-    let bin = crate::vm::binary::resolve(t.arch)?;
-    let mut cmd = std::process::Command::new(&bin.path);
-    if let Some(d) = &bin.data_dir {
-        cmd.arg("-L").arg(d);
-    }
-    let mut child = cmd
+    let mut child = crate::vm::binary::resolve(t.arch)?
+        .command()
         .args(qemu_args(&cfg, port))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -6,7 +6,8 @@ use crate::event::stage;
 use crate::vm::Arch;
 use std::process::Command;
 
-fn on_path(tool: &str) -> bool {
+/// Whether `tool` is an executable file in a `$PATH` directory.
+pub fn on_path(tool: &str) -> bool {
     std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 

@@ -201,15 +201,11 @@ fn make(tree: &Path, build: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
     c.arg("-C").arg(tree).arg(format!("O={}", build.display())).arg(format!("ARCH={}", arch.kbuild)).arg(format!("CROSS_COMPILE={}", arch.cross_compile()));
     c.env("LC_ALL", "C");
-    if which("ccache") {
+    if crate::host::on_path("ccache") {
         c.arg(format!("CC=ccache {}gcc", arch.cross_compile()));
         c.env("CCACHE_DIR", crate::cache::dir("ccache")).env("CCACHE_NOHASHDIR", "1").env("CCACHE_BASEDIR", crate::cache::root());
     }
     c
-}
-
-fn which(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// tinyconfig + fragments, then a check that every fragment option took effect.

@@ -18,6 +18,17 @@ pub struct QemuBinary {
     pub data_dir: Option<PathBuf>,
 }
 
+impl QemuBinary {
+    /// A command for this binary, with its firmware directory when private.
+    pub fn command(&self) -> std::process::Command {
+        let mut c = Command::new(&self.path);
+        if let Some(d) = &self.data_dir {
+            c.arg("-L").arg(d);
+        }
+        c
+    }
+}
+
 /// The major version `qemu-system-* --version` reports.
 fn major_version(bin: &str) -> Option<u32> {
     let out = Command::new(bin).arg("--version").output().ok()?;

@@ -119,11 +119,7 @@ impl Vm {
         std::fs::write(&cfg.console_log, b"").map_err(|e| Error::Vm(format!("{}: {e}", cfg.console_log.display())))?;
         let qemu_log = cfg.console_log.with_extension("qemu.log");
         let stderr = std::fs::File::create(&qemu_log).map_err(|e| Error::Vm(format!("{}: {e}", qemu_log.display())))?;
-        let bin = super::binary::resolve(cfg.arch)?;
-        let mut cmd = tokio::process::Command::new(&bin.path);
-        if let Some(d) = &bin.data_dir {
-            cmd.arg("-L").arg(d);
-        }
+        let mut cmd = tokio::process::Command::from(super::binary::resolve(cfg.arch)?.command());
         cmd.args(qemu_args(&cfg, port)).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr);
         // Own process group: a terminal's Ctrl-C reaches klpt, which stops the guest itself.
         cmd.process_group(0);
