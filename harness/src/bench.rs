@@ -45,9 +45,38 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
+/// One architecture's figures, kept for the closing summary table.
+struct Row {
+    arch: &'static str,
+    builds: Option<(f64, f64)>,
+    bare: f64,
+    ready: f64,
+    cases: usize,
+    suite: f64,
+    wall: f64,
+    guest: f64,
+}
+
+/// A Markdown table of every architecture measured in this run, ready for the README.
+fn print_summary(rows: &[Row]) {
+    println!("\n| arch | cold build | one-file rebuild | ratio | bare boot | klpt SSH-ready | ratio | cases | suite wall | case wall | guest time | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let builds = match r.builds {
+            Some((cold, re)) => format!("{cold:.1} s | {re:.1} s | {:.3}x", re / cold),
+            None => "- | - | -".into(),
+        };
+        println!(
+            "| {} | {builds} | {:.2} s | {:.2} s | {:.2}x | {} | {:.1} s | {:.1} s | {:.1} s | {:.2}x |",
+            r.arch, r.bare, r.ready, r.ready / r.bare, r.cases, r.suite, r.wall, r.guest, r.wall / r.guest
+        );
+    }
+}
+
 pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: AccelChoice, boots: u32, kernel_builds: bool) -> Result<ExitCode> {
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
     let mut failed = false;
+    let mut rows = Vec::new();
     for &arch in arches {
         let t = Target::prepare(arch, kernel, accel)?;
         let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
@@ -60,17 +89,18 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: Accel
             ready.push(b.ssh_ready);
         }
         println!("\n== {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
-        if kernel_builds {
-            let (cold, rebuild) = crate::kernel::build::bench_builds(arch)?;
+        let builds = if kernel_builds { Some(crate::kernel::build::bench_builds(arch)?) } else { None };
+        if let Some((cold, rebuild)) = builds {
             println!("cold kernel build (no ccache)      {cold:6.1}s");
             println!("rebuild after a core.c change      {rebuild:6.1}s  ratio {:.3}x", rebuild / cold);
         }
         println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), bare.len());
         println!("klpt boot to SSH-ready guest       {:6.2}s  ratio {:.2}x", mean(&ready), mean(&ready) / mean(&bare));
         println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
-        let (mut wall, mut guest) = (0.0, 0.0);
+        let (mut wall, mut guest, mut ran) = (0.0, 0.0, 0);
         let suite = Instant::now();
         for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+            ran += 1;
             let o = runner::run_case(&t, c, &opts);
             let g = o.guest_secs.unwrap_or(f64::NAN);
             println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x  {}", c.id, o.secs, g, o.secs / g, o.word());
@@ -81,7 +111,10 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernel: Option<&str>, accel: Accel
             }
         }
         println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
-        println!("suite wall time (one guest at a time) {:6.1}s", suite.elapsed().as_secs_f64());
+        let suite = suite.elapsed().as_secs_f64();
+        println!("suite wall time (one guest at a time) {suite:6.1}s");
+        rows.push(Row { arch: arch.name, builds, bare: mean(&bare), ready: mean(&ready), cases: ran, suite, wall, guest });
     }
+    print_summary(&rows);
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
