@@ -48,10 +48,7 @@ impl Target {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
             AccelChoice::Auto => {
-                let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
-                let cfg = t.vm_config(1, &probe_dir.path().join("console.log"), true);
-                if crate::vm::qemu::kvm_works(&cfg) {
-                    emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", arch.name) });
+                if kvm_probe(&t)? {
                     Accel::Kvm
                 } else {
                     Accel::Tcg
@@ -75,6 +72,22 @@ impl Target {
             extra_cmdline: String::new(),
         }
     }
+}
+
+/// Whether KVM works for `t.arch`, probed once per architecture and run: a
+/// host that hangs nested KVM guests hangs them whatever the kernel.
+fn kvm_probe(t: &Target) -> Result<bool> {
+    static SEEN: Mutex<Vec<(&'static str, bool)>> = Mutex::new(Vec::new());
+    if let Some(&(_, ok)) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(a, _)| *a == t.arch.name) {
+        return Ok(ok);
+    }
+    let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
+    let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log"), true));
+    if ok {
+        emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", t.arch.name) });
+    }
+    SEEN.lock().unwrap_or_else(|e| e.into_inner()).push((t.arch.name, ok));
+    Ok(ok)
 }
 
 pub fn trial_name(t: &Target, case: &Case) -> String {
