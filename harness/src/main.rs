@@ -100,7 +100,7 @@ enum Cmd {
         paths: Vec<PathBuf>,
         #[command(flatten)]
         k: KernelArgs,
-        /// Bare boots to average.
+        /// Boots of each kind (bare, klpt) to average, after one untimed warm-up boot.
         #[arg(long, default_value = "3")]
         boots: u32,
         /// Also time a cold kernel build from source and a one-file rebuild.
@@ -204,7 +204,7 @@ fn main() -> ExitCode {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
-                klpt::bench::bench(&cases, &a, k.kernels.first().map(String::as_str), k.accel, boots, kernel_builds).map_err(|e| e.to_string())
+                klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
             })
         }
     };
