@@ -19,6 +19,10 @@ pub enum Error {
     ModuleBuild { module: String, output: String },
     #[error("VM: {0}")]
     Vm(String),
+    /// The kernel crashed (panic, Oops, …) on the console: a kernel verdict,
+    /// unlike the other VM errors, which mean the harness lost the guest.
+    #[error("VM: {0}")]
+    GuestCrash(String),
     #[error("SSH: {0}")]
     Ssh(String),
     #[error("{0}")]

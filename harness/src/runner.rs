@@ -105,7 +105,7 @@ pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Boote
     let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log"), !opts.keep_failed))?;
     vm.wait_ready(opts.boot_timeout)?;
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| match vm.fatal() {
-        Some(f) => Error::Vm(format!("{e}\nkernel crashed:\n{f}")),
+        Some(f) => Error::GuestCrash(format!("{e}\nkernel crashed:\n{f}")),
         None => Error::Vm(format!("{e}\nconsole tail:\n{}", vm.console_tail(12))),
     })?;
     let ssh_ready = vm.started.elapsed().as_secs_f64();
@@ -164,7 +164,7 @@ fn run_inner(t: &Target, case: &Case, opts: &Options, out: &mut Outcome) -> Stat
     let booted = match boot(t, case, &dir, opts) {
         Ok(b) => b,
         Err(e) => {
-            out.lost = !matches!(e, Error::Vm(ref m) if m.contains("crash"));
+            out.lost = !matches!(e, Error::GuestCrash(_));
             return Status::Fail(format!("{e}\n(console: {})", dir.join("console.log").display()));
         }
     };

@@ -166,7 +166,7 @@ impl Vm {
                 return Ok(Ready { host_secs: (at - self.started).as_secs_f64(), guest_uptime: up });
             }
             if let Some(i) = st.fatal {
-                return Err(Error::Vm(format!("kernel crashed while booting:\n{}", excerpt(&st.text, i))));
+                return Err(Error::GuestCrash(format!("kernel crashed while booting:\n{}", excerpt(&st.text, i))));
             }
             if let Some(e) = &st.exited {
                 return Err(Error::Vm(format!("QEMU exited during boot ({e}); console tail:\n{}{}", tail(&st.text, 20), self.qemu_stderr())));
