@@ -5,7 +5,7 @@
 use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::runner::{self, AccelChoice, Options, Target};
-use crate::vm::qemu::qemu_args;
+use crate::vm::qemu::{free_port, qemu_args};
 use crate::vm::Arch;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -15,7 +15,7 @@ fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     let log = dir.join("bare-console.log");
     let cfg = t.vm_config(1, &log, true);
     std::fs::write(&log, "").map_err(|e| Error::Other(e.to_string()))?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| Error::Other(e.to_string()))?.port();
+    let port = free_port()?;
     let t0 = Instant::now();
     let mut child = crate::vm::binary::resolve(t.arch)?
         .command()
@@ -60,6 +60,8 @@ struct Row {
     suite: f64,
     wall: f64,
     guest: f64,
+    /// A case failed: the bench exits non-zero.
+    failed: bool,
 }
 
 /// A Markdown table of every architecture measured in this run, ready for the README.
@@ -79,53 +81,60 @@ fn print_summary(rows: &[Row]) {
 }
 
 pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelChoice, boots: u32, kernel_builds: bool) -> Result<ExitCode> {
+    // The first case's settings (smp) drive the timed klpt boots.
+    let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let mut failed = false;
-    let mut rows = Vec::new();
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
-    for (i, (&arch, &kernel)) in arches.iter().flat_map(|a| kernels.iter().map(move |k| (a, k))).enumerate() {
-        let t = Target::prepare(arch, kernel, accel)?;
-        let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
-        let mut bare = Vec::new();
-        let mut ready = Vec::new();
+    let mut rows = Vec::new();
+    for &arch in arches {
         // Builds (of Debian's source, whatever the kernel under test) once per
-        // arch, and first: they push QEMU and the guest images out of the page cache.
-        let builds = if kernel_builds && i % kernels.len() == 0 { Some(crate::kernel::build::bench_builds(arch)?) } else { None };
-        // An untimed first boot: whichever boot came first would otherwise pay
-        // for loading QEMU, its firmware and the images into the page cache.
-        bare_boot(&t, dir.path())?;
-        for _ in 0..boots.max(1) {
-            bare.push(bare_boot(&t, dir.path())?);
-            let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
-            let b = runner::boot(&t, probe, dir.path(), &opts)?;
-            ready.push(b.ssh_ready);
+        // arch, and first: they push QEMU and the guest images out of the page
+        // cache. The first kernel's row reports them.
+        let mut builds = if kernel_builds { Some(crate::kernel::build::bench_builds(arch)?) } else { None };
+        for &kernel in &kernels {
+            let t = Target::prepare(arch, kernel, accel)?;
+            rows.push(bench_target(&t, cases, probe, &opts, dir.path(), boots, builds.take())?);
         }
-        println!("\n== {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
-        if let Some((cold, rebuild)) = builds {
-            println!("cold kernel build (no ccache)      {cold:6.1}s");
-            println!("rebuild after a core.c change      {rebuild:6.1}s  ratio {:.3}x", rebuild / cold);
-        }
-        println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), secs_list(&bare));
-        println!("klpt boot to SSH-ready guest       {:6.2}s  (mean of {})  ratio {:.2}x", mean(&ready), secs_list(&ready), mean(&ready) / mean(&bare));
-        println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
-        let (mut wall, mut guest, mut ran) = (0.0, 0.0, 0);
-        let suite = Instant::now();
-        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
-            ran += 1;
-            let o = runner::run_case(&t, c, &opts);
-            let g = o.guest_secs.unwrap_or(f64::NAN);
-            println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x  {}", c.id, o.secs, g, o.secs / g, o.word());
-            failed |= o.word() == "fail";
-            if o.guest_secs.is_some() {
-                wall += o.secs;
-                guest += g;
-            }
-        }
-        println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
-        let suite = suite.elapsed().as_secs_f64();
-        println!("suite wall time (one guest at a time) {suite:6.1}s");
-        rows.push(Row { arch: arch.name, kernel: t.kernel.id.clone(), builds, bare: mean(&bare), ready: mean(&ready), cases: ran, suite, wall, guest });
     }
     print_summary(&rows);
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if rows.iter().any(|r| r.failed) { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Boots and the suite on one prepared (arch, kernel), printed as they come.
+fn bench_target(t: &Target, cases: &[Case], probe: &Case, opts: &Options, dir: &std::path::Path, boots: u32, builds: Option<(f64, f64)>) -> Result<Row> {
+    let arch = t.arch;
+    // An untimed first boot: whichever boot came first would otherwise pay
+    // for loading QEMU, its firmware and the images into the page cache.
+    bare_boot(t, dir)?;
+    let (mut bare, mut ready) = (Vec::new(), Vec::new());
+    for _ in 0..boots.max(1) {
+        bare.push(bare_boot(t, dir)?);
+        ready.push(runner::boot(t, probe, dir, opts)?.ssh_ready);
+    }
+    println!("\n== {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
+    if let Some((cold, rebuild)) = builds {
+        println!("cold kernel build (no ccache)      {cold:6.1}s");
+        println!("rebuild after a core.c change      {rebuild:6.1}s  ratio {:.3}x", rebuild / cold);
+    }
+    println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), secs_list(&bare));
+    println!("klpt boot to SSH-ready guest       {:6.2}s  (mean of {})  ratio {:.2}x", mean(&ready), secs_list(&ready), mean(&ready) / mean(&bare));
+    println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
+    let (mut wall, mut guest, mut ran, mut failed) = (0.0, 0.0, 0, false);
+    let suite = Instant::now();
+    for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+        ran += 1;
+        let o = runner::run_case(t, c, opts);
+        let g = o.guest_secs.unwrap_or(f64::NAN);
+        println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x  {}", c.id, o.secs, g, o.secs / g, o.word());
+        failed |= o.word() == "fail";
+        if o.guest_secs.is_some() {
+            wall += o.secs;
+            guest += g;
+        }
+    }
+    println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
+    let suite = suite.elapsed().as_secs_f64();
+    println!("suite wall time (one guest at a time) {suite:6.1}s");
+    Ok(Row { arch: arch.name, kernel: t.kernel.id.clone(), builds, bare: mean(&bare), ready: mean(&ready), cases: ran, suite, wall, guest, failed })
 }

@@ -66,7 +66,7 @@ pub struct Ready {
 }
 
 /// A free TCP port on 127.0.0.1 for the SSH forward.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Vm(format!("no free port: {e}")))?;
     Ok(l.local_addr().map_err(|e| Error::Vm(e.to_string()))?.port())
 }
