@@ -9,6 +9,7 @@ use crate::report::{Outcome, Status};
 use crate::steps::{Session, Stop};
 use crate::vm::qemu::{Accel, Vm, VmConfig};
 use crate::vm::ssh::Guest;
+use crate::vm::arch::PerArch;
 use crate::vm::Arch;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -77,17 +78,15 @@ impl Target {
 /// Whether KVM works for `t.arch`, probed once per architecture and run: a
 /// host that hangs nested KVM guests hangs them whatever the kernel.
 fn kvm_probe(t: &Target) -> Result<bool> {
-    static SEEN: Mutex<Vec<(&'static str, bool)>> = Mutex::new(Vec::new());
-    if let Some(&(_, ok)) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(a, _)| *a == t.arch.name) {
-        return Ok(ok);
-    }
-    let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
-    let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log"), true));
-    if ok {
-        emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", t.arch.name) });
-    }
-    SEEN.lock().unwrap_or_else(|e| e.into_inner()).push((t.arch.name, ok));
-    Ok(ok)
+    static WORKS: PerArch<bool> = PerArch::new();
+    WORKS.get_or_try(t.arch, || {
+        let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
+        let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log"), true));
+        if ok {
+            emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", t.arch.name) });
+        }
+        Ok(ok)
+    })
 }
 
 pub fn trial_name(t: &Target, case: &Case) -> String {

@@ -131,3 +131,31 @@ impl Arch {
         }
     }
 }
+
+/// A value worked out once per architecture and run (which QEMU binary,
+/// whether KVM works), shared by every target of that architecture.
+pub struct PerArch<T>(std::sync::Mutex<Vec<(&'static str, T)>>);
+
+impl<T: Clone> PerArch<T> {
+    pub const fn new() -> Self {
+        Self(std::sync::Mutex::new(Vec::new()))
+    }
+
+    /// The value for `arch`, computed by `f` the first time. The lock is not
+    /// held while `f` runs (it may boot a guest or download a package).
+    pub fn get_or_try<E>(&self, arch: Arch, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let find = || self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| *n == arch.name).map(|(_, v)| v.clone());
+        if let Some(v) = find() {
+            return Ok(v);
+        }
+        let v = f()?;
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((arch.name, v.clone()));
+        Ok(v)
+    }
+}
+
+impl<T: Clone> Default for PerArch<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

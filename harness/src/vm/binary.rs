@@ -4,12 +4,11 @@
 //! release's backports QEMU, fetched with the private apt and unpacked into
 //! the cache (never installed).
 
-use super::arch::Arch;
+use super::arch::{Arch, PerArch};
 use crate::apt::{self, Apt};
 use crate::error::{Error, IoContext, Result};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
 
 #[derive(Debug, Clone)]
 pub struct QemuBinary {
@@ -38,17 +37,11 @@ fn major_version(bin: &str) -> Option<u32> {
 }
 
 pub fn resolve(arch: Arch) -> Result<QemuBinary> {
-    static CACHE: Mutex<Vec<(&'static str, QemuBinary)>> = Mutex::new(Vec::new());
-    if let Some((_, b)) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| *n == arch.name) {
-        return Ok(b.clone());
-    }
-    let host = QemuBinary { path: PathBuf::from(arch.qemu), data_dir: None };
-    let b = match (arch.min_qemu, major_version(arch.qemu)) {
-        (Some(min), Some(v)) if v < min => backports(arch)?,
-        _ => host,
-    };
-    CACHE.lock().unwrap_or_else(|e| e.into_inner()).push((arch.name, b.clone()));
-    Ok(b)
+    static RESOLVED: PerArch<QemuBinary> = PerArch::new();
+    RESOLVED.get_or_try(arch, || match (arch.min_qemu, major_version(arch.qemu)) {
+        (Some(min), Some(v)) if v < min => backports(arch),
+        _ => Ok(QemuBinary { path: PathBuf::from(arch.qemu), data_dir: None }),
+    })
 }
 
 fn backports(arch: Arch) -> Result<QemuBinary> {
