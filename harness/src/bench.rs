@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 /// Plain `qemu-system-*` with klpt's arguments, timed to the readiness line.
 fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     let log = dir.join("bare-console.log");
-    let cfg = t.vm_config(1, &log, true);
+    let cfg = t.vm_config(1, &log);
     std::fs::write(&log, "").map_err(|e| Error::Other(e.to_string()))?;
     let port = free_port()?;
     let t0 = Instant::now();

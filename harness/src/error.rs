@@ -25,6 +25,9 @@ pub enum Error {
     GuestCrash(String),
     #[error("SSH: {0}")]
     Ssh(String),
+    /// A guest command ran past its deadline (the transport may be fine).
+    #[error("{0}")]
+    SshTimeout(String),
     #[error("{0}")]
     Other(String),
 }

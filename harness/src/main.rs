@@ -239,7 +239,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
         kernels.into_iter().map(Some).collect()
     };
     let targets = prepare(&arches(&a)?, &kernels, AccelChoice::Auto)?;
-    std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
@@ -298,11 +298,12 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     args.nocapture = t.nocapture;
     let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
     let targets = prepare(&arches, &kernels, if t.list { AccelChoice::Tcg } else { k.accel })?;
-    std::fs::create_dir_all(&artifacts).map_err(|e| format!("{}: {e}", artifacts.display()))?;
+    let artifacts = if t.list { artifacts } else { runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())? };
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let trials = runner::trials(&targets, &cases, opts, outcomes.clone());
     let conclusion = libtest_mimic::run(&args, trials);
     runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
+    runner::wait_for_kept_guests();
     Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -5,7 +5,7 @@ use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::event::{emit, Event};
 use crate::kernel::{caps::Caps, Kernel};
-use crate::report::{Outcome, Status};
+use crate::report::{Cause, Failure, Outcome, Status};
 use crate::steps::{Session, Stop};
 use crate::vm::qemu::{Accel, Vm, VmConfig};
 use crate::vm::ssh::Guest;
@@ -60,7 +60,7 @@ impl Target {
         Ok(t)
     }
 
-    pub fn vm_config(&self, smp: u32, console_log: &Path, die_with_parent: bool) -> VmConfig {
+    pub fn vm_config(&self, smp: u32, console_log: &Path) -> VmConfig {
         VmConfig {
             arch: self.arch,
             kernel: self.kernel.image.clone(),
@@ -69,7 +69,6 @@ impl Target {
             mem_mb: 1024,
             accel: self.accel,
             console_log: console_log.to_path_buf(),
-            die_with_parent,
             extra_cmdline: String::new(),
         }
     }
@@ -81,7 +80,7 @@ fn kvm_probe(t: &Target) -> Result<bool> {
     static WORKS: PerArch<bool> = PerArch::new();
     WORKS.get_or_try(t.arch, || {
         let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
-        let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log"), true));
+        let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log")));
         if ok {
             emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", t.arch.name) });
         }
@@ -100,15 +99,40 @@ pub struct Booted {
     pub ssh_ready: f64,
 }
 
+/// How long a guest whose connection broke gets to exit and drain its
+/// console before klpt decides what happened (a panicking guest exits
+/// well within it; `panic=-1` reboots and QEMU's `-no-reboot` exits).
+const SETTLE: Duration = Duration::from_secs(5);
+
 pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Booted> {
-    let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log"), !opts.keep_failed))?;
+    let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log")))?;
     vm.wait_ready(opts.boot_timeout)?;
-    let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| match vm.fatal() {
-        Some(f) => Error::GuestCrash(format!("{e}\nkernel crashed:\n{f}")),
-        None => Error::Vm(format!("{e}\nconsole tail:\n{}", vm.console_tail(12))),
+    let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| {
+        let fate = vm.settle(SETTLE);
+        match (fate.crash, fate.exited) {
+            (Some(c), _) => Error::GuestCrash(format!("kernel crashed before SSH came up:\n{c}")),
+            (None, Some(x)) => Error::Vm(format!("QEMU exited before SSH came up ({x})")),
+            (None, None) => Error::Vm(format!("{e}\nconsole tail:\n{}", vm.console_tail(12))),
+        }
     })?;
     let ssh_ready = vm.started.elapsed().as_secs_f64();
     Ok(Booted { vm, guest, ssh_ready })
+}
+
+/// Guests kept running by `--keep-failed`, until klpt exits.
+static KEPT: Mutex<Vec<crate::vm::qemu::Kept>> = Mutex::new(Vec::new());
+
+/// Blocks while kept guests run: they die with klpt (like every guest, so
+/// a killed klpt leaks none), so klpt stays until they exit or Ctrl-C.
+pub fn wait_for_kept_guests() {
+    let kept = std::mem::take(&mut *KEPT.lock().unwrap_or_else(|e| e.into_inner()));
+    if kept.is_empty() {
+        return;
+    }
+    emit(Event::Note { msg: &format!("{} failed guest(s) kept running (listed above); klpt stays until they stop: press Ctrl-C, or stop them with `kill PID`", kept.len()) });
+    for k in &kept {
+        k.wait();
+    }
 }
 
 /// Runs one case on one target; never panics, always returns an outcome.
@@ -124,57 +148,70 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
         guest_secs: None,
         ssh_ready_secs: None,
         notes: Vec::new(),
-        lost: false,
+        retries: 0,
     };
     let xfail = case.doc.xfail.iter().find(|x| regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
-    let mut status = run_inner(t, case, opts, &mut out);
-    // A lost guest (SSH transport error, boot that never reached SSH) is
-    // retried once in a fresh guest; a kernel that really hangs or panics
-    // fails again, and the note keeps the first failure visible.
-    if let (Status::Fail(m), true) = (&status, out.lost) {
-        let first = m.clone();
-        out.lost = false;
-        emit(Event::Warn { msg: &format!("{}: lost the guest, retrying once in a fresh one: {}", out.name, first.lines().next().unwrap_or("")) });
-        status = run_inner(t, case, opts, &mut out);
-        out.notes.push(format!("retried after losing the guest: {}", first.replace('\n', " | ")));
+    let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
+    let mut status = attempt(t, case, opts, &mut out, &dir, true);
+    // Only a lost guest is retried, once, in a fresh guest: the kernel's
+    // verdicts, crashes and timeouts would only repeat.
+    if let Status::Fail(first) = &status {
+        if first.cause == Cause::GuestLost {
+            let first = first.clone();
+            emit(Event::Warn { msg: &format!("{}: {}; retrying once in a fresh guest", out.name, first.first_line()) });
+            out.retries = 1;
+            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false);
+            let retried = format!("retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}", dir.display());
+            match &mut status {
+                Status::Fail(f) => f.message.push_str(&format!("\n{retried}")),
+                _ => out.notes.push(retried),
+            }
+        }
     }
     out.status = match (status, xfail) {
-        (Status::Fail(m), Some(x)) => Status::Xfail(format!("{} ({})", x.reason, m.lines().next().unwrap_or(""))),
-        (Status::Pass, Some(x)) => Status::Fail(format!("XPASS: expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),
+        (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => Status::Xfail(format!("{} ({})", x.reason, f.first_line())),
+        (Status::Pass, Some(x)) => Status::Fail(Failure::new(Cause::KernelVerdict, format!("XPASS: expected to fail on {} ({}), but passed", t.kernel.id, x.reason))),
         (s, _) => s,
     };
     out.secs = t0.elapsed().as_secs_f64();
     out
 }
 
-fn run_inner(t: &Target, case: &Case, opts: &Options, out: &mut Outcome) -> Status {
+/// One attempt at a case in a fresh guest. `may_retry`: a lost guest will
+/// get another attempt, so this one's guest is never kept.
+fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool) -> Status {
+    let fail = |cause, msg: String| Status::Fail(Failure::new(cause, msg));
     let missing = t.caps.missing(&case.doc.requires, None);
     if !missing.is_empty() {
         return Status::Skip(format!("kernel lacks {}", missing.join(", ")));
     }
-    let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        return Status::Fail(format!("cannot create artifacts dir {}: {e}", dir.display()));
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        return fail(Cause::HarnessError, format!("cannot create artifacts dir {}: {e}", dir.display()));
     }
     let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps.klp_fields) {
         Ok(m) => m,
-        Err(e) => return Status::Fail(e.to_string()),
+        Err(e) => return fail(Cause::HarnessError, e.to_string()),
     };
-    let booted = match boot(t, case, &dir, opts) {
+    let console = dir.join("console.log");
+    let booted = match boot(t, case, dir, opts) {
         Ok(b) => b,
         Err(e) => {
-            out.lost = !matches!(e, Error::GuestCrash(_));
-            return Status::Fail(format!("{e}\n(console: {})", dir.join("console.log").display()));
+            let cause = match e {
+                Error::GuestCrash(_) => Cause::KernelCrash,
+                Error::Vm(_) | Error::Ssh(_) | Error::SshTimeout(_) => Cause::GuestLost,
+                _ => Cause::HarnessError,
+            };
+            return fail(cause, format!("boot: {e}\nconsole: {}", console.display()));
         }
     };
     out.ssh_ready_secs = Some(booted.ssh_ready);
     let mut session = match Session::start(&booted.guest, case, &t.caps, &modules) {
         Ok(s) => s,
-        Err(Stop::Lost(m)) => {
-            out.lost = true;
-            return Status::Fail(m);
+        Err(Stop::Harness(m)) => return fail(Cause::HarnessError, format!("upload: {m}")),
+        Err(stop) => {
+            let (cause, msg) = lost_or_crashed(&booted.vm, stop.message());
+            return fail(cause, format!("setting up the guest: {msg}\nconsole: {}", console.display()));
         }
-        Err(Stop::Fail(m)) | Err(Stop::Skip(m)) => return Status::Fail(m),
     };
     let missing = session.missing(&case.doc.requires);
     if !missing.is_empty() {
@@ -182,41 +219,78 @@ fn run_inner(t: &Target, case: &Case, opts: &Options, out: &mut Outcome) -> Stat
     }
     let mut status = Status::Pass;
     for step in &case.steps {
-        match session.run(step) {
-            Ok(()) => {}
+        let stop = match session.run(step) {
+            Ok(()) => continue,
             Err(Stop::Skip(r)) => {
                 status = Status::Skip(r);
                 break;
             }
-            Err(stop @ (Stop::Fail(_) | Stop::Lost(_))) => {
-                let (m, lost) = match stop {
-                    Stop::Lost(m) => (m, true),
-                    Stop::Fail(m) | Stop::Skip(m) => (m, false),
-                };
-                out.lost = lost && booted.vm.fatal().is_none();
-                let mut msg = format!("step {} (line {}) `{}` failed:\n{m}", step.index + 1, step.line, step.label);
-                if let Some(f) = booted.vm.fatal() {
-                    msg.push_str(&format!("\nkernel crash on the console:\n{f}"));
-                }
-                session.collect(&dir, Some(step));
-                msg.push_str(&format!("\nartifacts: {}", dir.display()));
-                status = Status::Fail(msg);
-                break;
-            }
+            Err(stop) => stop,
+        };
+        let (cause, detail) = match &stop {
+            Stop::Harness(m) => (Cause::HarnessError, m.clone()),
+            Stop::Lost(m) => lost_or_crashed(&booted.vm, m),
+            // A verdict or a timeout may be the first sign of a crash.
+            Stop::Verdict(m) | Stop::Timeout(m) => match booted.vm.fatal() {
+                Some(c) => (Cause::KernelCrash, format!("the kernel crashed:\n{c}\n(the step saw: {m})")),
+                None => (if matches!(stop, Stop::Timeout(_)) { Cause::StepTimeout } else { Cause::KernelVerdict }, m.clone()),
+            },
+            Stop::Skip(_) => unreachable!("handled above"),
+        };
+        if booted.vm.exited().is_none() {
+            session.collect(dir, Some(step));
         }
+        let (first, rest) = detail.split_once('\n').unwrap_or((&detail, ""));
+        let mut msg = format!("step {} (line {}) `{}`: {first}", step.index + 1, step.line, step.label);
+        if !rest.is_empty() {
+            msg.push('\n');
+            msg.push_str(rest);
+        }
+        msg.push_str(&format!("\nartifacts: {}", dir.display()));
+        status = fail(cause, msg);
+        break;
     }
-    out.notes = std::mem::take(&mut session.notes);
-    out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
+    out.notes.append(&mut session.notes);
+    if booted.vm.exited().is_none() {
+        out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
+    }
     drop(session);
-    if matches!(status, Status::Fail(_)) && opts.keep_failed {
-        let port = booted.vm.ssh_port;
-        let pid = booted.vm.pid();
-        booted.vm.detach();
-        if let Status::Fail(m) = &mut status {
-            m.push_str(&format!("\nguest kept running: {}\nstop it with: kill {pid}", crate::vm::ssh::ssh_command(port)));
+    if let Status::Fail(f) = &mut status {
+        if opts.keep_failed && !(may_retry && f.cause == Cause::GuestLost) {
+            keep(booted, f);
         }
     }
     status
+}
+
+/// Decides what a broken connection means, once the console is drained:
+/// a crash on the console, QEMU's exit, or a transport that broke alone.
+fn lost_or_crashed(vm: &Vm, saw: &str) -> (Cause, String) {
+    let fate = vm.settle(SETTLE);
+    match (fate.crash, fate.exited) {
+        (Some(c), _) => (Cause::KernelCrash, format!("the kernel crashed:\n{c}\n(the connection broke: {saw})")),
+        (None, Some(x)) => (Cause::GuestLost, format!("QEMU exited ({x}) with no crash on the console\n(the step saw: {saw})")),
+        (None, None) => (Cause::GuestLost, format!("the connection to the guest broke; QEMU is still running and the console shows no crash: {saw}")),
+    }
+}
+
+/// `--keep-failed`: leaves the failed trial's guest running, or says why not.
+fn keep(booted: Booted, f: &mut Failure) {
+    let Booted { vm, guest, .. } = booted;
+    drop(guest);
+    if let Some(x) = vm.exited() {
+        f.message.push_str(&format!("\nnot kept: the guest's QEMU has exited ({x})"));
+        return;
+    }
+    let kept = vm.keep();
+    f.message.push_str(&format!(
+        "\nguest kept running: QEMU pid {}, SSH on 127.0.0.1:{}\n  {}\n  it stops when klpt exits (Ctrl-C), or with: kill {}",
+        kept.pid,
+        kept.port,
+        crate::vm::ssh::ssh_command(kept.port),
+        kept.pid
+    ));
+    KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(kept);
 }
 
 /// Shared outcome list the trials append to.
@@ -236,7 +310,7 @@ pub fn trials(targets: &[Arc<Target>], cases: &[Arc<Case>], opts: Arc<Options>, 
                         eprintln!("{}: expected failure: {r}", o.name);
                         Ok(libtest_mimic::Completion::Completed)
                     }
-                    Status::Fail(m) => Err(libtest_mimic::Failed::from(m.as_str())),
+                    Status::Fail(f) => Err(libtest_mimic::Failed::from(f.to_string())),
                 };
                 outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
                 r
@@ -258,4 +332,32 @@ pub fn write_reports(outcomes: &Outcomes, ktap: Option<&Path>, junit: Option<&Pa
         write(p, crate::report::junit(&all))?;
     }
     Ok(all)
+}
+
+/// Claims `dir` for this run's artifacts. A run holds an advisory lock on
+/// it until it exits; a concurrent run that finds it taken writes to
+/// `<dir>-<pid>` instead, so no two runs ever share a console log.
+pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
+    use std::os::fd::AsRawFd;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let try_claim = |d: &Path| -> Result<bool> {
+        std::fs::create_dir_all(d).map_err(|e| Error::Io { what: format!("create {}", d.display()), source: e })?;
+        let lock = d.join(".klpt-run.lock");
+        let f = std::fs::File::create(&lock).map_err(|e| Error::Io { what: format!("create {}", lock.display()), source: e })?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            return Ok(false);
+        }
+        HELD.lock().unwrap_or_else(|e| e.into_inner()).push(f);
+        Ok(true)
+    };
+    if try_claim(dir)? {
+        return Ok(dir.to_path_buf());
+    }
+    let mine = PathBuf::from(format!("{}-{}", dir.display(), std::process::id()));
+    if !try_claim(&mine)? {
+        return Err(Error::Other(format!("{} is in use by another klpt run", mine.display())));
+    }
+    emit(Event::Warn { msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()) });
+    Ok(mine)
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::runner::{self, AccelChoice, Options, Target};
-use crate::steps::{Session, Stop};
+use crate::steps::Session;
 use crate::vm::Arch;
 use std::path::Path;
 use std::process::ExitCode;
@@ -30,8 +30,8 @@ pub fn shell(case_path: &Path, until: Option<&str>, kernel: Option<&str>, arch: 
             eprintln!("klpt: step {} (line {}): {}", step.index + 1, step.line, step.label);
             match session.run(step) {
                 Ok(()) => {}
-                Err(Stop::Fail(m)) | Err(Stop::Skip(m)) | Err(Stop::Lost(m)) => {
-                    eprintln!("klpt: step {} failed:\n{m}\nklpt: opening the shell anyway", step.index + 1);
+                Err(stop) => {
+                    eprintln!("klpt: step {} failed:\n{}\nklpt: opening the shell anyway", step.index + 1, stop.message());
                     break;
                 }
             }

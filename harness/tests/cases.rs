@@ -84,7 +84,7 @@ fn main() {
             match out.status {
                 Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
                 Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
-                Status::Fail(m) => Err(m.into()),
+                Status::Fail(f) => Err(f.to_string().into()),
             }
         }));
     }
@@ -95,7 +95,7 @@ fn main() {
             let case = klpt::case::load(&path).map_err(|e| Failed::from(e.to_string()))?;
             let out = runner::run_case(&t, &case, &o);
             match out.status {
-                Status::Fail(m) => expect_all(&m, needles),
+                Status::Fail(f) => expect_all(&f.to_string(), needles),
                 other => Err(format!("a deliberately wrong case did not fail: {other:?}").into()),
             }
         }));

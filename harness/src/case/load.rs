@@ -106,7 +106,7 @@ struct Validator<'a> {
 }
 
 const STEP_KINDS: &[&str] = &["load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell"];
-const STEP_META: &[&str] = &["name", "when"];
+const STEP_META: &[&str] = &["name", "when", "timeout"];
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<Option<String>>) {
@@ -228,7 +228,8 @@ impl Validator<'_> {
             let kp = format!("{p}.{kind}");
             if let Some(action) = self.action(d, &kp, &kind, val) {
                 let line = self.pos.get(&p).line;
-                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, action });
+                let timeout = map.get("timeout").and_then(Value::as_u64);
+                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, timeout, warnings: Vec::new(), action });
             }
         }
         out

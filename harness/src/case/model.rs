@@ -225,6 +225,10 @@ pub struct Step {
     pub line: usize,
     pub label: String,
     pub when: Option<Cond>,
+    /// The step's own deadline in seconds (`timeout:`), else the case's.
+    pub timeout: Option<u64>,
+    /// Kernel warnings the step expects (`warnings:`): headline regexes.
+    pub warnings: Vec<regex::Regex>,
     pub action: Action,
 }
 

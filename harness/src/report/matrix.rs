@@ -22,7 +22,7 @@ impl Matrix {
             columns.insert(col.clone());
             rows.entry(o.case_id.clone()).or_default().insert(col.clone(), o.word().to_string());
             let why = match &o.status {
-                super::Status::Fail(m) => m.lines().find(|l| !l.starts_with("step ")).or(m.lines().next()).unwrap_or("").to_string(),
+                super::Status::Fail(f) => f.first_line(),
                 super::Status::Skip(r) | super::Status::Xfail(r) => r.clone(),
                 super::Status::Pass => String::new(),
             };

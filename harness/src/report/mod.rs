@@ -5,10 +5,64 @@ pub mod matrix;
 
 use std::fmt::Write;
 
+/// Why a trial failed: a closed set, so a report never has to guess from
+/// the wording of a message. Only [`Cause::GuestLost`] is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The kernel did something other than the case expects (an assertion
+    /// or an errno mismatch, a warning in the log, a transition that never
+    /// ended).
+    KernelVerdict,
+    /// The kernel panicked, oopsed or hit a BUG (the console says so).
+    KernelCrash,
+    /// A step ran past its `timeout:`.
+    StepTimeout,
+    /// QEMU exited, or the connection to the guest broke with no crash on
+    /// the console.
+    GuestLost,
+    /// klpt itself failed: local I/O, a module that does not build.
+    HarnessError,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::KernelVerdict => "kernel verdict",
+            Cause::KernelCrash => "kernel crash",
+            Cause::StepTimeout => "step timeout",
+            Cause::GuestLost => "guest lost",
+            Cause::HarnessError => "harness error",
+        }
+    }
+}
+
+/// A failed trial: its cause and the whole story, whose first line says
+/// what went wrong.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub cause: Cause,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(cause: Cause, message: impl Into<String>) -> Failure {
+        Failure { cause, message: message.into() }
+    }
+    pub fn first_line(&self) -> String {
+        format!("{}: {}", self.cause.as_str(), self.message.lines().next().unwrap_or(""))
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.cause.as_str(), self.message)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Status {
     Pass,
-    Fail(String),
+    Fail(Failure),
     Skip(String),
     /// Failed as the case's `xfail` entry for this kernel expects.
     Xfail(String),
@@ -28,8 +82,8 @@ pub struct Outcome {
     /// Host seconds until the guest was reachable over SSH.
     pub ssh_ready_secs: Option<f64>,
     pub notes: Vec<String>,
-    /// The failure was losing the guest, not a kernel verdict.
-    pub lost: bool,
+    /// Fresh guests this trial needed beyond the first (a lost guest is retried once).
+    pub retries: u32,
 }
 
 impl Outcome {
@@ -55,8 +109,8 @@ pub fn ktap(outcomes: &[Outcome]) -> String {
             Status::Pass => {
                 let _ = writeln!(s, "ok {n} {name}");
             }
-            Status::Fail(msg) => {
-                for l in msg.lines() {
+            Status::Fail(f) => {
+                for l in f.to_string().lines() {
                     let _ = writeln!(s, "# {l}");
                 }
                 let _ = writeln!(s, "not ok {n} {name}");
@@ -98,9 +152,8 @@ pub fn junit(outcomes: &[Outcome]) -> String {
         let _ = write!(s, "  <testcase classname=\"{class}\" name=\"{}\" time=\"{:.3}\"", xml(&o.case_id), o.secs);
         match &o.status {
             Status::Pass => s.push_str("/>\n"),
-            Status::Fail(m) => {
-                let first = m.lines().next().unwrap_or("");
-                let _ = writeln!(s, ">\n    <failure message=\"{}\">{}</failure>\n  </testcase>", xml(first), xml(m));
+            Status::Fail(f) => {
+                let _ = writeln!(s, ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>", xml(&f.first_line()), f.cause.as_str(), xml(&f.to_string()));
             }
             Status::Skip(r) => {
                 let _ = writeln!(s, ">\n    <skipped message=\"{}\"/>\n  </testcase>", xml(r));
@@ -119,14 +172,14 @@ mod tests {
     use super::*;
 
     fn o(name: &str, status: Status) -> Outcome {
-        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], lost: false }
+        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0 }
     }
 
     #[test]
     fn ktap_and_junit() {
-        let v = vec![o("a", Status::Pass), o("b", Status::Fail("x <y>\nz".into())), o("c", Status::Skip("no LIVEPATCH".into()))];
+        let v = vec![o("a", Status::Pass), o("b", Status::Fail(Failure::new(Cause::KernelVerdict, "x <y>\nz"))), o("c", Status::Skip("no LIVEPATCH".into()))];
         let k = ktap(&v);
-        assert!(k.starts_with("KTAP version 1\n1..3\nok 1 a\n# x <y>\n# z\nnot ok 2 b\nok 3 c # SKIP no LIVEPATCH\n"), "{k}");
+        assert!(k.starts_with("KTAP version 1\n1..3\nok 1 a\n# kernel verdict: x <y>\n# z\nnot ok 2 b\nok 3 c # SKIP no LIVEPATCH\n"), "{k}");
         let j = junit(&v);
         assert!(j.contains("failures=\"1\"") && j.contains("x &lt;y&gt;") && j.contains("<skipped message=\"no LIVEPATCH\"/>"));
     }

@@ -1,7 +1,8 @@
-//! One QEMU guest, driven from a small tokio runtime: the process, its
-//! console (a file QEMU writes and a task tails), readiness and crash
-//! detection from the console text. QEMU's exit code is never trusted: a
-//! panicked guest exits 0.
+//! One QEMU guest: the process, its console (a file QEMU writes and a thread
+//! tails), readiness and crash detection from the console text. QEMU's exit
+//! code is never trusted: a panicked guest exits 0. A guest's fate is read
+//! only once its console has been drained, so a panic is never mistaken for
+//! a lost connection.
 
 use super::arch::Arch;
 use super::cleanup;
@@ -26,8 +27,6 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Where the console is written (kept as an artifact).
     pub console_log: PathBuf,
-    /// Kill the guest when klpt dies (off for guests kept for debugging).
-    pub die_with_parent: bool,
     pub extra_cmdline: String,
 }
 
@@ -39,7 +38,10 @@ struct ConsoleState {
     text: String,
     ready: Option<(Instant, f64)>,
     fatal: Option<usize>,
+    /// QEMU's exit status (`exit status: 1`, `signal: 9 (SIGKILL)`).
     exited: Option<String>,
+    /// QEMU exited and every byte it wrote to the console has been read.
+    drained: bool,
 }
 
 struct Shared {
@@ -48,13 +50,21 @@ struct Shared {
 }
 
 pub struct Vm {
-    rt: tokio::runtime::Runtime,
     pid: i32,
     shared: Arc<Shared>,
     pub ssh_port: u16,
     pub started: Instant,
     pub cfg: VmConfig,
-    detached: bool,
+    kept: bool,
+}
+
+/// What the console says once the guest has settled (see [`Vm::settle`]).
+#[derive(Debug, Clone, Default)]
+pub struct Fate {
+    /// QEMU's exit status, if it exited.
+    pub exited: Option<String>,
+    /// A kernel crash on the console, with the lines around it.
+    pub crash: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -114,36 +124,22 @@ pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
 
 impl Vm {
     pub fn boot(cfg: VmConfig) -> Result<Vm> {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().map_err(|e| Error::Vm(format!("tokio: {e}")))?;
         let port = free_port()?;
         std::fs::write(&cfg.console_log, b"").map_err(|e| Error::Vm(format!("{}: {e}", cfg.console_log.display())))?;
         let qemu_log = cfg.console_log.with_extension("qemu.log");
         let stderr = std::fs::File::create(&qemu_log).map_err(|e| Error::Vm(format!("{}: {e}", qemu_log.display())))?;
-        let mut cmd = tokio::process::Command::from(super::binary::resolve(cfg.arch)?.command());
+        let mut cmd = super::binary::resolve(cfg.arch)?.command();
         cmd.args(qemu_args(&cfg, port)).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr);
         // Own process group: a terminal's Ctrl-C reaches klpt, which stops the guest itself.
-        cmd.process_group(0);
-        if cfg.die_with_parent {
-            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-        }
-        let mut child = {
-            let _g = rt.enter();
-            cmd.spawn().map_err(|e| Error::Vm(format!("cannot start {}: {e}", cfg.arch.qemu)))?
-        };
-        let pid = child.id().map(|p| p as i32).unwrap_or(0);
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = spawner::spawn(cmd).map_err(|e| Error::Vm(format!("cannot start {}: {e}", cfg.arch.qemu)))?;
+        let pid = child.id() as i32;
         cleanup::track_pid(pid);
         let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::default()), cond: Condvar::new() });
         let started = Instant::now();
-
         let s = shared.clone();
-        rt.spawn(async move {
-            let status = child.wait().await;
+        std::thread::spawn(move || {
+            let status = child.wait();
             let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             st.exited = Some(match status {
                 Ok(s) => s.to_string(),
@@ -153,14 +149,18 @@ impl Vm {
         });
         let s = shared.clone();
         let log = cfg.console_log.clone();
-        rt.spawn(async move { tail_console(&log, s, started).await });
-        Ok(Vm { rt, pid, shared, ssh_port: port, started, cfg, detached: false })
+        std::thread::spawn(move || tail_console(&log, &s));
+        Ok(Vm { pid, shared, ssh_port: port, started, cfg, kept: false })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, ConsoleState> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for the guest's readiness line; fails on a crash, an early exit or the deadline.
     pub fn wait_ready(&self, timeout: Duration) -> Result<Ready> {
         let deadline = Instant::now() + timeout;
-        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.state();
         loop {
             if let Some((at, up)) = st.ready {
                 return Ok(Ready { host_secs: (at - self.started).as_secs_f64(), guest_uptime: up });
@@ -168,7 +168,10 @@ impl Vm {
             if let Some(i) = st.fatal {
                 return Err(Error::GuestCrash(format!("kernel crashed while booting:\n{}", excerpt(&st.text, i))));
             }
-            if let Some(e) = &st.exited {
+            // Decide on an exit only once the console is drained: the panic
+            // that caused it may still be in flight.
+            if st.drained {
+                let e = st.exited.clone().unwrap_or_default();
                 return Err(Error::Vm(format!("QEMU exited during boot ({e}); console tail:\n{}{}", tail(&st.text, 20), self.qemu_stderr())));
             }
             let now = Instant::now();
@@ -184,59 +187,159 @@ impl Vm {
         if t.trim().is_empty() { String::new() } else { format!("\nQEMU said:\n{}", t.trim()) }
     }
 
-    /// A crash seen on the console since boot, with the lines around it.
+    /// What happened to the guest, decided only after its console has been
+    /// read to the end: waits up to `grace` for QEMU to exit and its console
+    /// to drain (a panicking guest exits within it), then reports the exit
+    /// status and any crash on the console.
+    pub fn settle(&self, grace: Duration) -> Fate {
+        let deadline = Instant::now() + grace;
+        let mut st = self.state();
+        while !st.drained {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self.shared.cond.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        let mut fate = Fate { exited: st.exited.clone(), crash: st.fatal.map(|i| excerpt(&st.text, i)) };
+        if let (Some(e), None) = (&fate.exited, &fate.crash) {
+            let said = self.qemu_stderr();
+            if !said.is_empty() {
+                fate.exited = Some(format!("{e}{}", said.replace('\n', "\n  ")));
+            }
+        }
+        fate
+    }
+
+    /// A crash seen on the console so far, with the lines around it.
     pub fn fatal(&self) -> Option<String> {
-        let st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let st = self.state();
         st.fatal.map(|i| excerpt(&st.text, i))
     }
 
     pub fn console_tail(&self, n: usize) -> String {
-        tail(&self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).text, n)
+        tail(&self.state().text, n)
     }
 
     pub fn exited(&self) -> Option<String> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner()).exited.clone()
+        self.state().exited.clone()
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    /// Leaves the guest running after klpt exits (for `--keep-failed`).
-    pub fn detach(mut self) {
-        cleanup::untrack_pid(self.pid);
-        self.detached = true;
+    /// Keeps the guest running until klpt exits (`--keep-failed`): it still
+    /// dies with klpt, like every guest, so nothing outlives a run.
+    pub fn keep(mut self) -> Kept {
+        self.kept = true;
+        let k = Kept { pid: self.pid, port: self.ssh_port, shared: self.shared.clone() };
+        std::mem::forget(self);
+        k
+    }
+}
+
+/// A guest left running for inspection.
+pub struct Kept {
+    pub pid: i32,
+    pub port: u16,
+    shared: Arc<Shared>,
+}
+
+impl Kept {
+    /// Blocks until the guest's QEMU exits.
+    pub fn wait(&self) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        while st.exited.is_none() {
+            st = self.shared.cond.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
     }
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        if !self.detached && self.exited().is_none() {
-            // SAFETY: signalling our own child.
+        if !self.kept && self.exited().is_none() {
+            // SAFETY: signalling our own child, which has not been reaped yet.
             unsafe { libc::kill(self.pid, libc::SIGKILL) };
             let deadline = Instant::now() + Duration::from_secs(5);
-            while self.exited().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+            let mut st = self.state();
+            while st.exited.is_none() && Instant::now() < deadline {
+                st = self.shared.cond.wait_timeout(st, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
             }
         }
         cleanup::untrack_pid(self.pid);
-        // The runtime's drop cancels the console and wait tasks.
-        let _ = &self.rt;
     }
 }
 
-async fn tail_console(path: &Path, s: Arc<Shared>, started: Instant) {
-    use tokio::io::AsyncReadExt;
-    let Ok(mut f) = tokio::fs::File::open(path).await else { return };
+/// Every QEMU is forked by one thread that lives as long as klpt, with
+/// `PR_SET_PDEATHSIG`: the signal fires when the *thread* that forked the
+/// child exits, so a guest forked by a trial's worker thread would die with
+/// that thread, and one forked without it would outlive a SIGKILLed klpt.
+mod spawner {
+    use std::process::{Child, Command};
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    type Request = (Command, Sender<std::io::Result<Child>>);
+
+    pub fn spawn(cmd: Command) -> std::io::Result<Child> {
+        static TX: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+        let tx = TX.get_or_init(|| {
+            let (tx, rx) = channel::<Request>();
+            std::thread::Builder::new()
+                .name("klpt-spawner".into())
+                .spawn(move || {
+                    for (mut cmd, reply) in rx {
+                        let _ = reply.send(guarded(&mut cmd));
+                    }
+                })
+                .expect("spawn the guest spawner thread");
+            Mutex::new(tx)
+        });
+        let (reply, answer) = channel();
+        tx.lock().unwrap_or_else(|e| e.into_inner()).send((cmd, reply)).map_err(|_| std::io::Error::other("guest spawner thread is gone"))?;
+        answer.recv().map_err(|_| std::io::Error::other("guest spawner thread is gone"))?
+    }
+
+    fn guarded(cmd: &mut Command) -> std::io::Result<Child> {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        // SAFETY: prctl, getppid and _exit are async-signal-safe and touch no memory of ours.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                // klpt died between fork and prctl: nobody will ever stop this guest.
+                if libc::getppid() != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
+        cmd.spawn()
+    }
+}
+
+/// Reads the console file as QEMU writes it. It is drained once QEMU has
+/// exited and a read that started after the exit returns nothing.
+fn tail_console(path: &Path, s: &Shared) {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        s.state.lock().unwrap_or_else(|e| e.into_inner()).drained = true;
+        return;
+    };
     let mut buf = vec![0u8; 65536];
     let ready_re = regex::Regex::new(r"KLPT-READY uptime=([0-9.]+)").expect("static regex");
     loop {
-        let n = f.read(&mut buf).await.unwrap_or(0);
+        let exited_before = s.state.lock().unwrap_or_else(|e| e.into_inner()).exited.is_some();
+        let n = f.read(&mut buf).unwrap_or(0);
         if n == 0 {
-            if s.state.lock().unwrap_or_else(|e| e.into_inner()).exited.is_some() {
+            if exited_before {
+                s.state.lock().unwrap_or_else(|e| e.into_inner()).drained = true;
+                s.cond.notify_all();
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            std::thread::sleep(Duration::from_millis(20));
             continue;
         }
         let chunk = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
@@ -246,7 +349,6 @@ async fn tail_console(path: &Path, s: Arc<Shared>, started: Instant) {
         if st.ready.is_none() {
             if let Some(c) = ready_re.captures(&st.text[from..]) {
                 st.ready = Some((Instant::now(), c[1].parse().unwrap_or(0.0)));
-                let _ = started;
             }
         }
         if st.fatal.is_none() {
@@ -277,5 +379,18 @@ pub fn kvm_works(cfg: &VmConfig) -> bool {
     match Vm::boot(probe) {
         Ok(vm) => vm.wait_ready(Duration::from_secs(8)).is_ok(),
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_shows_the_lines_around_a_crash() {
+        let text = "a\nb\nc\nd\n[ 4.0] Kernel panic - not syncing: x\ne\nf\n";
+        let at = text.find("Kernel panic").unwrap();
+        let e = excerpt(text, at);
+        assert!(e.starts_with("c\nd\n[ 4.0] Kernel panic") && e.ends_with("f"), "{e:?}");
     }
 }

@@ -75,22 +75,37 @@ impl Guest {
         self.exec_with_input(cmd, None, timeout)
     }
 
+    /// Runs `cmd` with `input` on its stdin. A command still running at
+    /// `timeout` is [`Error::SshTimeout`]; any other failure means the
+    /// transport broke ([`Error::Ssh`]).
     pub fn exec_with_input(&self, cmd: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output> {
-        self.sess.set_timeout(timeout.as_millis().min(u32::MAX as u128) as u32);
-        let err = |e: ssh2::Error| Error::Ssh(format!("`{}`: {e}", cmd.lines().next().unwrap_or("")));
-        let mut ch = self.sess.channel_session().map_err(err)?;
-        ch.exec(cmd).map_err(err)?;
+        // libssh2 takes milliseconds in a c_uint, and 0 means "no timeout".
+        self.sess.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
+        let first = cmd.lines().next().unwrap_or("");
+        let shown = match first.char_indices().nth(60) {
+            Some((i, _)) => format!("{}…", &first[..i]),
+            None => first.to_string(),
+        };
+        let err = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Error::SshTimeout(format!("`{shown}` did not finish within {:.0}s", timeout.as_secs_f64()))
+            } else {
+                Error::Ssh(format!("`{shown}`: {e}"))
+            }
+        };
+        let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
+        ch.exec(cmd).map_err(|e| err(e.into()))?;
         if let Some(data) = input {
-            ch.write_all(data).map_err(|e| Error::Ssh(format!("send input: {e}")))?;
+            ch.write_all(data).map_err(err)?;
         }
-        ch.send_eof().map_err(err)?;
-        let mut stdout = String::new();
-        let mut stderr = String::new();
-        ch.read_to_string(&mut stdout).map_err(|e| Error::Ssh(format!("`{}`: {e}", cmd.lines().next().unwrap_or(""))))?;
-        ch.stderr().read_to_string(&mut stderr).map_err(|e| Error::Ssh(format!("stderr: {e}")))?;
-        ch.wait_close().map_err(err)?;
-        let status = ch.exit_status().map_err(err)?;
-        Ok(Output { status, stdout, stderr })
+        ch.send_eof().map_err(|e| err(e.into()))?;
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        ch.read_to_end(&mut stdout).map_err(err)?;
+        ch.stderr().read_to_end(&mut stderr).map_err(err)?;
+        ch.wait_close().map_err(|e| err(e.into()))?;
+        let status = ch.exit_status().map_err(|e| err(e.into()))?;
+        Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
     }
 
     /// Copies a file into the guest.
