@@ -105,8 +105,8 @@ struct Validator<'a> {
     errors: Vec<CaseError>,
 }
 
-const STEP_KINDS: &[&str] = &["load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell"];
-const STEP_META: &[&str] = &["name", "when", "timeout"];
+const STEP_KINDS: &[&str] = &["load", "disable", "write", "force", "unload", "park", "release", "call", "wait", "assert", "shell"];
+const STEP_META: &[&str] = &["name", "when", "timeout", "warnings"];
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<Option<String>>) {
@@ -229,7 +229,8 @@ impl Validator<'_> {
             if let Some(action) = self.action(d, &kp, &kind, val) {
                 let line = self.pos.get(&p).line;
                 let timeout = map.get("timeout").and_then(Value::as_u64);
-                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, timeout, warnings: Vec::new(), action });
+                let warnings = self.regexes(&format!("{p}.warnings"), map.get("warnings"));
+                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, timeout, warnings, action });
             }
         }
         out
@@ -352,6 +353,15 @@ impl Validator<'_> {
                 }
                 let (module, function) = (module.to_string(), function.to_string());
                 if kind == "park" { Action::Park { module, function } } else { Action::Release { module, function } }
+            }
+            "call" => {
+                // Minimal form; the strict loader validates it fully.
+                let m = self.mapping(p, v, &["parked", "function", "prints"])?;
+                let parked = m.get("parked").and_then(Value::as_str).unwrap_or("");
+                let (module, parked) = parked.split_once('.')?;
+                let function = m.get("function").and_then(Value::as_str)?.to_string();
+                let prints = m.get("prints").and_then(|x| self.matcher(&format!("{p}.prints"), x));
+                Action::Call { module: module.to_string(), parked: parked.to_string(), function, prints }
             }
             "write" => {
                 let m = self.mapping(p, v, &["path", "param", "value", "refused"])?;

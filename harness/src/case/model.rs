@@ -212,6 +212,9 @@ pub enum Action {
     Force { patch: String, refused: Option<Errnos> },
     Unload { module: String, refused: Option<Errnos> },
     Park { module: String, function: String },
+    /// The worker parked in `module`'s parking function `parked` calls the
+    /// module's function `function` and records what it printed.
+    Call { module: String, parked: String, function: String, prints: Option<Matcher> },
     Release { module: String, function: String },
     Wait { until: Assertion, timeout: u64 },
     Shell { command: String, status: i32 },

@@ -167,20 +167,49 @@ pub fn target_c(case: &Case, t: &Target) -> String {
     header(&mut out, case, &format!("Target module {}", t.name));
     params(&mut out, &t.params);
     let _ = writeln!(out, "static struct proc_dir_entry *klpt_dir;\n");
-    for f in &t.functions {
+    // Plain functions first: a parking function's worker may call them.
+    let mut ordered: Vec<&crate::case::TargetFunc> = t.functions.iter().filter(|f| !f.park).collect();
+    ordered.extend(t.functions.iter().filter(|f| f.park));
+    for f in ordered {
         let n = &f.name;
         if f.park {
             // A worker sleeps *inside* n() until released, which keeps any
-            // transition that patches n() from completing.
+            // transition that patches n() from completing, and leaves that
+            // worker unswitched: on request (`call F`) it calls the module's
+            // function F from inside n() and records what F printed, which
+            // shows the implementation an unswitched task runs.
+            let callees: Vec<&str> = t.functions.iter().filter(|g| !g.park).map(|g| g.name.as_str()).collect();
+            let mut dispatch = String::new();
+            for g in &callees {
+                let _ = writeln!(dispatch, "\telse if (!strcmp(name, {}))\n\t\t{g}(&m, NULL);", c_str(g));
+            }
             let _ = writeln!(
                 out,
                 r#"static bool {n}_parked, {n}_released;
+static char {n}_call_fn[64], {n}_call_out[512];
+static int {n}_call_seq, {n}_call_done;
+
+static void {n}_call(const char *name)
+{{
+	struct seq_file m = {{ .buf = {n}_call_out, .size = sizeof({n}_call_out) - 1 }};
+
+	memset({n}_call_out, 0, sizeof({n}_call_out));
+	if (0)
+		;
+{dispatch}	else
+		snprintf({n}_call_out, sizeof({n}_call_out), "klpt: no function %s\n", name);
+}}
 
 noinline void {n}(void)
 {{
 	WRITE_ONCE({n}_parked, true);
-	while (!READ_ONCE({n}_released))
+	while (!READ_ONCE({n}_released)) {{
+		if (smp_load_acquire(&{n}_call_seq) != READ_ONCE({n}_call_done)) {{
+			{n}_call({n}_call_fn);
+			smp_store_release(&{n}_call_done, READ_ONCE({n}_call_seq));
+		}}
 		msleep_interruptible(10);
+	}}
 	WRITE_ONCE({n}_parked, false);
 }}
 
@@ -196,22 +225,53 @@ static int {n}_show(struct seq_file *m, void *v)
 	return 0;
 }}
 
+/* What the parked worker's last call printed, or "pending". */
+static int {n}_call_show(struct seq_file *m, void *v)
+{{
+	if (smp_load_acquire(&{n}_call_done) != READ_ONCE({n}_call_seq))
+		seq_puts(m, "pending\n");
+	else
+		seq_puts(m, {n}_call_out);
+	return 0;
+}}
+
 static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
 {{
-	char buf[16] = {{ }};
+	char buf[80] = {{ }};
 
 	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
 		return -EFAULT;
-	if (!strncmp(buf, "park", 4)) {{
+	strim(buf);
+	if (!strcmp(buf, "park")) {{
 		WRITE_ONCE({n}_released, false);
 		schedule_work(&{n}_work);
-	}} else if (!strncmp(buf, "release", 7)) {{
+	}} else if (!strcmp(buf, "release")) {{
 		WRITE_ONCE({n}_released, true);
+	}} else if (!strncmp(buf, "call ", 5)) {{
+		/* Only a parked worker can call: it is the unswitched task. */
+		if (!READ_ONCE({n}_parked))
+			return -ESRCH;
+		if (smp_load_acquire(&{n}_call_done) != READ_ONCE({n}_call_seq))
+			return -EBUSY;
+		strscpy({n}_call_fn, buf + 5, sizeof({n}_call_fn));
+		smp_store_release(&{n}_call_seq, {n}_call_seq + 1);
 	}} else {{
 		return -EINVAL;
 	}}
 	return len;
 }}
+
+static int {n}_call_open(struct inode *inode, struct file *file)
+{{
+	return single_open(file, {n}_call_show, NULL);
+}}
+
+static const struct proc_ops {n}_call_ops = {{
+	.proc_open = {n}_call_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+}};
 "#
             );
         } else {
@@ -233,6 +293,9 @@ static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len,
     let mut init = format!("\tklpt_dir = proc_mkdir({}, NULL);\n\tif (!klpt_dir)\n\t\treturn -ENOMEM;\n", c_str(&t.name));
     for f in &t.functions {
         let _ = writeln!(init, "\tproc_create({}, 0644, klpt_dir, &{}_ops);", c_str(&f.name), f.name);
+        if f.park {
+            let _ = writeln!(init, "\tproc_create({}, 0444, klpt_dir, &{}_call_ops);", c_str(&format!("{}.call", f.name)), f.name);
+        }
     }
     init.push_str("\treturn 0;\n");
     let mut exit = String::from("\tproc_remove(klpt_dir);\n");

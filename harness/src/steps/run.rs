@@ -314,6 +314,25 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             }
+            Action::Call { module, parked, function, prints } => {
+                let f = format!("/proc/{module}/{parked}");
+                let script = format!(
+                    "echo {} > {f} || exit 1; while [ \"$(cat {f}.call)\" = pending ]; do usleep 10000; done; cat {f}.call",
+                    sh_quote(&format!("call {function}"))
+                );
+                let out = self.sh(&script)?;
+                if out.status != 0 {
+                    let why = match errno::from_message(&out.stderr) {
+                        Some("ESRCH") => format!("no worker is parked in {module}.{parked}: park it first"),
+                        _ => out.stderr.trim().to_string(),
+                    };
+                    return Err(Stop::Verdict(format!("call {function} from the worker parked in {module}.{parked}: {why}")));
+                }
+                match prints.as_ref().and_then(|m| assert::match_text(m, &out.stdout)) {
+                    Some(msg) => Err(Stop::Verdict(format!("{function}() called by the task parked in {module}.{parked}: {msg}"))),
+                    None => Ok(()),
+                }
+            }
             Action::Shell { command, status } => {
                 let out = self.sh(command)?;
                 if out.status != *status {
