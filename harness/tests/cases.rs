@@ -13,15 +13,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Deliberately wrong cases and what their failure message must say.
-const WRONG: &[(&str, &[&str])] = &[
-    ("wrong-sysfs-value", &["klpt_w_sysfs/enabled: expected 0, got 1"]),
-    ("wrong-errno", &["expected refusal with EBUSY, got EINVAL"]),
-    ("missing-dmesg-event", &["dmesg: expected event", "unpatching complete", "not found after"]),
-    ("patch-without-effect", &["/proc/cmdline: expected to contain \"klpt_w_effect\""]),
-    ("transition-never-ends", &["transition of klpt_w_stuck did not finish within 5s"]),
-    ("compile-error", &["module build failed for klpt_w_cc", "compile-error.yaml:9:", "undeclared_variable"]),
-    ("kernel-warning", &["kernel reported a problem", "WARNING:"]),
+/// Deliberately wrong cases, the cause their failure's first line must
+/// start with, and what the message must say.
+const WRONG: &[(&str, &str, &[&str])] = &[
+    ("wrong-sysfs-value", "kernel verdict: step ", &["klpt_w_sysfs/enabled: expected 0, got 1"]),
+    ("wrong-errno", "kernel verdict: step ", &["expected refusal with EBUSY, got EINVAL"]),
+    ("missing-dmesg-event", "kernel verdict: step ", &["dmesg: expected event", "unpatching complete", "not found after"]),
+    ("patch-without-effect", "kernel verdict: step ", &["/proc/cmdline: expected to contain \"klpt_w_effect\""]),
+    ("transition-never-ends", "kernel verdict: step ", &["transition of klpt_w_stuck did not finish within 5s"]),
+    ("compile-error", "harness error: module build failed for klpt_w_cc", &["compile-error.yaml:9:", "undeclared_variable"]),
+    ("kernel-warning", "kernel verdict: step ", &["kernel reported a problem", "WARNING:"]),
 ];
 
 /// Bad case files and what `klpt check` must report.
@@ -88,14 +89,15 @@ fn main() {
             }
         }));
     }
-    for (name, needles) in WRONG {
+    for (name, cause, needles) in WRONG {
         let path = tests_dir().join("wrong").join(format!("{name}.yaml"));
         let (t, o) = (target.clone(), opts.clone());
         trials.push(Trial::test(format!("wrong/{name}"), move || {
             let case = klpt::case::load(&path).map_err(|e| Failed::from(e.to_string()))?;
             let out = runner::run_case(&t, &case, &o);
             match out.status {
-                Status::Fail(f) => expect_all(&f.to_string(), needles),
+                Status::Fail(f) if f.to_string().starts_with(cause) => expect_all(&f.to_string(), needles),
+                Status::Fail(f) => Err(format!("the first line should start with {cause:?}:\n{f}").into()),
                 other => Err(format!("a deliberately wrong case did not fail: {other:?}").into()),
             }
         }));
