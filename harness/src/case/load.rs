@@ -105,8 +105,11 @@ struct Validator<'a> {
     errors: Vec<CaseError>,
 }
 
-const STEP_KINDS: &[&str] = &["load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell"];
-const STEP_META: &[&str] = &["name", "when"];
+const STEP_KINDS: &[&str] = &["load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell", "call"];
+const STEP_META: &[&str] = &["name", "when", "timeout", "warnings"];
+/// Deadlines are whole seconds, at most a day: a longer one is a typo, and
+/// `Instant + Duration` must not overflow.
+pub(crate) const MAX_TIMEOUT: u64 = 86_400;
 
 impl Validator<'_> {
     fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<Option<String>>) {
@@ -199,6 +202,8 @@ impl Validator<'_> {
             let mut kind = None;
             let mut label = None;
             let mut when = None;
+            let mut timeout = None;
+            let mut warnings = Vec::new();
             for (k, val) in map {
                 let Some(k) = k.as_str() else {
                     self.err(&p, "step keys must be strings", None);
@@ -214,6 +219,10 @@ impl Validator<'_> {
                     label = val.as_str().map(str::to_string);
                 } else if k == "when" {
                     when = self.cond(&kp, val);
+                } else if k == "timeout" {
+                    timeout = self.timeout(&kp, val);
+                } else if k == "warnings" {
+                    warnings = self.regexes(&kp, Some(val));
                 } else if !STEP_META.contains(&k) {
                     self.err(&kp, format!("unknown step key `{k}`"), Some(format!("a step is one of {} (plus `name:` and `when:`){}", STEP_KINDS.join(", "), suggest(k, STEP_KINDS))));
                 }
@@ -226,12 +235,29 @@ impl Validator<'_> {
                 continue;
             };
             let kp = format!("{p}.{kind}");
-            if let Some(action) = self.action(d, &kp, &kind, val) {
+            if let Some(mut action) = self.action(d, &kp, &kind, val) {
+                if let (Action::Wait { timeout: t, .. }, Some(step_t)) = (&mut action, timeout) {
+                    if v_has(val, "timeout") {
+                        self.err(&format!("{p}.timeout"), "the step and its `wait:` both set `timeout:`", Some("keep one of them".into()));
+                    }
+                    *t = step_t;
+                }
                 let line = self.pos.get(&p).line;
-                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, action });
+                out.push(Step { index: i, line, label: label.unwrap_or_else(|| kind.clone()), when, timeout, warnings, action });
             }
         }
         out
+    }
+
+    /// A deadline in whole seconds, 1..=MAX_TIMEOUT.
+    fn timeout(&mut self, p: &str, v: &Value) -> Option<u64> {
+        match v.as_u64() {
+            Some(t) if (1..=MAX_TIMEOUT).contains(&t) => Some(t),
+            _ => {
+                self.err(p, format!("`timeout:` must be an integer number of seconds, 1..={MAX_TIMEOUT}, not {}", scalar(v)), None);
+                None
+            }
+        }
     }
 
     fn cond(&mut self, p: &str, v: &Value) -> Option<Cond> {
@@ -398,11 +424,45 @@ impl Validator<'_> {
                 if until.dmesg.is_some() {
                     // Waiting on dmesg is allowed: it re-reads the window each round.
                 }
-                let timeout = v.as_mapping().and_then(|m| m.get("timeout")).and_then(Value::as_u64).unwrap_or(d.timeout);
+                let timeout = match v.as_mapping().and_then(|m| m.get("timeout")) {
+                    Some(t) => self.timeout(&format!("{p}.timeout"), t).unwrap_or(d.timeout),
+                    None => d.timeout,
+                };
                 Action::Wait { until, timeout }
             }
+            "call" => self.call(d, p, v)?,
             _ => unreachable!("step kinds are filtered above"),
         })
+    }
+
+    /// `call: {parked: MODULE.PARKFN, function: FN, prints: MATCHER}`.
+    fn call(&mut self, d: &CaseDoc, p: &str, v: &Value) -> Option<Action> {
+        let m = self.mapping(p, v, &["parked", "function", "prints"])?;
+        let Some((module, parked)) = m.get("parked").and_then(Value::as_str).and_then(|s| s.split_once('.')) else {
+            self.err(&format!("{p}.parked"), "`parked:` takes `module.parking_function`", Some("e.g. `parked: klpt_tgt.busy_fn`".into()));
+            return None;
+        };
+        let Some(function) = m.get("function").and_then(Value::as_str) else {
+            self.err(p, "missing `function:`", Some("the target function the parked worker calls".into()));
+            return None;
+        };
+        match d.targets.iter().find(|t| t.name == module) {
+            None => self.err(&format!("{p}.parked"), format!("no target module named `{module}`"), None),
+            Some(t) => {
+                match t.functions.iter().find(|f| f.name == parked) {
+                    Some(f) if f.park => {}
+                    Some(_) => self.err(&format!("{p}.parked"), format!("`{module}.{parked}` is not a parking function"), Some("add `park: true` to the function".into())),
+                    None => self.err(&format!("{p}.parked"), format!("target `{module}` has no function `{parked}`"), None),
+                }
+                match t.functions.iter().find(|f| f.name == function) {
+                    Some(f) if !f.park => {}
+                    Some(_) => self.err(&format!("{p}.function"), format!("`{function}` is a parking function"), Some("call a function without `park: true`".into())),
+                    None => self.err(&format!("{p}.function"), format!("target `{module}` has no function `{function}`"), None),
+                }
+            }
+        }
+        let prints = m.get("prints").and_then(|x| self.matcher(&format!("{p}.prints"), x));
+        Some(Action::Call { module: module.into(), parked: parked.into(), function: function.into(), prints })
     }
 
     fn assertion(&mut self, d: &CaseDoc, p: &str, v: &Value, extra: &[&str]) -> Option<Assertion> {
@@ -549,13 +609,17 @@ impl Validator<'_> {
                 Action::Disable { patch, refused: None, .. } | Action::Force { patch, refused: None } if !loaded.contains(patch) => {
                     self.err(&p, format!("patch `{patch}` is not loaded at this point"), Some("load it in an earlier step".into()));
                 }
-                Action::Park { module, .. } | Action::Release { module, .. } if !loaded.contains(module) => {
+                Action::Park { module, .. } | Action::Release { module, .. } | Action::Call { module, .. } if !loaded.contains(module) => {
                     self.err(&p, format!("target `{module}` is not loaded at this point"), Some("load it in an earlier step".into()));
                 }
                 _ => {}
             }
         }
     }
+}
+
+fn v_has(v: &Value, key: &str) -> bool {
+    v.as_mapping().is_some_and(|m| m.contains_key(key))
 }
 
 fn names(d: &CaseDoc) -> Vec<&str> {
@@ -661,5 +725,45 @@ mod tests {
         for s in ["", "-", "[]", "{}", "steps: 3", "description: x\nsteps: [1, [2], {load: {}}]", "\u{0}", "description: x\nsteps:\n - when: 3\n"] {
             let _ = parse(Path::new("t.yaml"), s);
         }
+    }
+
+    const CALL: &str = "description: d\ntargets:\n  - name: tg\n    functions:\n      - name: fn1\n      - name: busy\n        park: true\nsteps:\n  - load: tg\n  - park: tg.busy\n  - name: c\n    timeout: 5\n    warnings: 'sysfs: cannot create duplicate filename'\n    call: {parked: tg.busy, function: fn1, prints: {contains: original}}\n  - release: tg.busy\n  - unload: tg\n";
+
+    #[test]
+    fn step_timeout_warnings_and_call() {
+        let c = parse(Path::new("cases/t.yaml"), CALL).unwrap();
+        let s = &c.steps[2];
+        assert_eq!(s.timeout, Some(5));
+        assert_eq!(s.warnings.len(), 1);
+        assert!(s.warnings[0].is_match("sysfs: cannot create duplicate filename '/x'"));
+        match &s.action {
+            Action::Call { module, parked, function, prints } => {
+                assert_eq!((module.as_str(), parked.as_str(), function.as_str()), ("tg", "busy", "fn1"));
+                assert_eq!(prints.as_ref().unwrap().contains, vec!["original".to_string()]);
+            }
+            a => panic!("{a:?}"),
+        }
+    }
+
+    #[test]
+    fn call_checks_its_functions_and_sequence() {
+        let e = errs(&CALL.replace("parked: tg.busy,", "parked: tg.fn1,"));
+        assert!(e.contains("`tg.fn1` is not a parking function"), "{e}");
+        let e = errs(&CALL.replace("function: fn1", "function: busy"));
+        assert!(e.contains("`busy` is a parking function"), "{e}");
+        let e = errs(&CALL.replace("function: fn1", "function: fn2"));
+        assert!(e.contains("has no function `fn2`"), "{e}");
+        let e = errs(&CALL.replace("  - load: tg\n  - park: tg.busy\n", ""));
+        assert!(e.contains(":14:") && e.contains("`tg` is not loaded at this point"), "{e}");
+    }
+
+    #[test]
+    fn step_timeout_range() {
+        for bad in ["0", "86401", "18446744073709551615", "'5'", "-1"] {
+            let e = errs(&CALL.replace("timeout: 5", &format!("timeout: {bad}")));
+            assert!(e.contains(":12:") && e.contains("1..=86400"), "{bad}: {e}");
+        }
+        let e = errs(&GOOD.replace("- assert:\n      patches: {lp1: {enabled: 1}}", "- wait:\n      timeout: 18446744073709551615\n      patches: {lp1: {enabled: 1}}"));
+        assert!(e.contains("1..=86400"), "{e}");
     }
 }

@@ -216,6 +216,9 @@ pub enum Action {
     Wait { until: Assertion, timeout: u64 },
     Shell { command: String, status: i32 },
     Assert(Assertion),
+    /// The worker parked in `module`'s parking function `parked` calls
+    /// `module`'s function `function` and records what it printed.
+    Call { module: String, parked: String, function: String, prints: Option<Matcher> },
 }
 
 #[derive(Debug, Clone)]
@@ -225,6 +228,10 @@ pub struct Step {
     pub line: usize,
     pub label: String,
     pub when: Option<Cond>,
+    /// Deadline in seconds of this step's waits, instead of the case's `timeout`.
+    pub timeout: Option<u64>,
+    /// Kernel warnings the step expects (regexes over the log lines).
+    pub warnings: Vec<regex::Regex>,
     pub action: Action,
 }
 

@@ -228,6 +228,10 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             }
+            // Parsed and validated by the case layer; running it is not written yet.
+            Action::Call { module, parked, function, .. } => {
+                Err(Stop::Fail(format!("`call: {module}.{parked} -> {function}`: this klpt cannot run `call:` steps yet")))
+            }
             Action::Assert(a) => {
                 let v = self.check(a)?;
                 verdict_result(v, &mut self.notes)
