@@ -187,7 +187,7 @@ mod tests {
     fn every_case_in_the_tree_passes() {
         let root = crate::project_root();
         for f in
-            super::super::discover(&[root.join("cases"), root.join("harness/tests/bad")]).unwrap()
+            super::super::discover(&[root.join("cases"), root.join("harness/tests/wrong")]).unwrap()
         {
             let t = std::fs::read_to_string(&f).unwrap();
             assert!(check(&t).is_ok(), "{}: {:?}", f.display(), check(&t));

@@ -835,7 +835,10 @@ fn unknown_errno_and_syntax_errors() {
     let e = errs("description: x\nsteps: [{load: x}]\nsteps: []\n");
     assert!(e.contains("duplicate"), "{e}");
     let e = errs("- 1\n");
-    assert!(e.contains("a case file is a mapping of `description:`, `steps:` and more, not a list"), "{e}");
+    assert!(
+        e.contains("a case file is a mapping of `description:`, `steps:` and more, not a list"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -943,5 +946,43 @@ mod files {
         }
         let e = errs("description: &a x\nsteps: [*a]\n");
         assert!(e.contains("aliases"), "{e}");
+    }
+}
+
+/// The `BAD` table of `harness/tests/cases.rs` (its `check/` trials need a
+/// prepared kernel to start, these checks do not): every bad file is listed
+/// and rejected with every expected fragment; every wrong case still loads.
+#[test]
+fn bad_files_match_the_bad_table() {
+    let tests = crate::project_root().join("harness/tests");
+    let src = std::fs::read_to_string(tests.join("cases.rs")).unwrap();
+    let start = src
+        .find("const BAD: &[(&str, &[&str])] = &[")
+        .expect("BAD table");
+    let table = &src[start..start + src[start..].find("\n];").unwrap()];
+    let row = regex::Regex::new(r#"(?m)^\s*\("([^"]+)", &\[(.*)\]\),$"#).unwrap();
+    let lit = regex::Regex::new(r#""((?:[^"\\]|\\.)*)""#).unwrap();
+    let mut listed = Vec::new();
+    for r in row.captures_iter(table) {
+        let name = r[1].to_string();
+        let e = match load(&tests.join("bad").join(format!("{name}.yaml"))) {
+            Ok(_) => panic!("{name}: accepted"),
+            Err(e) => e.to_string(),
+        };
+        for l in lit.captures_iter(&r[2]) {
+            let needle = l[1].replace("\\\"", "\"").replace("\\\\", "\\");
+            assert!(e.contains(&needle), "{name}: {needle:?} not in\n{e}");
+        }
+        listed.push(name);
+    }
+    for f in discover(&[tests.join("bad")]).unwrap() {
+        let stem = f.file_stem().unwrap().to_string_lossy().to_string();
+        assert!(
+            listed.contains(&stem),
+            "{stem}.yaml is not in the BAD table"
+        );
+    }
+    for f in discover(&[tests.join("wrong")]).unwrap() {
+        load(&f).unwrap_or_else(|e| panic!("{e}"));
     }
 }

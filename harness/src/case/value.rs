@@ -44,16 +44,8 @@ impl Checker<'_> {
     }
 
     fn wrong(&mut self, p: &str, want: &str, v: &Value, hint: impl Into<String>) {
-        let key = p
-            .rsplit(['.', ']'])
-            .next()
-            .filter(|k| !k.is_empty() && !k.starts_with('['))
-            .unwrap_or("value");
-        self.err(
-            p,
-            format!("`{key}` must be {want}, not {}", describe(v)),
-            hint,
-        );
+        let msg = format!("`{}` must be {want}, not {}", key_of(p), describe(v));
+        self.err(p, msg, hint);
     }
 
     /// A mapping whose keys are strings from `allowed`.
@@ -157,7 +149,8 @@ impl Checker<'_> {
     pub fn text(&mut self, p: &str, v: &Value) -> Option<String> {
         let s = self.string(p, v)?;
         if s.trim().is_empty() {
-            self.err(p, "must not be empty", "write something, or drop the key");
+            let msg = format!("`{}` must not be empty", key_of(p));
+            self.err(p, msg, "write something, or drop the key");
             return None;
         }
         Some(s)
@@ -192,14 +185,10 @@ impl Checker<'_> {
             return None;
         };
         if !range.contains(&n) {
-            let key = p.rsplit(['.', ']']).next().unwrap_or("value");
+            let (lo, hi) = (range.start(), range.end());
             self.err(
                 p,
-                format!(
-                    "`{key}` must be in {}..={}, not {n}",
-                    range.start(),
-                    range.end()
-                ),
+                format!("`{}` must be in {lo}..={hi}, not {n}", key_of(p)),
                 "use a value in the range",
             );
             return None;
@@ -295,6 +284,14 @@ impl Checker<'_> {
             );
         }
     }
+}
+
+/// The last key of a path, as a message names it (`config[1]`, `timeout`).
+fn key_of(p: &str) -> &str {
+    p.rsplit('.')
+        .next()
+        .filter(|k| !k.is_empty())
+        .unwrap_or("value")
 }
 
 /// `; did you mean `x`?` for the closest candidate, if any is close.
