@@ -1,5 +1,5 @@
 //! Seeded fuzzing of `case::parse` with mutations of the project's own case
-//! files: whatever the input, an answer (no panic) within a second.
+//! files: whatever the input, an answer (no panic) within a second of CPU.
 //! `KLPT_FUZZ_SEED=N cargo test --lib fuzz` replays a run.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -97,10 +97,36 @@ fn mutate(src: &str, rng: &mut Rng) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
+/// CPU time of this thread: what parsing costs, whatever else the (shared,
+/// 2-core) machine is doing; wall time only guards against blocking.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Every file under `cases/` (cases, capabilities.yaml, README, kernel
+/// series: non-YAML text is input too) and every bad case file.
 fn corpus() -> Vec<(PathBuf, String)> {
+    fn walk(d: &std::path::Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out)
+            } else {
+                out.push(p)
+            }
+        }
+    }
     let root = crate::project_root();
-    let mut files = super::discover(&[root.join("cases"), root.join("harness/tests/bad")]).unwrap();
-    files.push(root.join("cases").join(super::known::FILE_NAME));
+    let mut files = Vec::new();
+    walk(&root.join("cases"), &mut files);
+    walk(&root.join("harness/tests/bad"), &mut files);
+    files.sort();
     files
         .into_iter()
         .map(|f| (f.clone(), std::fs::read_to_string(&f).unwrap()))
@@ -113,31 +139,34 @@ fn mutated_case_files_never_panic_or_hang() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x6b6c_7074_u64);
-    let mut rng = Rng(seed | 1);
+    // splitmix64 of the seed: nearby seeds start far apart, and never at 0.
+    let mut rng = Rng((seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1);
     let corpus = corpus();
     let per_file = 1000 / corpus.len() + 1;
     let mut count = 0;
     let mut rejected = 0;
+    let mut slowest = Duration::ZERO;
     for (path, src) in &corpus {
         for _ in 0..per_file {
             let input = mutate(src, &mut rng);
-            let t = Instant::now();
+            let (wall, cpu) = (Instant::now(), thread_cpu());
             let r = catch_unwind(AssertUnwindSafe(|| super::parse(path, &input)));
-            let took = t.elapsed();
+            let (took, waited) = (thread_cpu() - cpu, wall.elapsed());
             assert!(
                 r.is_ok(),
                 "seed {seed}: parse panicked on a mutation of {}:\n{input}",
                 path.display()
             );
             assert!(
-                took < Duration::from_secs(1),
-                "seed {seed}: {} took {took:?} on:\n{input}",
+                took < Duration::from_secs(1) && waited < Duration::from_secs(10),
+                "seed {seed}: {} took {took:?} of CPU, {waited:?} in all, on:\n{input}",
                 path.display()
             );
+            slowest = slowest.max(took);
             rejected += usize::from(r.is_ok_and(|r| r.is_err()));
             count += 1;
         }
     }
-    println!("fuzz: seed {seed}, {count} mutated case files, {rejected} rejected, no panic, each under 1 s");
+    println!("fuzz: seed {seed}, {count} mutated case files, {rejected} rejected, no panic, slowest {slowest:?} of CPU");
     assert!(count >= 1000);
 }
