@@ -105,16 +105,26 @@ impl Checker<'_> {
             self.err("requires", "no kernel has all of `requires:` (capabilities.yaml declares some of them exclusive)", "drop one of the exclusive requirements");
             return;
         }
+        let on = |r: &Runs, k: u32| match r {
+            Runs::Always => true,
+            Runs::Never => false,
+            Runs::If { has, lacks } => {
+                has.iter().all(|&i| k >> i & 1 == 1) && lacks.iter().all(|&i| k >> i & 1 == 0)
+            }
+        };
+        for (s, r) in steps.iter().zip(&runs) {
+            if matches!(r, Runs::If { .. }) && !valid.iter().any(|&k| on(r, k)) {
+                let msg = "no kernel meets this condition (cases/capabilities.yaml declares its capabilities exclusive), so this step never runs";
+                self.err(
+                    &format!("steps[{}].when", s.index),
+                    msg,
+                    "drop the step, or one of the capabilities",
+                );
+            }
+        }
         let mut found: BTreeMap<Problem, BTreeSet<u32>> = BTreeMap::new();
         for &k in &valid {
-            let on = |r: &Runs| match r {
-                Runs::Always => true,
-                Runs::Never => false,
-                Runs::If { has, lacks } => {
-                    has.iter().all(|&i| k >> i & 1 == 1) && lacks.iter().all(|&i| k >> i & 1 == 0)
-                }
-            };
-            for problem in simulate(steps, |i| on(&runs[i])) {
+            for problem in simulate(steps, |i| on(&runs[i], k)) {
                 found.entry(problem).or_default().insert(k);
             }
         }

@@ -814,6 +814,62 @@ fn conditions_no_kernel_satisfies() {
 }
 
 #[test]
+fn conditions_exclusive_capabilities_never_meet() {
+    let src = edit(
+        WHEN,
+        "has: {klp_patch: [replace_set]}",
+        "has: {klp_patch: [replace_set, replaceable]}",
+    );
+    let e = errs(&src);
+    assert!(
+        e.contains(":9:") && e.contains("no kernel meets this condition"),
+        "{e}"
+    );
+    let src = edit(
+        WHEN,
+        "description: d\n",
+        "description: d\nrequires: {klp_patch: [replaceable]}\n",
+    );
+    let e = errs(&src);
+    assert!(
+        e.contains(":10:") && e.contains("no kernel meets this condition"),
+        "{e}"
+    );
+}
+
+#[test]
+fn timeout_and_warnings_go_on_every_step_kind() {
+    let src = edit(
+        FULL,
+        "    timeout: 5\n    warnings: 'sysfs: cannot create duplicate filename'\n",
+        "",
+    );
+    let src = edit(&src, "{timeout: 3, dmesg", "{dmesg");
+    let (head, steps) = src.split_at(src.find("steps:").unwrap());
+    let src = format!(
+        "{head}{}",
+        steps.replace("\n  - ", "\n  - timeout: 7\n    warnings: [x, 'y z']\n    ")
+    );
+    let c = parse(Path::new("cases/t.yaml"), &src).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.steps.len() > 10);
+    for s in &c.steps {
+        assert_eq!((s.timeout, s.warnings.len()), (Some(7), 2), "{s:?}");
+    }
+    rejects(
+        FULL,
+        "warnings: 'sysfs:",
+        "warnings: '(sysfs:",
+        &["bad regex `(sysfs:"],
+    );
+    rejects(
+        FULL,
+        "warnings: 'sysfs: cannot create duplicate filename'",
+        "warnings: {a: b}",
+        &["`warnings` must be a string, not a mapping"],
+    );
+}
+
+#[test]
 fn unknown_errno_and_syntax_errors() {
     rejects(
         GOOD,
@@ -890,6 +946,16 @@ mod files {
         let looped = d.path().join("loop.yaml");
         std::os::unix::fs::symlink(&looped, &looped).unwrap();
         assert!(load_err(&looped).contains("cannot read"));
+        // Refused from metadata, so even an unreadable (root-only) device says what it is.
+        let block = std::fs::read_dir("/dev").unwrap().flatten().find(|e| {
+            use std::os::unix::fs::FileTypeExt;
+            e.file_type().is_ok_and(|t| t.is_block_device())
+        });
+        if let Some(b) = block {
+            let dev = d.path().join("dev.yaml");
+            std::os::unix::fs::symlink(b.path(), &dev).unwrap();
+            assert!(load_err(&dev).contains("is a block device"));
+        }
         let dir = d.path().join("x.yaml");
         std::fs::create_dir(&dir).unwrap();
         assert!(load_err(&dir).contains("is a directory, not a case file"));
