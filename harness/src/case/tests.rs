@@ -1052,3 +1052,13 @@ fn bad_files_match_the_bad_table() {
         load(&f).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// The complete example in cases/README.md is a valid case.
+#[test]
+fn readme_example_parses() {
+    let readme = std::fs::read_to_string(crate::project_root().join("cases/README.md")).unwrap();
+    let ex = &readme[readme.find("## Example").unwrap()..];
+    let body = &ex[ex.find("```yaml\n").unwrap() + 8..];
+    let body = &body[..body.find("```").unwrap()];
+    parse(Path::new("cases/example.yaml"), body).unwrap_or_else(|e| panic!("{e}"));
+}
