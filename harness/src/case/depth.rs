@@ -15,8 +15,12 @@ pub const MAX_DEPTH: usize = 64;
 /// The first place where the text nests too deep or uses an alias.
 pub fn check(src: &str) -> Result<(), (Pos, String, String)> {
     let mut s = Scan::default();
-    for (n, line) in src.split('\n').enumerate() {
-        s.line(n + 1, line.strip_suffix('\r').unwrap_or(line))?;
+    // YAML breaks lines at `\r\n`, `\n` and a lone `\r`; so does the scan.
+    let lines = src
+        .split('\n')
+        .flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
+    for (n, line) in lines.enumerate() {
+        s.line(n + 1, line)?;
     }
     Ok(())
 }
@@ -153,6 +157,8 @@ mod tests {
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
             .collect();
         assert_eq!(deep(&block), Some(MAX_DEPTH + 1));
+        assert_eq!(deep(&block.replace('\n', "\r")), Some(MAX_DEPTH + 1));
+        assert_eq!(deep(&block.replace('\n', "\r\n")), Some(MAX_DEPTH + 1));
         assert_eq!(
             deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))),
             None

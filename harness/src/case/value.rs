@@ -204,7 +204,7 @@ impl Checker<'_> {
         None
     }
 
-    /// A list of strings, each checked by `each`.
+    /// A list of strings.
     pub fn strings(&mut self, p: &str, v: &Value) -> Vec<String> {
         let Some(items) = self.list(p, v) else {
             return Vec::new();
