@@ -31,6 +31,16 @@ const BAD: &[(&str, &[&str])] = &[
     ("undefined-module", &["undefined-module.yaml:8:", "no module named `klpt_b3`", "did you mean `klpt_b2`"]),
     ("impossible-unload", &["impossible-unload.yaml:5:", "not a C identifier", "impossible-unload.yaml:8:", "not loaded at this point"]),
     ("yaml-syntax", &["yaml-syntax.yaml:"]),
+    ("wrong-type", &["wrong-type.yaml:9:31: `wait` must be true or false, not a string (\"no\")"]),
+    ("unknown-attribute", &["unknown-attribute.yaml:10:27: unknown patch attribute `enabeld`", "did you mean `enabled`"]),
+    ("unknown-capability", &["unknown-capability.yaml:9:30: unknown struct klp_patch field `replace_sets`", "did you mean `replace_set`"]),
+    ("when-impossible", &["when-impossible.yaml:13:5: on kernels with klp_patch.replace_set and without sysfs.replace: patch `klpt_b8` is not loaded at this point"]),
+    ("empty-shell", &["empty-shell.yaml:3:5: missing `command:`", "empty-shell.yaml:4:5: `shell` must not be empty"]),
+    ("out-of-range", &["out-of-range.yaml:2:1: `smp` must be in 1..=8", "`timeout` must be in 1..=86400, not 18446744073709551615", "`status` must be in 0..=255"]),
+    ("list-for-mapping", &["list-for-mapping.yaml:4:7: `files` must be a mapping, not a list"]),
+    ("deep-nesting", &["deep-nesting.yaml:2:", "nests deeper than 64 levels"]),
+    ("bad-call", &["bad-call.yaml:11:12: `klpt_b9.b9_fn` is not a parking function", "`b9_busy` is a parking function"]),
+    ("bad-args", &["bad-args.yaml:4:41: `default` must be an integer", "module argument `verbose;` is not `name=value`"]),
 ];
 
 fn tests_dir() -> PathBuf {

@@ -1,10 +1,23 @@
 //! Case files: YAML → typed, validated [`Case`]s.
 
+mod assertion;
+mod depth;
+mod doc;
 mod error;
+#[cfg(test)]
+mod fuzz;
+mod known;
 mod load;
 pub mod model;
 pub mod positions;
+mod read;
+mod sequence;
+mod steps;
+#[cfg(test)]
+mod tests;
+mod value;
 
 pub use error::{CaseError, CaseErrors};
-pub use load::{discover, is_c_ident, load, parse, scalar};
+pub use load::{is_c_ident, load, parse, scalar};
 pub use model::*;
+pub use read::discover;

@@ -1,159 +1,110 @@
 //! The typed form of a case file. Field names are the YAML keys; see
 //! `cases/README.md` for the reference.
 
-use serde::Deserialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct Requires {
     /// Kernel config options, with or without the `CONFIG_` prefix.
-    #[serde(default)]
     pub config: Vec<String>,
     /// Attributes of `/sys/kernel/livepatch/<patch>/` the case relies on.
-    #[serde(default)]
     pub sysfs: Vec<String>,
     /// Symbols that must be in the kernel's symbol table.
-    #[serde(default)]
     pub kallsyms: Vec<String>,
     /// Fields of `struct klp_patch` in the kernel's `include/linux/livepatch.h`.
-    #[serde(default)]
     pub klp_patch: Vec<String>,
 }
 
 impl Requires {
     pub fn is_empty(&self) -> bool {
-        self.config.is_empty() && self.sysfs.is_empty() && self.kallsyms.is_empty() && self.klp_patch.is_empty()
+        self.config.is_empty()
+            && self.sysfs.is_empty()
+            && self.kallsyms.is_empty()
+            && self.klp_patch.is_empty()
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Xfail {
     /// Regex matched against the kernel's id (e.g. `debian-6.1.0-50-amd64`).
     pub kernel: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Param {
     pub name: String,
     /// `int`, `uint`, `bool` or `charp`.
-    #[serde(rename = "type", default = "default_param_type")]
     pub ty: String,
-    #[serde(default)]
     pub default: Option<serde_norway::Value>,
 }
 
-fn default_param_type() -> String {
-    "int".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct State {
     pub id: u64,
-    #[serde(default)]
     pub version: u32,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct PatchedFunc {
     /// `vmlinux` or the name of the module the function lives in.
-    #[serde(default = "vmlinux")]
     pub object: String,
     /// The function's name in the kernel (`old_name`).
     pub name: String,
-    #[serde(default)]
     pub sympos: u64,
     /// Short form: the replacement is a seq_file show function that prints this line.
-    #[serde(default)]
     pub marker: Option<String>,
     /// Long form: `"<return type> (<parameters>)"`, e.g. `int (struct seq_file *m, void *v)`.
-    #[serde(default)]
     pub signature: Option<String>,
-    #[serde(default)]
     pub body: Option<String>,
 }
 
-fn vmlinux() -> String {
-    "vmlinux".into()
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Livepatch {
     pub name: String,
-    #[serde(default)]
     pub replace: bool,
     /// `struct klp_patch.replaceable` (hybrid-mode RFC v1); emitted only where the kernel has it.
-    #[serde(default)]
     pub replaceable: Option<bool>,
     /// `struct klp_patch.replace_set` (replace-set revisions); emitted only where the kernel has it.
-    #[serde(default)]
     pub replace_set: Option<u32>,
-    #[serde(default)]
     pub params: Vec<Param>,
-    #[serde(default)]
     pub states: Vec<State>,
     pub functions: Vec<PatchedFunc>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct TargetFunc {
     pub name: String,
     /// What the function prints when `/proc/<module>/<name>` is read.
-    #[serde(default)]
     pub prints: Option<String>,
     /// A parking function: writing `park` to its proc file makes a worker
     /// sleep inside it until `release` is written.
-    #[serde(default)]
     pub park: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
-    #[serde(default)]
     pub params: Vec<Param>,
     pub functions: Vec<TargetFunc>,
 }
 
 /// The top level of a case file, before steps are interpreted.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct CaseDoc {
     pub description: String,
-    #[serde(default)]
     pub requires: Requires,
     /// Architectures the case may run on; empty means all.
-    #[serde(default)]
     pub arches: Vec<String>,
     /// Number of vCPUs; a transition with more than one waits for the
     /// kernel's 1 s retry, so only cases that need SMP ask for it.
-    #[serde(default = "one")]
     pub smp: u32,
     /// Default deadline, in seconds, of every waiting step.
-    #[serde(default = "default_step_timeout")]
     pub timeout: u64,
-    #[serde(default)]
     pub xfail: Vec<Xfail>,
-    #[serde(default)]
     pub targets: Vec<Target>,
-    #[serde(default)]
     pub livepatches: Vec<Livepatch>,
     pub steps: Vec<serde_norway::Value>,
-}
-
-fn one() -> u32 {
-    1
-}
-fn default_step_timeout() -> u64 {
-    30
 }
 
 /// A string matcher for file contents and sysfs values.
@@ -206,19 +157,55 @@ pub type Errnos = Vec<String>;
 
 #[derive(Debug, Clone)]
 pub enum Action {
-    Load { module: String, args: String, wait: bool, refused: Option<Errnos> },
-    Disable { patch: String, wait: bool, refused: Option<Errnos> },
-    Write { path: String, value: String, refused: Option<Errnos> },
-    Force { patch: String, refused: Option<Errnos> },
-    Unload { module: String, refused: Option<Errnos> },
-    Park { module: String, function: String },
-    /// The worker parked in `module`'s parking function `parked` calls the
-    /// module's function `function` and records what it printed.
-    Call { module: String, parked: String, function: String, prints: Option<Matcher> },
-    Release { module: String, function: String },
-    Wait { until: Assertion, timeout: u64 },
-    Shell { command: String, status: i32 },
+    Load {
+        module: String,
+        args: String,
+        wait: bool,
+        refused: Option<Errnos>,
+    },
+    Disable {
+        patch: String,
+        wait: bool,
+        refused: Option<Errnos>,
+    },
+    Write {
+        path: String,
+        value: String,
+        refused: Option<Errnos>,
+    },
+    Force {
+        patch: String,
+        refused: Option<Errnos>,
+    },
+    Unload {
+        module: String,
+        refused: Option<Errnos>,
+    },
+    Park {
+        module: String,
+        function: String,
+    },
+    Release {
+        module: String,
+        function: String,
+    },
+    Wait {
+        until: Assertion,
+        timeout: u64,
+    },
+    Shell {
+        command: String,
+        status: i32,
+    },
     Assert(Assertion),
+    /// The worker parked in `module`'s parking function `parked` calls
+    /// `module`'s function `function` and records what it printed.
+    Call {
+        module: String,
+        parked: String,
+        function: String,
+        prints: Option<Matcher>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -228,9 +215,9 @@ pub struct Step {
     pub line: usize,
     pub label: String,
     pub when: Option<Cond>,
-    /// The step's own deadline in seconds (`timeout:`), else the case's.
+    /// Deadline in seconds of this step's waits, instead of the case's `timeout`.
     pub timeout: Option<u64>,
-    /// Kernel warnings the step expects (`warnings:`): headline regexes.
+    /// Kernel warnings the step expects (regexes over the log lines).
     pub warnings: Vec<regex::Regex>,
     pub action: Action,
 }

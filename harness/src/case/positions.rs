@@ -27,7 +27,10 @@ impl Positions {
         let mut b = Builder::default();
         let mut parser = Parser::new_from_str(src);
         let _ = parser.load(&mut b, false);
-        Positions { map: b.map, block_body: b.block_body }
+        Positions {
+            map: b.map,
+            block_body: b.block_body,
+        }
     }
 
     /// The position of `path`, or of its nearest ancestor that has one.
@@ -46,7 +49,10 @@ impl Positions {
 
     /// The line where the text of the scalar at `path` starts.
     pub fn text_line(&self, path: &str) -> usize {
-        self.block_body.get(path).copied().unwrap_or_else(|| self.get(path).line)
+        self.block_body
+            .get(path)
+            .copied()
+            .unwrap_or_else(|| self.get(path).line)
     }
 }
 
@@ -83,7 +89,10 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos { line: mark.line(), col: mark.col() + 1 };
+        let pos = Pos {
+            line: mark.line(),
+            col: mark.col() + 1,
+        };
         match ev {
             Event::Scalar(value, style, ..) => match self.next_path() {
                 Some(path) => {
@@ -101,7 +110,11 @@ impl MarkedEventReceiver for Builder {
                 None => {
                     // A key: remember it, and record where the key itself is.
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
-                        let full = if path.is_empty() { value.clone() } else { format!("{path}.{value}") };
+                        let full = if path.is_empty() {
+                            value.clone()
+                        } else {
+                            format!("{path}.{value}")
+                        };
                         // A block mapping is where its first key is.
                         self.map.entry(path.clone()).or_insert(pos);
                         self.map.insert(full, pos);
@@ -131,7 +144,12 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-fn continue_value(block_body: &mut HashMap<String, usize>, path: &str, style: &TScalarStyle, pos: Pos) {
+fn continue_value(
+    block_body: &mut HashMap<String, usize>,
+    path: &str,
+    style: &TScalarStyle,
+    pos: Pos,
+) {
     if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
         block_body.insert(path.to_string(), pos.line);
     }

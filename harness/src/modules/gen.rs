@@ -327,7 +327,7 @@ mod tests {
 
     #[test]
     fn fields_only_where_the_kernel_has_them() {
-        let src = "description: d\nlivepatches:\n  - name: lp\n    replace: true\n    replace_set: 7\n    replaceable: true\n    functions:\n      - name: cmdline_proc_show\n        marker: m\n      - object: tgt\n        name: f\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          return 0;\nsteps: []\n";
+        let src = "description: d\nlivepatches:\n  - name: lp\n    replace: true\n    replace_set: 7\n    replaceable: true\n    functions:\n      - name: cmdline_proc_show\n        marker: m\n      - object: tgt\n        name: f\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          return 0;\nsteps: [load: lp]\n";
         let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap();
         let stock: KlpFields = ["replace".to_string()].into();
         let c = livepatch_c(&case, 0, &stock);

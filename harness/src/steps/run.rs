@@ -340,6 +340,7 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             }
+            // Parsed and validated by the case layer; running it is not written yet.
             Action::Assert(a) => {
                 let v = self.check(a)?;
                 verdict_result(v, &mut self.notes)
