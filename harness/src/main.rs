@@ -142,7 +142,7 @@ struct TestArgs {
     /// Skip trials whose names contain this (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Guests run at once (default: number of CPUs).
+    /// Guests run at once (default: one per core, as many as memory allows).
     #[arg(long)]
     test_threads: Option<usize>,
     #[arg(long, short)]
@@ -243,7 +243,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
     let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
-    args.test_threads = test_threads;
+    args.test_threads = Some(test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = true;
     let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
     let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
@@ -293,7 +293,7 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     args.include_ignored = t.include_ignored;
     args.exact = t.exact;
     args.skip = t.skip;
-    args.test_threads = t.test_threads;
+    args.test_threads = Some(t.test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = t.quiet;
     args.nocapture = t.nocapture;
     let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };

@@ -391,3 +391,16 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
     emit(Event::Warn { msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()) });
     Ok(mine)
 }
+
+/// Guests run at once by default: one per core (each has one vCPU, and TCG
+/// keeps a core busy), as many as memory allows with one GiB of headroom.
+pub fn default_parallel_guests() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let available_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
+    // A guest's QEMU maps `-m 1024` and touches most of what the guest uses.
+    let per_guest_kib = 1280 * 1024;
+    let by_memory = available_kib.map(|k| (k.saturating_sub(1024 * 1024) / per_guest_kib) as usize).unwrap_or(cores);
+    cores.min(by_memory).max(1)
+}
