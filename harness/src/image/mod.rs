@@ -17,10 +17,20 @@ use std::path::{Path, PathBuf};
 struct Recipe {
     packages: Vec<String>,
     binaries: Vec<String>,
+    /// The kmod binary (one of `binaries`) that [`INSMOD`] links to.
+    insmod: String,
     #[serde(default)]
     kernel_modules: Vec<String>,
     init: String,
 }
+
+/// klpt's module loader in the guest: a symlink named `insmod` to kmod, which
+/// dispatches on argv[0]. kmod's insmod makes exactly one `finit_module`
+/// call per load (libkmod falls back to `init_module` only on ENOSYS), so a
+/// module the kernel refuses is refused, and logged, once. Busybox's
+/// `insmod` applet retries with `init_module` after any `finit_module`
+/// failure, which runs a livepatch's `klp_enable_patch()` twice.
+pub const INSMOD: &str = "/usr/lib/klpt/insmod";
 
 /// The directory of image recipes: `$KLPT_IMAGES`, else `images/` of the source tree.
 pub fn recipes_dir() -> PathBuf {
@@ -33,6 +43,9 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     let recipe_path = dir.join("guest.yaml");
     let recipe_text = std::fs::read_to_string(&recipe_path).ctx(|| format!("read image recipe {}", recipe_path.display()))?;
     let recipe: Recipe = serde_norway::from_str(&recipe_text).map_err(|e| Error::Other(format!("{}: {e}", recipe_path.display())))?;
+    if !recipe.binaries.contains(&recipe.insmod) {
+        return Err(Error::Other(format!("{}: `insmod: {}` is not one of `binaries`", recipe_path.display(), recipe.insmod)));
+    }
     let init = std::fs::read(dir.join(&recipe.init)).ctx(|| format!("read {}", dir.join(&recipe.init).display()))?;
     let apt = Apt::new(&apt::host_codename(), k.arch.deb)?;
     apt.update()?;
@@ -71,7 +84,8 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "lib", "lib/modules", "var", "var/log"] {
         dirs.insert(PathBuf::from(d));
     }
-    for p in bins.iter().chain(libs.iter()) {
+    let insmod = PathBuf::from(INSMOD.trim_start_matches('/'));
+    for p in bins.iter().chain(libs.iter()).chain([&insmod]) {
         for a in p.ancestors().skip(1) {
             if !a.as_os_str().is_empty() {
                 dirs.insert(a.to_path_buf());
@@ -89,6 +103,7 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     }
     // A merged-/usr layout may leave binaries where PATH does not look.
     io(c.symlink("bin/sh", "busybox"))?;
+    io(c.symlink(INSMOD, &format!("/{}", recipe.insmod.trim_start_matches('/'))))?;
     let mut order = String::new();
     for m in modules {
         let name = m.file_name().unwrap_or_default().to_string_lossy().to_string();

@@ -167,7 +167,7 @@ impl<'a> Session<'a> {
         let t = self.case.doc.timeout;
         match a {
             Action::Load { module, args, wait, refused } => {
-                let out = self.sh(&format!("insmod /root/{module}.ko {args}"))?;
+                let out = self.sh(&format!("{} /root/{module}.ko {args}", crate::image::INSMOD))?;
                 expect_outcome("insmod", &out, refused.as_deref())?;
                 let is_patch = self.case.livepatch(module).is_some();
                 if out.status == 0 && *wait && is_patch {
