@@ -32,6 +32,17 @@ struct Recipe {
 /// failure, which runs a livepatch's `klp_enable_patch()` twice.
 pub const INSMOD: &str = "/usr/lib/klpt/insmod";
 
+/// Files klpt writes into every image: (path, mode, content). Root logs in
+/// with klpt's key only: no password hashes to the `*` in /etc/shadow, while
+/// dropbear refuses an account whose hash starts with `!` (keys included)
+/// and, with `-B`, lets anyone into one whose hash is empty.
+const FIXED: &[(&str, u32, &str)] = &[
+    ("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n"),
+    ("etc/group", 0o644, "root:x:0:\n"),
+    ("etc/shadow", 0o600, "root:*:0:0:99999:7:::\n"),
+    ("etc/shells", 0o644, "/bin/sh\n"),
+];
+
 /// The directory of image recipes: `$KLPT_IMAGES`, else `images/` of the source tree.
 pub fn recipes_dir() -> PathBuf {
     std::env::var_os("KLPT_IMAGES").map(PathBuf::from).unwrap_or_else(|| crate::project_root().join("images"))
@@ -54,7 +65,10 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     let (_, pubkey) = crate::vm::ssh::client_key()?;
 
     let mut h = crate::cache::Hasher::new();
-    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name);
+    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name).part("insmod", INSMOD);
+    for (path, mode, text) in FIXED {
+        h.part("fixed", format!("{path} {mode:o} {text}"));
+    }
     for d in &debs {
         h.part("deb", d.file_name().unwrap_or_default().to_string_lossy().as_bytes());
     }
@@ -113,10 +127,9 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
         order.push('\n');
     }
     io(c.file("etc/klpt-modules", 0o644, order.as_bytes()))?;
-    io(c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"))?;
-    io(c.file("etc/group", 0o644, b"root:x:0:\n"))?;
-    io(c.file("etc/shadow", 0o600, b"root::0:0:99999:7:::\n"))?;
-    io(c.file("etc/shells", 0o644, b"/bin/sh\n"))?;
+    for (path, mode, text) in FIXED {
+        io(c.file(path, *mode, text.as_bytes()))?;
+    }
     io(c.file("root/.ssh/authorized_keys", 0o600, pubkey.as_bytes()))?;
     io(c.file("init", 0o755, init))?;
     let w = c.finish().ctx(|| "finish initramfs".into())?;
@@ -215,6 +228,17 @@ fn modinfo(data: &[u8], key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_password_is_locked_but_not_refused_by_dropbear() {
+        let shadow = FIXED.iter().find(|(p, ..)| *p == "etc/shadow").expect("image has /etc/shadow").2;
+        let root = shadow.lines().find_map(|l| l.strip_prefix("root:")).expect("root has a shadow entry");
+        let hash = root.split(':').next().unwrap_or_default();
+        // Empty: no password at all; `!`: dropbear refuses the account, keys included.
+        assert!(!hash.is_empty() && !hash.starts_with('!'), "{hash:?}");
+        // `*` is no crypt(3) hash of any password.
+        assert_eq!(hash, "*");
+    }
 
     #[test]
     fn symlinks_resolve_inside_the_root() {
