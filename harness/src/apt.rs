@@ -145,6 +145,14 @@ impl Apt {
             std::fs::write(&sl, sources).ctx(|| format!("write {}", sl.display()))?;
             let _ = std::fs::remove_file(root.join("lists/.klpt-updated"));
         }
+        // The host's apt.conf.d still applies (proxies, say), but not its
+        // hooks: an update of klpt's lists must not refresh the host's
+        // AppStream cache or notify PackageKit.
+        let conf = root.join("etc/apt.conf");
+        let hooks = "#clear APT::Update::Pre-Invoke;\n#clear APT::Update::Post-Invoke;\n#clear APT::Update::Post-Invoke-Success;\n#clear DPkg::Pre-Invoke;\n#clear DPkg::Post-Invoke;\n#clear DPkg::Pre-Install-Pkgs;\n";
+        if std::fs::read_to_string(&conf).ok().as_deref() != Some(hooks) {
+            std::fs::write(&conf, hooks).ctx(|| format!("write {}", conf.display()))?;
+        }
         let status = root.join("status");
         if !status.exists() {
             std::fs::write(&status, "").ctx(|| format!("write {}", status.display()))?;
@@ -154,7 +162,8 @@ impl Apt {
 
     fn opts(&self) -> Vec<String> {
         let r = self.root.display();
-        [
+        let mut v = vec!["-c".to_string(), format!("{r}/etc/apt.conf")];
+        v.extend([
             format!("Dir::Etc::SourceList={r}/etc/sources.list"),
             "Dir::Etc::SourceParts=/dev/null".into(),
             "Dir::Etc::Preferences=/dev/null".into(),
@@ -170,8 +179,8 @@ impl Apt {
             "Acquire::Retries=3".into(),
         ]
         .into_iter()
-        .flat_map(|o| ["-o".to_string(), o])
-        .collect()
+        .flat_map(|o| ["-o".to_string(), o]));
+        v
     }
 
     fn cmd(&self, tool: &str) -> Command {
