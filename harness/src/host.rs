@@ -21,7 +21,6 @@ pub fn needed(arches: &[Arch]) -> Vec<(String, String)> {
         ("make", "make"),
         ("gcc-12", "gcc-12"),
         ("ssh-keygen", "openssh-client"),
-        ("ssh", "openssh-client"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))
@@ -51,6 +50,11 @@ pub fn ensure_kernel_build(arch: Arch) -> Result<()> {
 /// Makes sure the tools exist, installing missing packages when root.
 pub fn ensure(arches: &[Arch]) -> Result<()> {
     install_missing(needed(arches))
+}
+
+/// What `klpt shell` needs on top of [`needed`]: the `ssh` client it runs.
+pub fn ensure_shell() -> Result<()> {
+    install_missing(vec![("ssh".into(), "openssh-client".into())])
 }
 
 /// Whether `pkg` is a QEMU system emulator package: one klpt can do without
@@ -133,4 +137,25 @@ fn apt_install(pkgs: &[String]) -> std::result::Result<(), String> {
 fn would_remove(pkgs: &[String]) -> Vec<String> {
     let out = Command::new("apt-get").args(["-s", "-q", "install", "--no-install-recommends"]).args(pkgs).env("LC_ALL", "C").output();
     out.map(|o| crate::apt::parse_simulation(&String::from_utf8_lossy(&o.stdout)).remove).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_klpt_shell_needs_the_ssh_client() {
+        let tools: Vec<String> = needed(&crate::vm::arch::ALL).into_iter().map(|(t, _)| t).collect();
+        assert!(tools.iter().any(|t| t == "ssh-keygen"));
+        assert!(!tools.iter().any(|t| t == "ssh"), "{tools:?}");
+    }
+
+    #[test]
+    fn qemu_packages_are_the_system_emulators() {
+        for a in crate::vm::arch::ALL {
+            assert!(is_qemu(a.qemu_package()), "{}", a.qemu_package());
+        }
+        assert!(!is_qemu("qemu-utils") && !is_qemu("gcc-12"));
+        assert_eq!(install_line(&["a".into(), "b".into()]), "apt-get install --no-install-recommends a b");
+    }
 }
