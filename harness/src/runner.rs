@@ -111,7 +111,24 @@ fn kvm_probe(t: &Target) -> Result<bool> {
 }
 
 pub fn trial_name(t: &Target, case: &Case) -> String {
-    format!("{}/{}/{}", t.arch.name, t.kernel.id, case.id)
+    name(t.arch.name, &t.kernel.id, case)
+}
+
+fn name(arch: &str, kernel_id: &str, case: &Case) -> String {
+    format!("{arch}/{kernel_id}/{}", case.id)
+}
+
+/// The trials of `cases` on (architecture, kernel id) pairs for `--list`:
+/// named as [`trials`] names them, without a prepared target; their bodies
+/// never run.
+pub fn listing(kernels: &[(Arch, String)], cases: &[Arc<Case>]) -> Vec<libtest_mimic::Trial> {
+    let mut v = Vec::new();
+    for (arch, id) in kernels {
+        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+            v.push(libtest_mimic::Trial::test(name(arch.name, id, c), || Err("listed, not prepared".into())));
+        }
+    }
+    v
 }
 
 /// A booted guest for a case, logged in, with the case's modules on it.
@@ -403,4 +420,27 @@ pub fn default_parallel_guests() -> usize {
     let per_guest_kib = 1280 * 1024;
     let by_memory = available_kib.map(|k| (k.saturating_sub(1024 * 1024) / per_guest_kib) as usize).unwrap_or(cores);
     cores.min(by_memory).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_names_trials_as_a_run_does() {
+        let dir = crate::project_root().join("cases/stock");
+        let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
+        only_arm.doc.arches = vec!["arm64".into()];
+        let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
+        let kernels = [(crate::vm::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::vm::arch::ARM64, "src-7.2.13".to_string())];
+        let names: Vec<String> = listing(&kernels, &cases).iter().map(|t| t.name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "x86_64/debian-6.1.0-50-amd64/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/basic-enable-disable",
+            ]
+        );
+    }
 }
