@@ -38,12 +38,45 @@ fn key(cfg: &VmConfig) -> Result<String> {
 pub fn saved(cfg: &VmConfig, boot_timeout: Duration) -> Result<PathBuf> {
     let dir = crate::cache::dir("snapshots");
     let dest = dir.join(format!("{}-{}.state", cfg.arch.name, key(cfg)?));
+    // A state that did not restore into a working guest is remembered, so
+    // later runs boot at once and say why.
+    let unusable = dest.with_extension("unusable");
     if dest.exists() {
         crate::event::emit(crate::event::Event::Cached { what: &format!("{}: saved guest state", cfg.arch.name) });
         return Ok(dest);
     }
-    crate::event::stage(&format!("{}: booting a template guest and saving its ready state", cfg.arch.name), || save(cfg, &dest, boot_timeout))?;
+    if let Ok(why) = std::fs::read_to_string(&unusable) {
+        return Err(Error::Vm(format!("{why} (remembered in {})", unusable.display())));
+    }
+    let unverified = dest.with_extension("unverified");
+    crate::event::stage(&format!("{}: booting a template guest and saving its ready state", cfg.arch.name), || save(cfg, &unverified, boot_timeout))?;
+    let checked = crate::event::stage(&format!("{}: checking that the saved state restores", cfg.arch.name), || probe(cfg, &unverified, boot_timeout));
+    match checked {
+        Ok(()) => std::fs::rename(&unverified, &dest).map_err(|e| Error::Vm(format!("store {}: {e}", dest.display())))?,
+        Err(e) => {
+            let _ = std::fs::remove_file(&unverified);
+            let why = format!("a guest restored from the saved state did not work: {e}");
+            let _ = std::fs::write(&unusable, &why);
+            return Err(Error::Vm(why));
+        }
+    }
     Ok(dest)
+}
+
+/// Restores `state` once and runs a command over SSH: only a state that
+/// gives a working guest is ever used for cases.
+fn probe(cfg: &VmConfig, state: &Path, timeout: Duration) -> Result<()> {
+    let scratch = super::cleanup::TempDir::new("klpt-probe-").map_err(|e| Error::Vm(format!("probe dir: {e}")))?;
+    let (vm, _) = Vm::restore(VmConfig { console_log: scratch.path().join("console.log"), ..cfg.clone() }, state, timeout)?;
+    let guest = super::ssh::Guest::connect(vm.ssh_port, Duration::from_secs(30))?;
+    let out = guest.exec("cat /proc/sys/kernel/tainted", Duration::from_secs(30))?;
+    if let Some(crash) = vm.fatal() {
+        return Err(Error::GuestCrash(crash));
+    }
+    if out.status != 0 {
+        return Err(Error::Vm(format!("a command in the restored guest failed: {}", out.stderr.trim())));
+    }
+    Ok(())
 }
 
 fn save(cfg: &VmConfig, dest: &Path, boot_timeout: Duration) -> Result<()> {
