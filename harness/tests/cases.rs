@@ -124,7 +124,7 @@ fn keyless_login(port: u16, password: &str) -> Result<Keyless, String> {
 /// `none` method nor an empty password does.
 fn key_only_login(t: &Target, dir: &Path) -> Result<(), Failed> {
     std::fs::create_dir_all(dir).map_err(|e| Failed::from(format!("{}: {e}", dir.display())))?;
-    let vm = Vm::boot(t.vm_config(1, &dir.join("console.log"), true)).map_err(|e| Failed::from(e.to_string()))?;
+    let vm = Vm::boot(t.vm_config(1, &dir.join("console.log"))).map_err(|e| Failed::from(e.to_string()))?;
     vm.wait_ready(Duration::from_secs(240)).map_err(|e| Failed::from(e.to_string()))?;
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| Failed::from(format!("klpt's key was refused: {e}")))?;
     let uid = guest.exec("id -u", Duration::from_secs(30)).map_err(|e| Failed::from(e.to_string()))?;
