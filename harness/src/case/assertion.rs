@@ -136,7 +136,8 @@ impl Checker<'_> {
                 };
                 let kp = format!("{np}.{k}");
                 if k == "objects" {
-                    let objects = d.livepatches.iter().find(|l| l.name == name).map(|l| {
+                    // A prebuilt patch's objects are whatever it was built with.
+                    let objects = d.livepatches.iter().find(|l| l.name == name && l.ko.is_none()).map(|l| {
                         l.functions
                             .iter()
                             .map(|f| f.object.as_str())
