@@ -227,66 +227,68 @@ impl Ko {
     }
 }
 
+/// A minimal ELF64 object of type `e_type` with the given sections (x86_64,
+/// or s390x when big-endian), for tests.
+#[cfg(test)]
+pub(crate) fn test_elf(be: bool, e_type: u16, sections: &[(&str, &[u8])]) -> Vec<u8> {
+    let p16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let p32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let p64 = |v: u64| if be { v.to_be_bytes() } else { v.to_le_bytes() };
+    let mut names = vec![0u8];
+    let mut offs = Vec::new();
+    for (n, _) in sections.iter().chain([(".shstrtab", &[][..])].iter()) {
+        offs.push(names.len() as u32);
+        names.extend(n.as_bytes());
+        names.push(0);
+    }
+    let mut b = vec![0u8; 64];
+    let mut data_at = Vec::new();
+    for (_, d) in sections {
+        data_at.push(b.len() as u64);
+        b.extend(*d);
+    }
+    let names_at = b.len() as u64;
+    b.extend(&names);
+    while b.len() % 8 != 0 {
+        b.push(0);
+    }
+    let shoff = b.len() as u64;
+    b.extend([0u8; 64]);
+    let mut hdr = |name: u32, off: u64, size: u64| {
+        let mut h = [0u8; 64];
+        h[..4].copy_from_slice(&p32(name));
+        h[4..8].copy_from_slice(&p32(1));
+        h[24..32].copy_from_slice(&p64(off));
+        h[32..40].copy_from_slice(&p64(size));
+        b.extend(h);
+    };
+    for (i, (_, d)) in sections.iter().enumerate() {
+        hdr(offs[i], data_at[i], d.len() as u64);
+    }
+    hdr(offs[sections.len()], names_at, names.len() as u64);
+    b[..4].copy_from_slice(b"\x7fELF");
+    b[4] = 2;
+    b[5] = if be { 2 } else { 1 };
+    b[6] = 1;
+    b[16..18].copy_from_slice(&p16(e_type));
+    b[18..20].copy_from_slice(&p16(if be { 22 } else { 62 }));
+    b[0x28..0x30].copy_from_slice(&p64(shoff));
+    b[0x3a..0x3c].copy_from_slice(&p16(64));
+    // Section 0 is the null header; `.shstrtab` comes last.
+    b[0x3c..0x3e].copy_from_slice(&p16(sections.len() as u16 + 2));
+    b[0x3e..0x40].copy_from_slice(&p16(sections.len() as u16 + 1));
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A minimal ELF64 relocatable object with the given sections.
-    pub fn elf(be: bool, e_type: u16, sections: &[(&str, &[u8])]) -> Vec<u8> {
-        let p16 = |v: u16| if be { v.to_be_bytes() } else { v.to_le_bytes() };
-        let p32 = |v: u32| if be { v.to_be_bytes() } else { v.to_le_bytes() };
-        let p64 = |v: u64| if be { v.to_be_bytes() } else { v.to_le_bytes() };
-        let mut names = vec![0u8];
-        let mut offs = Vec::new();
-        for (n, _) in sections.iter().chain([(".shstrtab", &[][..])].iter()) {
-            offs.push(names.len() as u32);
-            names.extend(n.as_bytes());
-            names.push(0);
-        }
-        let mut b = vec![0u8; 64];
-        let mut data_at = Vec::new();
-        for (_, d) in sections {
-            data_at.push(b.len() as u64);
-            b.extend(*d);
-        }
-        let names_at = b.len() as u64;
-        b.extend(&names);
-        while b.len() % 8 != 0 {
-            b.push(0);
-        }
-        let shoff = b.len() as u64;
-        b.extend([0u8; 64]);
-        let mut hdr = |name: u32, off: u64, size: u64| {
-            let mut h = [0u8; 64];
-            h[..4].copy_from_slice(&p32(name));
-            h[4..8].copy_from_slice(&p32(1));
-            h[24..32].copy_from_slice(&p64(off));
-            h[32..40].copy_from_slice(&p64(size));
-            b.extend(h);
-        };
-        for (i, (_, d)) in sections.iter().enumerate() {
-            hdr(offs[i], data_at[i], d.len() as u64);
-        }
-        hdr(offs[sections.len()], names_at, names.len() as u64);
-        b[..4].copy_from_slice(b"\x7fELF");
-        b[4] = 2;
-        b[5] = if be { 2 } else { 1 };
-        b[6] = 1;
-        b[16..18].copy_from_slice(&p16(e_type));
-        b[18..20].copy_from_slice(&p16(if be { 22 } else { 62 }));
-        b[0x28..0x30].copy_from_slice(&p64(shoff));
-        b[0x3a..0x3c].copy_from_slice(&p16(64));
-        // Section 0 is the null header; `.shstrtab` comes last.
-        b[0x3c..0x3e].copy_from_slice(&p16(sections.len() as u16 + 2));
-        b[0x3e..0x40].copy_from_slice(&p16(sections.len() as u16 + 1));
-        b
-    }
 
     #[test]
     fn modinfo_name_livepatch_params() {
         for be in [false, true] {
             let info = b"license=GPL\0livepatch=Y\0parmtype=replace:bool\0vermagic=6.1.0 SMP mod_unload \0name=klpt_x\0";
-            let ko = Ko::parse(&elf(be, ET_REL, &[(".text", b"\x90"), (".modinfo", info)])).unwrap();
+            let ko = Ko::parse(&test_elf(be, ET_REL, &[(".text", b"\x90"), (".modinfo", info)])).unwrap();
             assert_eq!(ko.big_endian, be);
             assert_eq!(ko.name(), Some("klpt_x"));
             assert!(ko.is_livepatch());
@@ -309,7 +311,7 @@ mod tests {
         let mut n = b"module_layout".to_vec();
         n.resize(56, 0);
         versions.extend(n);
-        let ko = Ko::parse(&elf(false, ET_REL, &[(".modinfo", b"license=GPL\0"), (".gnu.linkonce.this_module", &this), ("__versions", &versions)])).unwrap();
+        let ko = Ko::parse(&test_elf(false, ET_REL, &[(".modinfo", b"license=GPL\0"), (".gnu.linkonce.this_module", &this), ("__versions", &versions)])).unwrap();
         assert_eq!(ko.name(), Some("klpt_old"));
         assert!(!ko.is_livepatch());
         assert_eq!(ko.versions, vec![(0x1234_5678, "module_layout".to_string())]);
@@ -319,12 +321,12 @@ mod tests {
     #[test]
     fn not_modules() {
         assert!(Ko::parse(b"#!/bin/sh\n").unwrap_err().contains("not an ELF file"));
-        assert!(Ko::parse(&elf(false, 3, &[(".modinfo", b"name=x\0")])).unwrap_err().contains("shared object"));
-        assert!(Ko::parse(&elf(false, ET_REL, &[(".text", b"")])).unwrap_err().contains("without a `.modinfo`"));
-        let mut b = elf(false, ET_REL, &[(".modinfo", b"name=x\0")]);
-        b.truncate(b.len() - 10);
+        assert!(Ko::parse(&test_elf(false, 3, &[(".modinfo", b"name=x\0")])).unwrap_err().contains("shared object"));
+        assert!(Ko::parse(&test_elf(false, ET_REL, &[(".text", b"")])).unwrap_err().contains("without a `.modinfo`"));
+        let mut b = test_elf(false, ET_REL, &[(".modinfo", b"name=x\0")]);
+        b.truncate(b.len() - 40);
         assert!(Ko::parse(&b).unwrap_err().contains("truncated"));
-        let mut b = elf(false, ET_REL, &[(".modinfo", b"name=x\0")]);
+        let mut b = test_elf(false, ET_REL, &[(".modinfo", b"name=x\0")]);
         b[4] = 1;
         assert!(Ko::parse(&b).unwrap_err().contains("32-bit"));
     }
