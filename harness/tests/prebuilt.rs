@@ -1,8 +1,9 @@
 //! Prebuilt modules on the real kernel: modules built elsewhere (here: by
 //! this test, with the kernel's Kbuild, out of tree, as a distribution's
 //! livepatch package or `kpatch-build` would) are loaded by a case next to
-//! modules klpt generates, and a module built for another kernel is refused
-//! before any guest boots, with both vermagics and how to rebuild.
+//! modules klpt generates, and a module built for another kernel (or, with
+//! `CONFIG_MODVERSIONS`, with other symbol versions) is refused before any
+//! guest boots, with both sides and how to rebuild.
 //!
 //! `KLPT_KERNEL` / `KLPT_ARCH` select the kernel under test as in
 //! `tests/cases.rs`. The mismatch trial builds its module for another kernel:
@@ -305,6 +306,39 @@ fn vermagic_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<(), F
     Ok(())
 }
 
+/// Same vermagic, other symbol versions: the out-of-tree module with the
+/// CRC it records for `klp_enable_patch` changed, as a module built against
+/// another build of the same release would have it. The kernel would
+/// refuse it ("disagrees about version of symbol"); klpt says so first.
+fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<libtest_mimic::Completion, Failed> {
+    let config = std::fs::read_to_string(&t.kernel.config).map_err(|e| e.to_string())?;
+    if !config.lines().any(|l| l == "CONFIG_MODVERSIONS=y") {
+        return Ok(libtest_mimic::Completion::ignored_with(format!("{} has no CONFIG_MODVERSIONS", t.kernel.id)));
+    }
+    let built = build_elsewhere(&t.kernel, &scratch.join("src"), &[("klpt_pb_offband", OFFBAND_C)])?;
+    let ko = built.join("klpt_pb_offband.ko");
+    let mut b = std::fs::read(&ko).map_err(|e| e.to_string())?;
+    // A `__versions` entry: the CRC as a 64-bit word (its upper half zero), then the name.
+    let entry = b"\0\0\0\0klp_enable_patch\0";
+    let at: Vec<usize> = b.windows(entry.len()).enumerate().filter(|(_, w)| *w == entry).map(|(i, _)| i).collect();
+    let [at] = at[..] else {
+        return Err(format!("expected one __versions entry for klp_enable_patch in {}, found {}", ko.display(), at.len()).into());
+    };
+    b[at - 4] ^= 0xff;
+    std::fs::write(&ko, &b).map_err(|e| e.to_string())?;
+    let case = write_case(scratch, "modversions-mismatch", MISMATCH_CASE, &built, &["klpt_pb_offband"])?;
+    let out = runner::run_case(t, &case, opts);
+    let Status::Fail(f) = &out.status else {
+        return Err(format!("a module with a wrong symbol CRC was not refused: {:?}", out.status).into());
+    };
+    let first = f.first_line();
+    eprintln!("{}: {first}", out.name);
+    if f.cause != Cause::Setup || !first.contains("symbol versions (CONFIG_MODVERSIONS) differ for `klp_enable_patch`") {
+        return Err(format!("expected a setup error naming klp_enable_patch, got:\n{f}").into());
+    }
+    Ok(libtest_mimic::Completion::Completed)
+}
+
 fn main() {
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
@@ -323,7 +357,7 @@ fn main() {
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) });
     type Body = fn(&Target, &Options, &Path) -> Result<(), Failed>;
     let bodies: [(&str, Body); 2] = [("prebuilt/offband-then-cumulative", offband_then_cumulative), ("prebuilt/vermagic-mismatch", vermagic_mismatch)];
-    let trials = bodies
+    let mut trials: Vec<Trial> = bodies
         .into_iter()
         .map(|(name, body)| {
             let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
@@ -331,6 +365,8 @@ fn main() {
             Trial::test(name, move || body(&t, &o, &s.path().join(sub)))
         })
         .collect();
+    let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
+    trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))));
     let conclusion = libtest_mimic::run(&args, trials);
     klpt::vm::cleanup::cleanup_all();
     if !conclusion.has_failed() {

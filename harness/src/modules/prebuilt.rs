@@ -194,3 +194,65 @@ fn crc_mismatches(info: &Ko, k: &Kernel) -> Result<Vec<(String, u32, u32)>> {
         .filter_map(|(crc, sym)| crcs.get(sym.as_str()).filter(|&&c| c != *crc).map(|&c| (sym.clone(), *crc, c)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modules::ko::test_elf;
+
+    /// A kernel with just a config and a `Module.symvers` (no image, no headers).
+    fn kernel(dir: &Path, modversions: bool) -> Kernel {
+        let config = dir.join("config");
+        std::fs::write(&config, if modversions { "CONFIG_MODVERSIONS=y\n" } else { "# CONFIG_MODVERSIONS is not set\n" }).unwrap();
+        std::fs::write(dir.join("Module.symvers"), "0x11111111\tklp_enable_patch\tvmlinux\tEXPORT_SYMBOL_GPL\t\n0x22222222\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
+        Kernel {
+            id: "test-kernel".into(),
+            arch: crate::vm::arch::X86_64,
+            release: "6.1.0-test".into(),
+            image: dir.join("image"),
+            build_dir: dir.to_path_buf(),
+            source_dirs: Vec::new(),
+            config,
+            system_map: None,
+            modules_dir: None,
+            build_hash: "test".into(),
+        }
+    }
+
+    fn versions(entries: &[(u32, &str)]) -> Vec<u8> {
+        let mut v = Vec::new();
+        for (crc, name) in entries {
+            v.extend(u64::from(*crc).to_le_bytes());
+            let mut n = name.as_bytes().to_vec();
+            n.resize(56, 0);
+            v.extend(n);
+        }
+        v
+    }
+
+    #[test]
+    fn symbol_versions_are_compared_only_with_modversions() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = versions(&[(0x11111111, "klp_enable_patch"), (0x33333333, "seq_puts"), (0x44444444, "klpt_other_module_export")]);
+        let ko = Ko::parse(&test_elf(false, 1, &[(".modinfo", b"name=m\0livepatch=Y\0"), ("__versions", &v)])).unwrap();
+        // Only the symbol the kernel exports with another CRC; another module's export is not judged.
+        assert_eq!(crc_mismatches(&ko, &kernel(dir.path(), true)).unwrap(), vec![("seq_puts".to_string(), 0x33333333, 0x22222222)]);
+        assert!(crc_mismatches(&ko, &kernel(dir.path(), false)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn another_architecture_is_a_setup_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.ko");
+        // A big-endian s390x module against an x86_64 kernel.
+        std::fs::write(&path, test_elf(true, 1, &[(".modinfo", b"name=klpt_m\0livepatch=Y\0vermagic=6.1.0-test SMP \0")])).unwrap();
+        let m = Prebuilt { name: "klpt_m", path: &path, livepatch: true };
+        let k = kernel(dir.path(), true);
+        let info = Ko::parse(&std::fs::read(&path).unwrap()).unwrap();
+        let e = check_kernel(&m, &info, &k).unwrap_err();
+        assert!(matches!(e, Error::Setup(_)));
+        let e = e.to_string();
+        assert!(e.starts_with("prebuilt livepatch `klpt_m`") && e.contains("built for another architecture (ELF machine 22, big-endian), but test-kernel is x86_64 (ELF machine 62, little-endian)"), "{e}");
+        assert!(e.contains(&format!("make -C {}", dir.path().display())), "{e}");
+    }
+}
