@@ -267,9 +267,16 @@ fn offband_then_cumulative(t: &Target, opts: &Options, scratch: &Path) -> Result
     }
 }
 
-fn vermagic_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<(), Failed> {
-    let other_spec = std::env::var("KLPT_OTHER_KERNEL").unwrap_or_else(|_| if t.kernel.id.starts_with("debian-") { "source".into() } else { "debian".into() });
-    let other = klpt::kernel::resolve(Some(&other_spec), t.arch).map_err(|e| format!("the other kernel ({other_spec}): {e}"))?;
+/// The kernel the mismatch trial builds for: `KLPT_OTHER_KERNEL`, else
+/// klpt's build of the kernel source when the kernel under test is Debian's,
+/// else Debian's.
+fn other_kernel(t: &Target) -> Result<Kernel, String> {
+    let spec = std::env::var("KLPT_OTHER_KERNEL").unwrap_or_else(|_| if t.kernel.id.starts_with("debian-") { "source".into() } else { "debian".into() });
+    klpt::kernel::resolve(Some(&spec), t.arch).map_err(|e| format!("the other kernel ({spec}): {e}"))
+}
+
+fn vermagic_mismatch(t: &Target, other: &Result<Kernel, String>, opts: &Options, scratch: &Path) -> Result<(), Failed> {
+    let other = other.as_ref().map_err(|e| Failed::from(e.as_str()))?;
     let built = build_elsewhere(&other, &scratch.join("src-other"), &[("klpt_pb_offband", OFFBAND_C)])?;
     let theirs = vermagic_of(&built.join("klpt_pb_offband.ko"))?;
     let case = write_case(scratch, "vermagic-mismatch", MISMATCH_CASE, &built, &["klpt_pb_offband"])?;
@@ -355,16 +362,14 @@ fn main() {
     let scratch = Arc::new(klpt::vm::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) });
-    type Body = fn(&Target, &Options, &Path) -> Result<(), Failed>;
-    let bodies: [(&str, Body); 2] = [("prebuilt/offband-then-cumulative", offband_then_cumulative), ("prebuilt/vermagic-mismatch", vermagic_mismatch)];
-    let mut trials: Vec<Trial> = bodies
-        .into_iter()
-        .map(|(name, body)| {
-            let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
-            let sub = name.rsplit('/').next().unwrap_or(name).to_string();
-            Trial::test(name, move || body(&t, &o, &s.path().join(sub)))
-        })
-        .collect();
+    // Resolved (built, if it is not cached) before any trial runs, so that a
+    // kernel build never competes with a guest for the CPU.
+    let other = Arc::new(if args.list { Err("not resolved for --list".to_string()) } else { other_kernel(&target) });
+    let mut trials = Vec::new();
+    let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
+    trials.push(Trial::test("prebuilt/offband-then-cumulative", move || offband_then_cumulative(&t, &o, &s.path().join("offband-then-cumulative"))));
+    let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
+    trials.push(Trial::test("prebuilt/vermagic-mismatch", move || vermagic_mismatch(&t, &other, &o, &s.path().join("vermagic-mismatch"))));
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
     trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))));
     let conclusion = libtest_mimic::run(&args, trials);
