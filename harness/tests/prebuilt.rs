@@ -65,6 +65,7 @@ static void __exit klpt_pb_tgt_exit(void)
 module_init(klpt_pb_tgt_init);
 module_exit(klpt_pb_tgt_exit);
 MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("klpt test: a prebuilt target module");
 "#;
 
 /// An off-band (non-replace) livepatch of cmdline_proc_show and of the
@@ -124,6 +125,7 @@ static void __exit offband_exit(void)
 module_init(offband_init);
 module_exit(offband_exit);
 MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("klpt test: a prebuilt off-band livepatch");
 MODULE_INFO(livepatch, "Y");
 "#;
 

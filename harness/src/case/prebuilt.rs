@@ -13,7 +13,14 @@ use std::path::{Path, PathBuf};
 
 const KEYS: &[&str] = &["name", "ko"];
 /// Keys that describe a module klpt generates, per kind.
-const GENERATED_LIVEPATCH: &[&str] = &["replace", "replaceable", "replace_set", "params", "states", "functions"];
+const GENERATED_LIVEPATCH: &[&str] = &[
+    "replace",
+    "replaceable",
+    "replace_set",
+    "params",
+    "states",
+    "functions",
+];
 const GENERATED_TARGET: &[&str] = &["params", "functions"];
 
 /// Whether a module entry names a prebuilt file (it has `ko:`).
@@ -38,27 +45,60 @@ impl Checker<'_> {
 
     pub fn prebuilt_target(&mut self, p: &str, v: &Value) -> Option<Target> {
         let (name, ko, params) = self.prebuilt(p, v, false)?;
-        Some(Target { name, params, functions: Vec::new(), ko: Some(ko) })
+        Some(Target {
+            name,
+            params,
+            functions: Vec::new(),
+            ko: Some(ko),
+        })
     }
 
     /// The name, the resolved path and the module's parameters.
-    fn prebuilt(&mut self, p: &str, v: &Value, livepatch: bool) -> Option<(String, PathBuf, Vec<Param>)> {
+    fn prebuilt(
+        &mut self,
+        p: &str,
+        v: &Value,
+        livepatch: bool,
+    ) -> Option<(String, PathBuf, Vec<Param>)> {
         let m = self.any_map(p, v, &format!("keys: {}", KEYS.join(", ")))?;
-        let generated = if livepatch { GENERATED_LIVEPATCH } else { GENERATED_TARGET };
+        let generated = if livepatch {
+            GENERATED_LIVEPATCH
+        } else {
+            GENERATED_TARGET
+        };
         for k in m.keys().filter_map(Value::as_str) {
             let kp = format!("{p}.{k}");
             if k == "params" {
                 let hint = "drop `params:`: klpt reads a prebuilt module's parameters (`parmtype=` in its `.modinfo`), and its defaults are built in";
-                self.err(&kp, "`params:` describes a module klpt generates, not a prebuilt one (`ko:`)", hint);
+                self.err(
+                    &kp,
+                    "`params:` describes a module klpt generates, not a prebuilt one (`ko:`)",
+                    hint,
+                );
             } else if generated.contains(&k) {
                 let hint = format!("drop `{k}:` (the module is loaded as it was built), or drop `ko:` to have klpt generate the module");
-                self.err(&kp, format!("`{k}:` describes a module klpt generates, not a prebuilt one (`ko:`)"), hint);
+                self.err(
+                    &kp,
+                    format!("`{k}:` describes a module klpt generates, not a prebuilt one (`ko:`)"),
+                    hint,
+                );
             } else if !KEYS.contains(&k) {
-                let hint = format!("a prebuilt module takes only: {}{}", KEYS.join(", "), suggest(k, KEYS));
+                let hint = format!(
+                    "a prebuilt module takes only: {}{}",
+                    KEYS.join(", "),
+                    suggest(k, KEYS)
+                );
                 self.err(&kp, format!("unknown key `{k}`"), hint);
             }
         }
-        let name = self.required(p, m, "name", "the module's name as the kernel knows it (`name=` in its `.modinfo`)").and_then(|x| self.string(&format!("{p}.name"), x))?;
+        let name = self
+            .required(
+                p,
+                m,
+                "name",
+                "the module's name as the kernel knows it (`name=` in its `.modinfo`)",
+            )
+            .and_then(|x| self.string(&format!("{p}.name"), x))?;
         let kp = format!("{p}.ko");
         // A module whose file has a problem is still defined, so that the
         // steps using it report nothing beyond that problem.
@@ -78,10 +118,22 @@ impl Checker<'_> {
             }
         };
         if let Err((msg, hint)) = info.check_identity(&name, livepatch) {
-            let at = if info.name().is_some_and(|n| n != name) { format!("{p}.name") } else { kp };
+            let at = if info.name().is_some_and(|n| n != name) {
+                format!("{p}.name")
+            } else {
+                kp
+            };
             self.err(&at, format!("{}: {msg}", path.display()), hint);
         }
-        let params = info.params().into_iter().map(|(name, ty)| Param { name, ty, default: None }).collect();
+        let params = info
+            .params()
+            .into_iter()
+            .map(|(name, ty)| Param {
+                name,
+                ty,
+                default: None,
+            })
+            .collect();
         Some((name, path, params))
     }
 }
@@ -98,12 +150,32 @@ mod tests {
     /// `text.ko` (not ELF), and `plain.ko` and `lp.ko` of the wrong kinds.
     fn parse(src: &str) -> Result<crate::case::Case, String> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("pb.ko"), test_elf(false, 1, &[(".modinfo", LP_INFO)])).unwrap();
-        std::fs::write(dir.path().join("tgt.ko"), test_elf(false, 1, &[(".modinfo", TGT_INFO)])).unwrap();
+        std::fs::write(
+            dir.path().join("pb.ko"),
+            test_elf(false, 1, &[(".modinfo", LP_INFO)]),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("tgt.ko"),
+            test_elf(false, 1, &[(".modinfo", TGT_INFO)]),
+        )
+        .unwrap();
         std::fs::write(dir.path().join("text.ko"), "#!/bin/sh\n").unwrap();
         // Named as the other kind: a plain klpt_pb, a livepatch klpt_pbt.
-        std::fs::write(dir.path().join("plain.ko"), test_elf(false, 1, &[(".modinfo", b"name=klpt_pb\0parmtype=replace:bool\0")])).unwrap();
-        std::fs::write(dir.path().join("lp.ko"), test_elf(false, 1, &[(".modinfo", b"name=klpt_pbt\0livepatch=Y\0")])).unwrap();
+        std::fs::write(
+            dir.path().join("plain.ko"),
+            test_elf(
+                false,
+                1,
+                &[(".modinfo", b"name=klpt_pb\0parmtype=replace:bool\0")],
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("lp.ko"),
+            test_elf(false, 1, &[(".modinfo", b"name=klpt_pbt\0livepatch=Y\0")]),
+        )
+        .unwrap();
         crate::case::parse(&dir.path().join("case.yaml"), src).map_err(|e| e.to_string())
     }
 
@@ -111,7 +183,9 @@ mod tests {
 
     fn rejects(from: &str, to: &str, needles: &[&str]) {
         assert!(GOOD.contains(from), "{from:?}");
-        let e = parse(&GOOD.replacen(from, to, 1)).err().unwrap_or_else(|| panic!("accepted {from:?} -> {to:?}"));
+        let e = parse(&GOOD.replacen(from, to, 1))
+            .err()
+            .unwrap_or_else(|| panic!("accepted {from:?} -> {to:?}"));
         for n in needles {
             assert!(e.contains(n), "{from:?} -> {to:?}: {n:?} not in\n{e}");
         }
@@ -123,42 +197,127 @@ mod tests {
         let c = parse(GOOD).unwrap();
         let lp = c.livepatch("klpt_pb").unwrap();
         assert!(lp.ko.as_ref().unwrap().ends_with("pb.ko") && lp.functions.is_empty());
-        assert_eq!(lp.params.iter().map(|p| (p.name.as_str(), p.ty.as_str())).collect::<Vec<_>>(), [("replace", "bool")]);
+        assert_eq!(
+            lp.params
+                .iter()
+                .map(|p| (p.name.as_str(), p.ty.as_str()))
+                .collect::<Vec<_>>(),
+            [("replace", "bool")]
+        );
         assert!(c.target("klpt_pbt").unwrap().ko.is_some());
         assert!(c.livepatch("klpt_gen").unwrap().ko.is_none());
         // Only generated modules have C.
-        let names: Vec<String> = crate::modules::build::sources(&c, &Default::default()).into_iter().map(|s| s.name).collect();
+        let names: Vec<String> = crate::modules::build::sources(&c, &Default::default())
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
         assert_eq!(names, ["klpt_gen"]);
-        assert_eq!(crate::modules::prebuilt::of(&c).iter().map(|m| (m.name, m.livepatch)).collect::<Vec<_>>(), [("klpt_pbt", false), ("klpt_pb", true)]);
+        assert_eq!(
+            crate::modules::prebuilt::of(&c)
+                .iter()
+                .map(|m| (m.name, m.livepatch))
+                .collect::<Vec<_>>(),
+            [("klpt_pbt", false), ("klpt_pb", true)]
+        );
     }
 
     #[test]
     fn generated_keys_are_refused_with_ko() {
         rejects("    ko: pb.ko\n", "    ko: pb.ko\n    functions: [{name: cmdline_proc_show, marker: x}]\n", &["case.yaml:8:5: `functions:` describes a module klpt generates, not a prebuilt one (`ko:`)", "drop `functions:`"]);
-        rejects("    ko: pb.ko\n", "    ko: pb.ko\n    replace: true\n", &["case.yaml:8:5: `replace:`", "not a prebuilt one"]);
-        rejects("    ko: tgt.ko\n", "    ko: tgt.ko\n    params: [{name: x}]\n", &["case.yaml:5:5: `params:`", "reads a prebuilt module's parameters"]);
-        rejects("    ko: pb.ko\n", "    ko: pb.ko\n    kko: x\n", &["case.yaml:8:5: unknown key `kko`", "did you mean `ko`"]);
-        rejects("  - name: klpt_pb\n    ko: pb.ko\n", "  - ko: pb.ko\n", &["case.yaml:6:5: missing `name:`"]);
+        rejects(
+            "    ko: pb.ko\n",
+            "    ko: pb.ko\n    replace: true\n",
+            &["case.yaml:8:5: `replace:`", "not a prebuilt one"],
+        );
+        rejects(
+            "    ko: tgt.ko\n",
+            "    ko: tgt.ko\n    params: [{name: x}]\n",
+            &[
+                "case.yaml:5:5: `params:`",
+                "reads a prebuilt module's parameters",
+            ],
+        );
+        rejects(
+            "    ko: pb.ko\n",
+            "    ko: pb.ko\n    kko: x\n",
+            &["case.yaml:8:5: unknown key `kko`", "did you mean `ko`"],
+        );
+        rejects(
+            "  - name: klpt_pb\n    ko: pb.ko\n",
+            "  - ko: pb.ko\n",
+            &["case.yaml:6:5: missing `name:`"],
+        );
     }
 
     #[test]
     fn the_file_is_checked_at_the_ko_line() {
-        rejects("ko: pb.ko", "ko: missing.ko", &["case.yaml:7:5: cannot read", "missing.ko", "relative to the case file's directory"]);
-        rejects("ko: pb.ko", "ko: text.ko", &["case.yaml:7:5:", "not an ELF file"]);
-        rejects("ko: pb.ko", "ko: ''", &["case.yaml:7:5: `ko` must not be empty"]);
+        rejects(
+            "ko: pb.ko",
+            "ko: missing.ko",
+            &[
+                "case.yaml:7:5: cannot read",
+                "missing.ko",
+                "relative to the case file's directory",
+            ],
+        );
+        rejects(
+            "ko: pb.ko",
+            "ko: text.ko",
+            &["case.yaml:7:5:", "not an ELF file"],
+        );
+        rejects(
+            "ko: pb.ko",
+            "ko: ''",
+            &["case.yaml:7:5: `ko` must not be empty"],
+        );
         rejects("ko: pb.ko", "ko: 5", &["`ko` must be a string"]);
         rejects("ko: pb.ko", "ko: .", &["is not a regular file"]);
         // Named otherwise: at the name, with the right name in the hint.
-        rejects("  - name: klpt_pb\n    ko: pb.ko", "  - name: klpt_pbx\n    ko: pb.ko", &["case.yaml:6:5:", "the module is named `klpt_pb`, not `klpt_pbx`", "write `name: klpt_pb`"]);
+        rejects(
+            "  - name: klpt_pb\n    ko: pb.ko",
+            "  - name: klpt_pbx\n    ko: pb.ko",
+            &[
+                "case.yaml:6:5:",
+                "the module is named `klpt_pb`, not `klpt_pbx`",
+                "write `name: klpt_pb`",
+            ],
+        );
         // A plain module under livepatches, a livepatch under targets.
-        rejects("ko: pb.ko", "ko: plain.ko", &["case.yaml:7:5:", "lacks `livepatch=Y`", "list plain modules under `targets:`"]);
-        rejects("ko: tgt.ko", "ko: lp.ko", &["case.yaml:4:5:", "is a livepatch", "list it under `livepatches:`"]);
+        rejects(
+            "ko: pb.ko",
+            "ko: plain.ko",
+            &[
+                "case.yaml:7:5:",
+                "lacks `livepatch=Y`",
+                "list plain modules under `targets:`",
+            ],
+        );
+        rejects(
+            "ko: tgt.ko",
+            "ko: lp.ko",
+            &[
+                "case.yaml:4:5:",
+                "is a livepatch",
+                "list it under `livepatches:`",
+            ],
+        );
     }
 
     #[test]
     fn steps_use_what_the_module_has() {
-        rejects("args: replace=0", "args: replce=0", &["module `klpt_pb` has no parameter `replce`", "did you mean `replace`"]);
+        rejects(
+            "args: replace=0",
+            "args: replce=0",
+            &[
+                "module `klpt_pb` has no parameter `replce`",
+                "did you mean `replace`",
+            ],
+        );
         // Generated-module checks that need `functions:` do not apply.
-        rejects("  - unload: klpt_pb\n", "  - park: klpt_pbt.busy\n", &["target `klpt_pbt` has no function `busy`"]);
+        rejects(
+            "  - unload: klpt_pb\n",
+            "  - park: klpt_pbt.busy\n",
+            &["target `klpt_pbt` has no function `busy`"],
+        );
     }
 }

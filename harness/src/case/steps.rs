@@ -321,7 +321,10 @@ impl Checker<'_> {
                     "parameter names are C identifiers: letters, digits, `_`",
                 );
             } else if !declared.contains(&name) {
-                let prebuilt = d.livepatches.iter().any(|l| l.name == module && l.ko.is_some())
+                let prebuilt = d
+                    .livepatches
+                    .iter()
+                    .any(|l| l.name == module && l.ko.is_some())
                     || d.targets.iter().any(|t| t.name == module && t.ko.is_some());
                 let hint = format!(
                     "{} (it has: {}){}",
