@@ -142,7 +142,7 @@ struct TestArgs {
     /// Skip trials whose names contain this (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Guests run at once (default: number of CPUs).
+    /// Guests run at once (default: one per core, as many as memory allows).
     #[arg(long)]
     test_threads: Option<usize>,
     #[arg(long, short)]
@@ -228,6 +228,22 @@ fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> R
     Ok(targets)
 }
 
+/// The trial id of each (arch, kernel) without preparing it (`--list`).
+fn kernel_ids(arches: &[Arch], kernels: &[Option<String>]) -> Result<Vec<(Arch, String)>, String> {
+    let mut out = Vec::new();
+    for a in arches {
+        for k in kernels {
+            let what = || format!("{} ({})", a.name, k.as_deref().unwrap_or("debian"));
+            match klpt::kernel::peek(k.as_deref(), *a).map_err(|e| format!("{}: {e}", what()))? {
+                klpt::kernel::Peek::Ready(kernel) => out.push((*a, kernel.id)),
+                klpt::kernel::Peek::Absent { id: Some(id), .. } => out.push((*a, id)),
+                klpt::kernel::Peek::Absent { id: None, how } => return Err(format!("{}: cannot name its trials before it is built (they carry the built kernel's release): {how}", what())),
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathBuf, artifacts: PathBuf, test_threads: Option<usize>) -> Result<ExitCode, String> {
     let root = klpt::project_root();
     let paths = if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
@@ -243,7 +259,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
     let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
-    args.test_threads = test_threads;
+    args.test_threads = Some(test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = true;
     let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
     let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
@@ -268,12 +284,25 @@ fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Prints a case's generated C. Installs, fetches and builds nothing: on a
+/// kernel klpt does not have yet it generates for a stock kernel's
+/// `struct klp_patch` and says so.
 fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     let c = case::load(&path).map_err(|e| e.to_string())?;
     let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
-    let kernel = klpt::kernel::resolve(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())?;
-    let caps = klpt::kernel::caps::Caps::probe(&kernel);
-    for s in klpt::modules::build::sources(&c, &caps.klp_fields) {
+    let fields = match klpt::kernel::peek(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())? {
+        klpt::kernel::Peek::Ready(kernel) => klpt::kernel::caps::Caps::probe(&kernel).klp_fields,
+        klpt::kernel::Peek::Absent { id, how } => {
+            let fields = klpt::modules::gen::stock_fields();
+            eprintln!(
+                "note: {how}.\nnote: generating for a stock kernel's struct klp_patch ({}) instead of {}'s headers; fields the kernel under test lacks or adds (replace_set, replaceable) may differ.",
+                fields.iter().cloned().collect::<Vec<_>>().join(", "),
+                id.as_deref().unwrap_or("the kernel")
+            );
+            fields
+        }
+    };
+    for s in klpt::modules::build::sources(&c, &fields) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
     }
     for m in klpt::modules::prebuilt::of(&c) {
@@ -296,12 +325,17 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     args.include_ignored = t.include_ignored;
     args.exact = t.exact;
     args.skip = t.skip;
-    args.test_threads = t.test_threads;
+    args.test_threads = Some(t.test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = t.quiet;
     args.nocapture = t.nocapture;
     let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
-    let targets = prepare(&arches, &kernels, if t.list { AccelChoice::Tcg } else { k.accel })?;
-    let artifacts = if t.list { artifacts } else { runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())? };
+    if t.list {
+        // Names only: nothing installed, fetched (beyond apt metadata) or built.
+        let ids = kernel_ids(&arches, &kernels)?;
+        return Ok(libtest_mimic::run(&args, runner::listing(&ids, &cases)).exit_code());
+    }
+    let targets = prepare(&arches, &kernels, k.accel)?;
+    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let trials = runner::trials(&targets, &cases, opts, outcomes.clone());

@@ -30,6 +30,8 @@ pub struct Target {
     pub caps: Caps,
     pub initrd: PathBuf,
     pub accel: Accel,
+    /// The saved ready guest that single-vCPU cases start from, if any.
+    pub saved_state: Option<PathBuf>,
 }
 
 pub struct Options {
@@ -44,7 +46,7 @@ impl Target {
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
         let initrd = crate::image::build(&kernel)?;
-        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg };
+        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
@@ -57,6 +59,7 @@ impl Target {
             }
         };
         emit(Event::Note { msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel) });
+        t.saved_state = saved_state(&t);
         Ok(t)
     }
 
@@ -69,7 +72,26 @@ impl Target {
             mem_mb: 1024,
             accel: self.accel,
             console_log: console_log.to_path_buf(),
+            qmp: None,
+            incoming: None,
             extra_cmdline: String::new(),
+        }
+    }
+}
+
+/// The saved ready state guests of `t` start from, or None (each case then
+/// boots) with the reason printed.
+fn saved_state(t: &Target) -> Option<PathBuf> {
+    if std::env::var_os("KLPT_FRESH_BOOT").is_some() {
+        emit(Event::Note { msg: &format!("{}: KLPT_FRESH_BOOT is set: every case boots its own guest", t.arch.name) });
+        return None;
+    }
+    // The template's console and monitor live in the snapshot's own scratch dir.
+    match crate::vm::snapshot::saved(&t.vm_config(1, Path::new("console.log")), Duration::from_secs(240)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            emit(Event::Warn { msg: &format!("{}: cannot save a ready guest ({e}); every case boots its own", t.arch.name) });
+            None
         }
     }
 }
@@ -89,7 +111,24 @@ fn kvm_probe(t: &Target) -> Result<bool> {
 }
 
 pub fn trial_name(t: &Target, case: &Case) -> String {
-    format!("{}/{}/{}", t.arch.name, t.kernel.id, case.id)
+    name(t.arch.name, &t.kernel.id, case)
+}
+
+fn name(arch: &str, kernel_id: &str, case: &Case) -> String {
+    format!("{arch}/{kernel_id}/{}", case.id)
+}
+
+/// The trials of `cases` on (architecture, kernel id) pairs for `--list`:
+/// named as [`trials`] names them, without a prepared target; their bodies
+/// never run.
+pub fn listing(kernels: &[(Arch, String)], cases: &[Arc<Case>]) -> Vec<libtest_mimic::Trial> {
+    let mut v = Vec::new();
+    for (arch, id) in kernels {
+        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+            v.push(libtest_mimic::Trial::test(name(arch.name, id, c), || Err("listed, not prepared".into())));
+        }
+    }
+    v
 }
 
 /// A booted guest for a case, logged in, with the case's modules on it.
@@ -105,8 +144,16 @@ pub struct Booted {
 const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Booted> {
-    let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log")))?;
-    vm.wait_ready(opts.boot_timeout)?;
+    let cfg = t.vm_config(case.doc.smp, &dir.join("console.log"));
+    // The saved guest has one vCPU; a case that asks for more boots.
+    let vm = match (&t.saved_state, case.doc.smp) {
+        (Some(state), 1) => Vm::restore(cfg, state, opts.boot_timeout)?.0,
+        _ => {
+            let vm = Vm::boot(cfg)?;
+            vm.wait_ready(opts.boot_timeout)?;
+            vm
+        }
+    };
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| {
         let fate = vm.settle(SETTLE);
         match (fate.crash, fate.exited) {
@@ -361,4 +408,40 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
     }
     emit(Event::Warn { msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()) });
     Ok(mine)
+}
+
+/// Guests run at once by default: one per core (each has one vCPU, and TCG
+/// keeps a core busy), as many as memory allows with one GiB of headroom.
+pub fn default_parallel_guests() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let available_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
+    // A guest's QEMU maps `-m 1024` and touches most of what the guest uses.
+    let per_guest_kib = 1280 * 1024;
+    let by_memory = available_kib.map(|k| (k.saturating_sub(1024 * 1024) / per_guest_kib) as usize).unwrap_or(cores);
+    cores.min(by_memory).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_names_trials_as_a_run_does() {
+        let dir = crate::project_root().join("cases/stock");
+        let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
+        only_arm.doc.arches = vec!["arm64".into()];
+        let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
+        let kernels = [(crate::vm::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::vm::arch::ARM64, "src-7.2.13".to_string())];
+        let names: Vec<String> = listing(&kernels, &cases).iter().map(|t| t.name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "x86_64/debian-6.1.0-50-amd64/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/basic-enable-disable",
+            ]
+        );
+    }
 }

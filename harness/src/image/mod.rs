@@ -17,10 +17,31 @@ use std::path::{Path, PathBuf};
 struct Recipe {
     packages: Vec<String>,
     binaries: Vec<String>,
+    /// The kmod binary (one of `binaries`) that [`INSMOD`] links to.
+    insmod: String,
     #[serde(default)]
     kernel_modules: Vec<String>,
     init: String,
 }
+
+/// klpt's module loader in the guest: a symlink named `insmod` to kmod, which
+/// dispatches on argv[0]. kmod's insmod makes exactly one `finit_module`
+/// call per load (libkmod falls back to `init_module` only on ENOSYS), so a
+/// module the kernel refuses is refused, and logged, once. Busybox's
+/// `insmod` applet retries with `init_module` after any `finit_module`
+/// failure, which runs a livepatch's `klp_enable_patch()` twice.
+pub const INSMOD: &str = "/usr/lib/klpt/insmod";
+
+/// Files klpt writes into every image: (path, mode, content). Root logs in
+/// with klpt's key only: no password hashes to the `*` in /etc/shadow, while
+/// dropbear refuses an account whose hash starts with `!` (keys included)
+/// and, with `-B`, lets anyone into one whose hash is empty.
+const FIXED: &[(&str, u32, &str)] = &[
+    ("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n"),
+    ("etc/group", 0o644, "root:x:0:\n"),
+    ("etc/shadow", 0o600, "root:*:0:0:99999:7:::\n"),
+    ("etc/shells", 0o644, "/bin/sh\n"),
+];
 
 /// The directory of image recipes: `$KLPT_IMAGES`, else `images/` of the source tree.
 pub fn recipes_dir() -> PathBuf {
@@ -33,6 +54,9 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     let recipe_path = dir.join("guest.yaml");
     let recipe_text = std::fs::read_to_string(&recipe_path).ctx(|| format!("read image recipe {}", recipe_path.display()))?;
     let recipe: Recipe = serde_norway::from_str(&recipe_text).map_err(|e| Error::Other(format!("{}: {e}", recipe_path.display())))?;
+    if !recipe.binaries.contains(&recipe.insmod) {
+        return Err(Error::Other(format!("{}: `insmod: {}` is not one of `binaries`", recipe_path.display(), recipe.insmod)));
+    }
     let init = std::fs::read(dir.join(&recipe.init)).ctx(|| format!("read {}", dir.join(&recipe.init).display()))?;
     let apt = Apt::new(&apt::host_codename(), k.arch.deb)?;
     apt.update()?;
@@ -41,7 +65,10 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     let (_, pubkey) = crate::vm::ssh::client_key()?;
 
     let mut h = crate::cache::Hasher::new();
-    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name);
+    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name).part("insmod", INSMOD);
+    for (path, mode, text) in FIXED {
+        h.part("fixed", format!("{path} {mode:o} {text}"));
+    }
     for d in &debs {
         h.part("deb", d.file_name().unwrap_or_default().to_string_lossy().as_bytes());
     }
@@ -71,7 +98,8 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "lib", "lib/modules", "var", "var/log"] {
         dirs.insert(PathBuf::from(d));
     }
-    for p in bins.iter().chain(libs.iter()) {
+    let insmod = PathBuf::from(INSMOD.trim_start_matches('/'));
+    for p in bins.iter().chain(libs.iter()).chain([&insmod]) {
         for a in p.ancestors().skip(1) {
             if !a.as_os_str().is_empty() {
                 dirs.insert(a.to_path_buf());
@@ -89,6 +117,7 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     }
     // A merged-/usr layout may leave binaries where PATH does not look.
     io(c.symlink("bin/sh", "busybox"))?;
+    io(c.symlink(INSMOD, &format!("/{}", recipe.insmod.trim_start_matches('/'))))?;
     let mut order = String::new();
     for m in modules {
         let name = m.file_name().unwrap_or_default().to_string_lossy().to_string();
@@ -98,10 +127,9 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
         order.push('\n');
     }
     io(c.file("etc/klpt-modules", 0o644, order.as_bytes()))?;
-    io(c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"))?;
-    io(c.file("etc/group", 0o644, b"root:x:0:\n"))?;
-    io(c.file("etc/shadow", 0o600, b"root::0:0:99999:7:::\n"))?;
-    io(c.file("etc/shells", 0o644, b"/bin/sh\n"))?;
+    for (path, mode, text) in FIXED {
+        io(c.file(path, *mode, text.as_bytes()))?;
+    }
     io(c.file("root/.ssh/authorized_keys", 0o600, pubkey.as_bytes()))?;
     io(c.file("init", 0o755, init))?;
     let w = c.finish().ctx(|| "finish initramfs".into())?;
@@ -200,6 +228,17 @@ fn modinfo(data: &[u8], key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_password_is_locked_but_not_refused_by_dropbear() {
+        let shadow = FIXED.iter().find(|(p, ..)| *p == "etc/shadow").expect("image has /etc/shadow").2;
+        let root = shadow.lines().find_map(|l| l.strip_prefix("root:")).expect("root has a shadow entry");
+        let hash = root.split(':').next().unwrap_or_default();
+        // Empty: no password at all; `!`: dropbear refuses the account, keys included.
+        assert!(!hash.is_empty() && !hash.starts_with('!'), "{hash:?}");
+        // `*` is no crypt(3) hash of any password.
+        assert_eq!(hash, "*");
+    }
 
     #[test]
     fn symlinks_resolve_inside_the_root() {

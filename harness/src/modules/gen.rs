@@ -8,6 +8,13 @@ use std::fmt::Write;
 /// Which optional `struct klp_patch` fields the kernel under test has.
 pub type KlpFields = BTreeSet<String>;
 
+/// The optional fields of a stock upstream `struct klp_patch` (atomic
+/// replace and system states, both there since 5.5): what `klpt gen`
+/// assumes for a kernel it does not have yet.
+pub fn stock_fields() -> KlpFields {
+    ["replace", "states"].into_iter().map(String::from).collect()
+}
+
 /// `"int (struct seq_file *m, void *v)"` → `("int", "struct seq_file *m, void *v")`.
 pub fn parse_signature(sig: &str) -> Option<(String, String)> {
     let open = sig.find('(')?;

@@ -23,10 +23,7 @@ pub struct Snapshot {
     pub modules: BTreeSet<String>,
 }
 
-/// Single-quotes a string for the guest's shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::quote::sh_quote;
 
 /// The guest script that prints a [`Snapshot`] for `a`.
 pub fn snapshot_script(a: &Assertion) -> String {
@@ -265,6 +262,23 @@ mod tests {
         assert!(check_dmesg(&d, &w).is_empty());
         let rev = DmesgExpect { events: vec![Regex::new("complete").unwrap(), Regex::new("enabling").unwrap()], ..Default::default() };
         assert!(check_dmesg(&rev, &w)[0].contains("not found after"));
+    }
+
+    #[test]
+    fn dmesg_counts_lines_one_event_each() {
+        // Each event consumes one line: a regex listed twice needs two
+        // lines, and under `strict` a second copy of a line listed once is
+        // an unexpected line. Together: "exactly once" / "exactly twice".
+        let refusal = "livepatch: symbol 'f' not found in symbol table";
+        let once = vec![rec(1, "klpt: tainting kernel"), rec(2, refusal)];
+        let twice = vec![rec(1, refusal), rec(2, "x"), rec(3, refusal)];
+        let ev = |n: usize, strict: bool| DmesgExpect { events: vec![Regex::new("not found in symbol table").unwrap(); n], strict, ..Default::default() };
+        assert!(check_dmesg(&ev(1, true), &once).is_empty());
+        let p = check_dmesg(&ev(1, true), &twice);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("(strict): unexpected line") && p[0].contains("[    0.003000]"), "{p:?}");
+        assert!(check_dmesg(&ev(2, true), &twice).is_empty());
+        assert!(check_dmesg(&ev(2, false), &once)[0].contains("not found after"));
     }
 
     #[test]

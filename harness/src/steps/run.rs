@@ -15,10 +15,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The loader: exactly one `finit_module` per load (busybox's insmod falls
-/// back to `init_module` when `finit_module` fails, so a refused livepatch
-/// would enter `klp_enable_patch` twice).
-pub const INSMOD: &str = "insmod";
+/// The loader: kmod's insmod, exactly one `finit_module` per load (see
+/// [`crate::image::INSMOD`]).
+pub use crate::image::INSMOD;
 
 /// Why a case stopped.
 #[derive(Debug)]

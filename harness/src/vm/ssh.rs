@@ -63,10 +63,8 @@ impl Guest {
         sess.set_timeout(15_000);
         sess.handshake().map_err(|e| format!("handshake: {e}"))?;
         let (key, _) = client_key().map_err(|e| e.to_string())?;
-        if sess.userauth_pubkey_file("root", None, &key, None).is_err() {
-            // The image also allows root's empty password (guest is reachable only from 127.0.0.1).
-            sess.userauth_password("root", "").map_err(|e| format!("authentication: {e}"))?;
-        }
+        // klpt's key is the only way in: the image locks root's password.
+        sess.userauth_pubkey_file("root", None, &key, None).map_err(|e| format!("authentication with {}: {e}", key.display()))?;
         Ok(Guest { sess, port })
     }
 
