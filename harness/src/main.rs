@@ -305,6 +305,9 @@ fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     for s in klpt::modules::build::sources(&c, &fields) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
     }
+    for m in klpt::modules::prebuilt::of(&c) {
+        println!("/* ===== {}: prebuilt, not generated: {} ===== */", m.name, m.path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

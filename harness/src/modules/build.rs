@@ -15,16 +15,21 @@ pub struct Source {
     pub c: String,
 }
 
-/// All modules of a case, targets first.
+/// All modules of a case klpt generates (not the prebuilt ones), targets first.
 pub fn sources(case: &Case, fields: &KlpFields) -> Vec<Source> {
-    let targets = case.doc.targets.iter().map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
-    let patches = (0..case.doc.livepatches.len()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, fields) });
+    let targets = case.doc.targets.iter().filter(|t| t.ko.is_none()).map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
+    let patches = (0..case.doc.livepatches.len()).filter(|&i| case.doc.livepatches[i].ko.is_none()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, fields) });
     targets.chain(patches).collect()
 }
 
 /// Builds (or reuses) every module; returns module name → `.ko` path.
+/// Prebuilt modules are checked against the kernel first: a mismatch is
+/// found before anything compiles or boots.
 pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
+    for m in super::prebuilt::of(case) {
+        out.insert(m.name.to_string(), super::prebuilt::prepare(&m, k)?);
+    }
     for s in sources(case, fields) {
         let ko = build_one(&s, k)?;
         out.insert(s.name, ko);
@@ -32,7 +37,7 @@ pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap
     Ok(out)
 }
 
-fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
+pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
     let key = crate::cache::Hasher::new()
         .part("kernel", &k.build_hash)
         .part("arch", k.arch.name)

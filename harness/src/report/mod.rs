@@ -22,6 +22,9 @@ pub enum Cause {
     GuestLost,
     /// klpt itself failed: local I/O, a module that does not build.
     HarnessError,
+    /// The case's inputs do not fit the kernel under test: a prebuilt
+    /// module built for another kernel. Found before the guest boots.
+    Setup,
 }
 
 impl Cause {
@@ -32,6 +35,7 @@ impl Cause {
             Cause::StepTimeout => "step timeout",
             Cause::GuestLost => "guest lost",
             Cause::HarnessError => "harness error",
+            Cause::Setup => "setup error",
         }
     }
 }
