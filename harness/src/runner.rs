@@ -237,7 +237,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     }
     let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps.klp_fields) {
         Ok(m) => m,
-        Err(e @ Error::Setup(_)) => return fail(Cause::Setup, e.to_string()),
+        Err(e @ Error::Setup(_)) => return fail(Cause::HarnessError, e.to_string()),
         Err(e) => return fail(Cause::HarnessError, e.to_string()),
     };
     let console = dir.join("console.log");

@@ -289,8 +289,8 @@ fn vermagic_mismatch(t: &Target, other: &Result<Kernel, String>, opts: &Options,
     let text = f.to_string();
     let first = f.first_line();
     eprintln!("{}: {first}", out.name);
-    if f.cause != Cause::Setup || !first.starts_with("setup error: prebuilt livepatch `klpt_pb_offband`") {
-        return Err(format!("expected a setup error naming the module on the first line, got:\n{text}").into());
+    if f.cause != Cause::HarnessError || !first.starts_with("harness error: prebuilt livepatch `klpt_pb_offband`") {
+        return Err(format!("expected a harness error naming the module on the first line, got:\n{text}").into());
     }
     // Both vermagics on the first line; ours is the one a module built here gets.
     let ours_dir = build_elsewhere(&t.kernel, &scratch.join("src-ours"), &[("klpt_pb_offband", OFFBAND_C)])?;
@@ -342,8 +342,8 @@ fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<li
     };
     let first = f.first_line();
     eprintln!("{}: {first}", out.name);
-    if f.cause != Cause::Setup || !first.contains("symbol versions (CONFIG_MODVERSIONS) differ for `klp_enable_patch`") {
-        return Err(format!("expected a setup error naming klp_enable_patch, got:\n{f}").into());
+    if f.cause != Cause::HarnessError || !first.contains("symbol versions (CONFIG_MODVERSIONS) differ for `klp_enable_patch`") {
+        return Err(format!("expected a harness error naming klp_enable_patch, got:\n{f}").into());
     }
     Ok(libtest_mimic::Completion::Completed)
 }

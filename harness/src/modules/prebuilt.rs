@@ -5,7 +5,7 @@
 //! livepatch flag); here, before any guest boots, the module is checked
 //! against the kernel under test: its architecture, its vermagic and, on a
 //! kernel with `CONFIG_MODVERSIONS`, the CRCs of the symbols it imports. A
-//! mismatch is a setup error naming both sides and how to rebuild, never an
+//! mismatch is a harness error naming both sides and how to rebuild, never an
 //! `insmod` failure in the guest.
 //!
 //! The module then goes through the module cache like a built one: stored

@@ -20,11 +20,10 @@ pub enum Cause {
     /// QEMU exited, or the connection to the guest broke with no crash on
     /// the console.
     GuestLost,
-    /// klpt itself failed: local I/O, a module that does not build.
+    /// klpt could not set the case up or failed itself: local I/O, a
+    /// module that does not build, a prebuilt module built for another
+    /// kernel.
     HarnessError,
-    /// The case's inputs do not fit the kernel under test: a prebuilt
-    /// module built for another kernel. Found before the guest boots.
-    Setup,
 }
 
 impl Cause {
@@ -35,7 +34,6 @@ impl Cause {
             Cause::StepTimeout => "step timeout",
             Cause::GuestLost => "guest lost",
             Cause::HarnessError => "harness error",
-            Cause::Setup => "setup error",
         }
     }
 }
