@@ -215,7 +215,9 @@ fn wait_for_compiler(k: &mut Klpt, module: &str) -> Build {
         seen.extend(descendants(k.pid));
         // Any make of the build: pids wrap, so the top one need not come first.
         let dir = seen.values().filter(|p| p.comm == "make").find_map(|p| p.cmdline.split(' ').find_map(|a| a.strip_prefix("M=")).map(str::to_string));
-        let compiling = seen.values().any(|p| (p.comm == "cc1" || p.comm.contains("gcc")) && p.cmdline.contains(module));
+        // The compile of the module's own source (not of NAME.mod.c after
+        // modpost): the .ko is still far off, so make's death shows.
+        let compiling = seen.values().any(|p| (p.comm == "cc1" || p.comm.contains("gcc")) && p.cmdline.contains(&format!("{module}.c")));
         if let (Some(dir), true) = (dir, compiling) {
             return Build { seen, dir };
         }
@@ -290,6 +292,9 @@ fn sigkill_during_module_build_is_cleaned_by_the_next_run() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(Path::new(&b.dir).exists(), "expected the killed build's directory {} to be left for the next run", b.dir);
+    // A make that had lived on would have linked the module.
+    let ko = Path::new(&b.dir).join(format!("{module}.ko"));
+    assert!(!ko.exists(), "{} was linked after klpt died: make outlived it", ko.display());
     // The next run (listing only: no build of its own) removes the leftover.
     let mut next = Klpt::start(&s, &["run", &case, "--list", "--artifacts", &art]);
     let st = next.wait(Duration::from_secs(60));

@@ -31,14 +31,15 @@ pub fn untrack_group(pgid: i32) {
     GROUPS.lock().unwrap_or_else(|e| e.into_inner()).remove(&pgid);
 }
 
-/// How long `cleanup_all` waits for killed process groups to go away.
+/// How long `cleanup_all` waits for killed processes and groups to go away.
 const GROUP_GRACE: Duration = Duration::from_secs(3);
 
-/// Kills every tracked process and process group, waits briefly for the
-/// groups to die (so no compiler still writes into a directory about to be
-/// removed), then removes every tracked directory.
+/// Kills every tracked process and process group, waits briefly for them to
+/// die (a guest's memory is freed, no compiler still writes into a directory
+/// about to be removed), then removes every tracked directory.
 pub fn cleanup_all() {
-    for pid in std::mem::take(&mut *PIDS.lock().unwrap_or_else(|e| e.into_inner())) {
+    let pids = std::mem::take(&mut *PIDS.lock().unwrap_or_else(|e| e.into_inner()));
+    for &pid in &pids {
         // SAFETY: kill(2) with a pid we spawned; no memory is involved.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
@@ -48,7 +49,8 @@ pub fn cleanup_all() {
         unsafe { libc::kill(-g, libc::SIGKILL) };
     }
     let deadline = Instant::now() + GROUP_GRACE;
-    while groups.iter().any(|&g| group_alive(g)) && Instant::now() < deadline {
+    let running = |pid: i32| proc_stat(pid).is_some_and(|(state, _)| state != 'Z');
+    while (pids.iter().any(|&p| running(p)) || groups.iter().any(|&g| group_alive(g))) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     for d in std::mem::take(&mut *DIRS.lock().unwrap_or_else(|e| e.into_inner())) {
@@ -120,9 +122,18 @@ pub fn spawn_group(cmd: &mut Command) -> std::io::Result<(Child, Group)> {
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     let pgid = child.id() as i32;
     track_group(pgid);
+    // A signal whose handler already took the list of groups: this one is
+    // not on it, so it goes now (the handler marks the run first).
+    if INTERRUPTED.load(Ordering::SeqCst) != 0 {
+        // SAFETY: kill(2) on the group we just started.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        untrack_group(pgid);
+        return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "klpt is being interrupted"));
+    }
     Ok((child, Group(pgid)))
 }
 
@@ -178,6 +189,11 @@ impl TempDir {
         std::fs::create_dir_all(parent)?;
         let t = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
         DIRS.lock().unwrap_or_else(|e| e.into_inner()).insert(t.path().to_path_buf());
+        // Too late for the handler's cleanup: do not start anything new.
+        if INTERRUPTED.load(Ordering::SeqCst) != 0 {
+            drop(TempDir(Some(t)));
+            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "klpt is being interrupted"));
+        }
         Ok(TempDir(Some(t)))
     }
     pub fn new(prefix: &str) -> std::io::Result<TempDir> {
