@@ -551,7 +551,7 @@ mod tests {
             "description: {q}\n\
              targets:\n  - name: klpt_tgt\n    params:\n      - {{name: s, type: charp, default: {q}}}\n      - {{name: n, type: int, default: -2147483648}}\n      - {{name: u, type: uint, default: 4294967295}}\n      - {{name: b, type: bool, default: true}}\n    functions:\n      - name: show\n        prints: {q}\n      - name: parked\n        park: true\n\
              livepatches:\n  - name: klpt_lp\n    params: [{{name: c, type: charp, default: {q}}}]\n    functions:\n      - name: cmdline_proc_show\n        marker: {q}\n      - object: klpt_tgt\n        name: show\n        signature: \"int (struct seq_file *m, void *v)\"\n        body: |\n          return BODY_OK;\n\
-             steps: []\n"
+             steps:\n  - load: klpt_tgt\n  - load: klpt_lp\n"
         );
         // A directory name ending in `*` puts `*/` in the path; the file name
         // holds a newline, a directive, quotes, `$(...)` and backticks.
