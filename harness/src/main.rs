@@ -208,7 +208,7 @@ fn main() -> ExitCode {
             })
         }
     };
-    klpt::vm::cleanup::cleanup_all();
+    klpt::vm::cleanup::finish();
     match r {
         Ok(code) => code,
         Err(msg) => {
@@ -219,6 +219,8 @@ fn main() -> ExitCode {
 }
 
 fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> Result<Vec<Arc<Target>>, String> {
+    // Partial module builds of a killed run go before anything else starts.
+    klpt::modules::build::sweep();
     let mut targets = Vec::new();
     for a in arches {
         for k in kernels {

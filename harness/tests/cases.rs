@@ -190,7 +190,7 @@ fn main() {
         trials.push(Trial::test("guest/key-only-login", move || key_only_login(&t, &dir)));
     }
     let conclusion = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::cleanup_all();
+    klpt::vm::cleanup::finish();
     if !conclusion.has_failed() {
         let _ = std::fs::remove_dir_all(&artifacts);
     } else {

@@ -8,7 +8,7 @@
 //! and make rebuilds only what changed.
 
 use crate::apt::{self, Apt};
-use crate::cache::Hasher;
+use crate::cache::{Hasher, Scratch};
 use crate::error::{run, Error, IoContext, Result};
 use crate::event::{emit, stage, Event};
 use crate::vm::cleanup::TempDir;
@@ -60,7 +60,9 @@ pub fn debian_source() -> Result<(PathBuf, String)> {
     let tree = root.join("tree");
     if !tree.join(".klpt-ready").exists() {
         let deb = apt.download(std::slice::from_ref(&pkg))?;
-        let tmp = TempDir::new_in(&crate::cache::root().join("src"), ".unpack-").ctx(|| "create source dir".into())?;
+        let src = crate::cache::root().join("src");
+        sweep(&src, ".unpack-");
+        let tmp = Scratch::new(&src, ".unpack-").ctx(|| "create source dir".into())?;
         stage(&format!("source: unpacking {pkg}"), || -> Result<()> {
             apt::unpack(&deb[0], tmp.path())?;
             let tarball = std::fs::read_dir(tmp.path().join("usr/src"))
@@ -235,7 +237,8 @@ pub fn build(spec: &Spec) -> Result<PathBuf> {
 
 fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
     let parent = dest.parent().expect("cache path");
-    let tmp = TempDir::new_in(parent, ".series-").ctx(|| "create series copy".into())?;
+    sweep(parent, ".series-");
+    let tmp = Scratch::new(parent, ".series-").ctx(|| "create series copy".into())?;
     stage(&format!("source: copying {} for the series", base.display()), || {
         // A tar pipe copies the tree without .git and without build dirs.
         run(Command::new("sh").arg("-c").arg(format!(
@@ -257,8 +260,14 @@ fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
         emit(Event::Progress { what: "series", line: &format!("applied {}", p.file_name().unwrap_or_default().to_string_lossy()) });
     }
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark series copy".into())?;
-    let t = tmp.keep();
-    crate::cache::publish(&t, dest).ctx(|| format!("store {}", dest.display()))
+    tmp.publish(dest).ctx(|| format!("store {}", dest.display()))
+}
+
+/// Removes `prefix*` directories of `parent` that killed runs left (see `cache::sweep`).
+fn sweep(parent: &Path, prefix: &str) {
+    for d in crate::cache::sweep(parent, prefix) {
+        emit(Event::Note { msg: &format!("kernel: removed {}, left by an interrupted run", d.display()) });
+    }
 }
 
 fn make(tree: &Path, build: &Path, arch: Arch) -> Command {

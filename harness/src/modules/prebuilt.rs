@@ -63,11 +63,10 @@ pub fn prepare(m: &Prebuilt, k: &Kernel) -> Result<PathBuf> {
     let info = Ko::parse(&bytes).map_err(setup)?;
     info.check_identity(m.name, m.livepatch).map_err(|(msg, hint)| setup(format!("{msg}\n  hint: {hint}")))?;
     check_kernel(m, &info, k)?;
-    let tmp = crate::vm::cleanup::TempDir::new_in(&root, ".prebuilt-").ctx(|| "create module cache dir".into())?;
+    let tmp = crate::cache::Scratch::new(&root, super::build::PREBUILT_PREFIX).ctx(|| "create module cache dir".into())?;
     std::fs::write(tmp.path().join(format!("{}.ko", m.name)), &bytes).ctx(|| "store prebuilt module".into())?;
     std::fs::write(tmp.path().join("SOURCE"), format!("{}\n", m.path.display())).ctx(|| "store prebuilt module".into())?;
-    let stored = tmp.keep();
-    crate::cache::publish(&stored, &dest).ctx(|| format!("store module in {}", dest.display()))?;
+    tmp.publish(&dest).ctx(|| format!("store module in {}", dest.display()))?;
     Ok(cached)
 }
 
