@@ -88,9 +88,9 @@ pub struct Session<'a> {
     /// for the action, one per wait and one for the log sync. Only for
     /// `klpt bench --steps`, which compares the two.
     pub legacy: bool,
-    /// Host seconds each step that ran took (steps skipped by `when:` are
-    /// not counted).
-    pub step_times: Vec<f64>,
+    /// The kind and host seconds of each step that ran (steps skipped by
+    /// `when:` are not counted).
+    pub step_times: Vec<(&'static str, f64)>,
 }
 
 /// How a step command's kernel-log sync went.
@@ -308,7 +308,7 @@ impl<'a> Session<'a> {
         self.step_secs = self.step_timeout(step);
         self.deadline = t0 + Duration::from_secs(self.step_secs);
         let r = if self.legacy { self.run_legacy(step) } else { self.run_one(step) };
-        self.step_times.push(t0.elapsed().as_secs_f64());
+        self.step_times.push((kind(&step.action), t0.elapsed().as_secs_f64()));
         r
     }
 
@@ -750,6 +750,23 @@ impl<'a> Session<'a> {
         if let Some(s) = step {
             let _ = std::fs::write(dir.join("failed-step.txt"), format!("step {} (line {}): {}\n{:#?}\n", s.index + 1, s.line, s.label, s.action));
         }
+    }
+}
+
+/// The step's kind, as case files name it.
+pub fn kind(a: &Action) -> &'static str {
+    match a {
+        Action::Load { .. } => "load",
+        Action::Disable { .. } => "disable",
+        Action::Write { .. } => "write",
+        Action::Force { .. } => "force",
+        Action::Unload { .. } => "unload",
+        Action::Park { .. } => "park",
+        Action::Release { .. } => "release",
+        Action::Wait { .. } => "wait",
+        Action::Shell { .. } => "shell",
+        Action::Assert(_) => "assert",
+        Action::Call { .. } => "call",
     }
 }
 
