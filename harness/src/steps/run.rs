@@ -477,7 +477,7 @@ impl<'a> Session<'a> {
             Action::Call { module, parked, function, .. } => vec![Part::Run(call_command(module, parked, function))],
             Action::Shell { command, .. } => vec![Part::Run(command.clone())],
             Action::Assert(a) => {
-                let script = assert::snapshot_script(a);
+                let script = assert::snapshot_script_with(a, true);
                 if script.is_empty() {
                     vec![]
                 } else {
@@ -540,7 +540,7 @@ impl<'a> Session<'a> {
             Action::Assert(a) => {
                 let out = match ran.parser.get("p0") {
                     Some(s) => s.body.clone(),
-                    None if assert::snapshot_script(a).is_empty() => String::new(),
+                    None if assert::snapshot_script_with(a, true).is_empty() => String::new(),
                     None => return Err(ran.ended_early(0)),
                 };
                 let v = assert::evaluate(a, &assert::parse_snapshot(a, &out), self.window(), &self.case.doc.requires.sysfs);
@@ -560,7 +560,7 @@ impl<'a> Session<'a> {
         let Some(end_cs) = self.guest_budget(give_up) else { return (Err(self.timed_out()), Synced::Missing) };
         let nonce = script::nonce();
         let sync = self.next_sync(&nonce);
-        let snapshot = assert::snapshot_script(until);
+        let snapshot = assert::snapshot_script_with(until, true);
         let cmd = script::wait_script(&nonce, what, end_cs, &snapshot, until.dmesg.is_some(), POLL, &sync, &script::Paths::default());
         let mut snap = String::new();
         let mut last: Option<Verdict> = None;

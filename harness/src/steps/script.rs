@@ -64,7 +64,7 @@ pub enum Part {
 }
 
 /// The kernel-log sync at the end of a command: write `tag` to the kernel
-/// log, wait (up to 20 s) until the recorder has it, then print the taint
+/// log (at KERN_DEBUG, so it is not printed on the console), wait (up to 20 s) until the recorder has it, then print the taint
 /// value (section `taint`) and the recording from byte `offset` on (section
 /// `log`).
 #[derive(Debug, Clone)]
@@ -113,12 +113,13 @@ fn read_log(paths: &Paths, offset: u64) -> String {
 
 fn sync_script(s: &Sync, paths: &Paths) -> String {
     format!(
-        "echo {tag} >> {kmsg}\n\
+        "echo {tag_debug} >> {kmsg}\n\
          __now; __se=$((__u + 2000))\n\
          while :; do {read}; case $__l in *{tag}*) break;; esac; __now; [ $__u -ge $__se ] && break; usleep 10000; done\n\
          cat {tainted}; __k taint\n\
          printf '%s' \"${{__l%x}}\"; __k log\n",
         tag = sh_quote(&s.tag),
+        tag_debug = sh_quote(&format!("<7>{}", s.tag)),
         kmsg = sh_quote(&paths.kmsg),
         tainted = sh_quote(&paths.tainted),
         read = read_log(paths, s.offset),
@@ -393,7 +394,7 @@ mod tests {
         assert_eq!(stderr, "err\n");
         assert_eq!(p.get("taint").map(|s| s.body.as_str()), Some("4096\n"));
         // The log from offset 12 on: the tag, unprefixed in this fake log.
-        assert_eq!(p.get("log").map(|s| s.body.as_str()), Some("klpt-sync 1 t\n"));
+        assert_eq!(p.get("log").map(|s| s.body.as_str()), Some("<7>klpt-sync 1 t\n"));
     }
 
     #[test]
@@ -465,7 +466,7 @@ mod tests {
         assert!(rounds >= 2, "{rounds} rounds");
         assert_eq!(p.get("snap").map(|s| s.body.as_str()), Some("state\n"));
         assert_eq!(p.get("rlog").map(|s| s.body.as_str()), Some("6,1,0,-;a\n"));
-        assert_eq!(p.get("log").map(|s| s.body.as_str()), Some("6,1,0,-;a\nklpt-sync 4 t\n"));
+        assert_eq!(p.get("log").map(|s| s.body.as_str()), Some("6,1,0,-;a\n<7>klpt-sync 4 t\n"));
         let names: Vec<&str> = p.sections.iter().rev().take(4).map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["end", "log", "taint", "work"]);
     }
