@@ -106,6 +106,10 @@ enum Cmd {
         /// Also time a cold kernel build from source and a one-file rebuild.
         #[arg(long)]
         kernel_builds: bool,
+        /// Instead: run every case twice, with steps as several guest
+        /// commands (as before) and as one, and compare the step costs.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "boots"])]
+        steps: bool,
     },
 }
 
@@ -200,11 +204,15 @@ fn main() -> ExitCode {
         Cmd::Gen { case, k } => gen(case, k),
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
-        Cmd::Bench { paths, k, boots, kernel_builds } => {
+        Cmd::Bench { paths, k, boots, kernel_builds, steps } => {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
-                klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
+                if steps {
+                    klpt::bench::bench_steps(&cases, &a, &k.kernels, k.accel).map_err(|e| e.to_string())
+                } else {
+                    klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
+                }
             })
         }
     };

@@ -184,6 +184,12 @@ pub fn wait_for_kept_guests() {
 
 /// Runs one case on one target; never panics, always returns an outcome.
 pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
+    run_case_steps(t, case, opts, false)
+}
+
+/// [`run_case`], with `legacy`: steps run the way they did before one guest
+/// command per step (for `klpt bench --steps` only).
+pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> Outcome {
     let t0 = Instant::now();
     let mut out = Outcome {
         name: trial_name(t, case),
@@ -196,10 +202,11 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
         ssh_ready_secs: None,
         notes: Vec::new(),
         retries: 0,
+        step_secs: Vec::new(),
     };
     let xfail = case.doc.xfail.iter().find(|x| regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
     let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
-    let mut status = attempt(t, case, opts, &mut out, &dir, true);
+    let mut status = attempt(t, case, opts, &mut out, &dir, true, legacy);
     // Only a lost guest is retried, once, in a fresh guest: the kernel's
     // verdicts, crashes and timeouts would only repeat.
     if let Status::Fail(first) = &status {
@@ -207,7 +214,7 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
             let first = first.clone();
             emit(Event::Warn { msg: &format!("{}: {}; retrying once in a fresh guest", out.name, first.first_line()) });
             out.retries = 1;
-            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false);
+            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false, legacy);
             let retried = format!("retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}", dir.display());
             match &mut status {
                 Status::Fail(f) => f.message.push_str(&format!("\n{retried}")),
@@ -226,7 +233,7 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
 
 /// One attempt at a case in a fresh guest. `may_retry`: a lost guest will
 /// get another attempt, so this one's guest is never kept.
-fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool) -> Status {
+fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool, legacy: bool) -> Status {
     let fail = |cause, msg: String| Status::Fail(Failure::new(cause, msg));
     let missing = t.caps.missing(&case.doc.requires, None);
     if !missing.is_empty() {
@@ -261,6 +268,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
             return fail(cause, format!("setting up the guest: {msg}\nconsole: {}", console.display()));
         }
     };
+    session.legacy = legacy;
     let missing = session.missing(&case.doc.requires);
     if !missing.is_empty() {
         return Status::Skip(format!("kernel lacks {}", missing.join(", ")));
@@ -299,6 +307,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
         break;
     }
     out.notes.append(&mut session.notes);
+    out.step_secs = std::mem::take(&mut session.step_times);
     if booted.vm.exited().is_none() {
         out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
     }

@@ -86,6 +86,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Fresh guests this trial needed beyond the first (a lost guest is retried once).
     pub retries: u32,
+    /// Each step that ran in the final attempt: its kind (`load`, `assert`,
+    /// ...) and host seconds.
+    pub step_secs: Vec<(&'static str, f64)>,
 }
 
 impl Outcome {
@@ -174,7 +177,7 @@ mod tests {
     use super::*;
 
     fn o(name: &str, status: Status) -> Outcome {
-        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0 }
+        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0, step_secs: vec![] }
     }
 
     #[test]

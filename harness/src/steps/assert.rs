@@ -25,10 +25,24 @@ pub struct Snapshot {
 
 pub use crate::quote::sh_quote;
 
-/// The guest script that prints a [`Snapshot`] for `a`.
+/// The guest script that prints a [`Snapshot`] for `a`, as klpt took it
+/// before one command per step (a process per attribute).
 pub fn snapshot_script(a: &Assertion) -> String {
+    snapshot_script_with(a, false)
+}
+
+/// The guest script that prints a [`Snapshot`] for `a`. With `builtins`,
+/// sysfs attributes and /proc/modules are read with the shell's `read`
+/// (their first line, what the parser keeps) instead of a process each.
+pub fn snapshot_script_with(a: &Assertion, builtins: bool) -> String {
     let mut s = String::new();
-    if a.patches.is_some() {
+    if a.patches.is_some() && builtins {
+        s.push_str(&format!(
+            "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
+             for a in \"$p\"/*; do n=${{a##*/}}; v=; if [ -f \"$a\" ]; then read -r v < \"$a\"; echo \"{TAG}A $n $v\"; \
+             elif [ -f \"$a/patched\" ]; then read -r v < \"$a/patched\"; echo \"{TAG}O $n $v\"; elif [ -d \"$a\" ]; then echo \"{TAG}O $n ?\"; fi; done; done 2>/dev/null; cd /\n"
+        ));
+    } else if a.patches.is_some() {
         s.push_str(&format!(
             "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
              for a in \"$p\"/*; do n=${{a##*/}}; if [ -f \"$a\" ]; then echo \"{TAG}A $n $(head -c 200 \"$a\" 2>/dev/null)\"; \
@@ -41,7 +55,9 @@ pub fn snapshot_script(a: &Assertion) -> String {
     for (i, (path, _)) in a.modes.iter().enumerate() {
         s.push_str(&format!("echo \"{TAG}D {i} $(stat -c %a {} 2>&1)\"\n", sh_quote(path)));
     }
-    if !a.modules.is_empty() {
+    if !a.modules.is_empty() && builtins {
+        s.push_str(&format!("m=; while read -r n r; do m=\"$m $n\"; done < /proc/modules; echo \"{TAG}M$m\"\n"));
+    } else if !a.modules.is_empty() {
         s.push_str(&format!("echo \"{TAG}M $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n"));
     }
     s

@@ -28,6 +28,23 @@ pub fn ssh_command(port: u16) -> String {
     format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
 }
 
+/// A command's first line, shortened, for messages.
+fn shown(cmd: &str) -> String {
+    let first = cmd.lines().next().unwrap_or("");
+    match first.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &first[..i]),
+        None => first.to_string(),
+    }
+}
+
+/// What a streaming command's reader does next.
+pub struct Flow {
+    /// When the command, from now on, must have produced more output or ended.
+    pub deadline: Instant,
+    /// Ask the command to stop (see [`Guest::exec_stream`]).
+    pub stop: bool,
+}
+
 pub struct Output {
     pub status: i32,
     pub stdout: String,
@@ -79,11 +96,7 @@ impl Guest {
     pub fn exec_with_input(&self, cmd: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output> {
         // libssh2 takes milliseconds in a c_uint, and 0 means "no timeout".
         self.sess.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
-        let first = cmd.lines().next().unwrap_or("");
-        let shown = match first.char_indices().nth(60) {
-            Some((i, _)) => format!("{}…", &first[..i]),
-            None => first.to_string(),
-        };
+        let shown = shown(cmd);
         let err = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 Error::SshTimeout(format!("`{shown}` did not finish within {:.0}s", timeout.as_secs_f64()))
@@ -104,6 +117,70 @@ impl Guest {
         ch.wait_close().map_err(|e| err(e.into()))?;
         let status = ch.exit_status().map_err(|e| err(e.into()))?;
         Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+    }
+
+    /// Runs `cmd` and hands its stdout to `on` as it arrives (first with
+    /// no data, for the initial [`Flow`]). Each read waits until the
+    /// deadline `on` last returned: a command still running then is
+    /// [`Error::SshTimeout`], a broken transport [`Error::Ssh`]. With
+    /// `hold_stdin`, the command's stdin stays open until `on` asks to stop:
+    /// klpt then writes `stop` and a newline and closes it.
+    pub fn exec_stream(&self, cmd: &str, hold_stdin: bool, on: &mut dyn FnMut(&[u8]) -> Flow) -> Result<Output> {
+        let shown = shown(cmd);
+        let err = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Error::SshTimeout(format!("`{shown}` did not finish in time"))
+            } else {
+                Error::Ssh(format!("`{shown}`: {e}"))
+            }
+        };
+        let mut flow = on(&[]);
+        self.set_deadline(flow.deadline).map_err(err)?;
+        let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
+        ch.exec(cmd).map_err(|e| err(e.into()))?;
+        let mut stdin_open = hold_stdin;
+        if !hold_stdin {
+            ch.send_eof().map_err(|e| err(e.into()))?;
+        }
+        let mut stdout = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if flow.stop && stdin_open {
+                stdin_open = false;
+                // The command may have ended on its own meanwhile: a closed
+                // channel shows in the next read, not here.
+                let _ = ch.write_all(b"stop\n").and_then(|()| ch.flush());
+                let _ = ch.send_eof();
+            }
+            self.set_deadline(flow.deadline).map_err(err)?;
+            match ch.read(&mut buf) {
+                // End of stdout (libssh2's eof() would stay false while
+                // stderr data waits to be read).
+                Ok(0) => break,
+                Ok(n) => {
+                    stdout.extend_from_slice(&buf[..n]);
+                    flow = on(&buf[..n]);
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let mut stderr = Vec::new();
+        self.set_deadline(flow.deadline).map_err(err)?;
+        ch.stderr().read_to_end(&mut stderr).map_err(err)?;
+        ch.wait_close().map_err(|e| err(e.into()))?;
+        let status = ch.exit_status().map_err(|e| err(e.into()))?;
+        Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+    }
+
+    /// Bounds the session's next blocking call by `deadline`; one already
+    /// passed is a timeout.
+    fn set_deadline(&self, deadline: Instant) -> std::io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sess.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+        Ok(())
     }
 
     /// Copies a file into the guest.
