@@ -230,7 +230,7 @@ fn main() {
     let before = klpt_temp_dirs();
     let conclusion = libtest_mimic::run(&args, trials);
     let left: Vec<String> = klpt_temp_dirs().into_iter().filter(|d| !before.contains(d)).collect();
-    klpt::vm::cleanup::cleanup_all();
+    klpt::vm::cleanup::finish();
     if !left.is_empty() {
         eprintln!("temporary directories left behind by the faults: {left:?}");
         std::process::exit(101);

@@ -375,7 +375,7 @@ fn main() {
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
     trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))));
     let conclusion = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::cleanup_all();
+    klpt::vm::cleanup::finish();
     if !conclusion.has_failed() {
         let _ = std::fs::remove_dir_all(&artifacts);
     } else {
