@@ -200,6 +200,11 @@ fn waiting_in_step(marker: &str, pid: i32) -> bool {
 }
 
 fn main() {
+    // A private TMPDIR: klpt's temporary directories of this process only,
+    // so other klpt runs on the machine cannot blur the leftover check.
+    let tmp = std::env::temp_dir().join(format!("klpt-faults-tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("private TMPDIR");
+    std::env::set_var("TMPDIR", &tmp);
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
     let arch = klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture");
@@ -235,5 +240,6 @@ fn main() {
         eprintln!("temporary directories left behind by the faults: {left:?}");
         std::process::exit(101);
     }
+    let _ = std::fs::remove_dir_all(&tmp);
     conclusion.exit();
 }
