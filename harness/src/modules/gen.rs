@@ -158,6 +158,150 @@ fn params(out: &mut Out, ps: &[Param]) {
     }
 }
 
+/// test_klp_shadow_vars.c's wrappers, for case code that uses shadow
+/// variables: each `klpt_shadow_*()` calls `klp_shadow_*()` and logs the
+/// call as the selftest does, with pointers shown as `PTR<n>` (numbered in
+/// order of first appearance, NULL first) so that a transcript does not
+/// depend on addresses. `klpt_shadow_ctor` stores `*ctor_data`,
+/// `klpt_shadow_dtor` only logs. `klpt_free_ptr_list()` forgets the numbers.
+const SHADOW_HELPERS: &str = r#"static LIST_HEAD(klpt_ptr_list);
+struct klpt_shadow_ptr {
+	void *ptr;
+	int id;
+	struct list_head list;
+};
+
+static __maybe_unused void klpt_free_ptr_list(void)
+{
+	struct klpt_shadow_ptr *sp, *tmp_sp;
+
+	list_for_each_entry_safe(sp, tmp_sp, &klpt_ptr_list, list) {
+		list_del(&sp->list);
+		kfree(sp);
+	}
+}
+
+static __maybe_unused int klpt_ptr_id(void *ptr)
+{
+	struct klpt_shadow_ptr *sp;
+	static int count;
+
+	list_for_each_entry(sp, &klpt_ptr_list, list) {
+		if (sp->ptr == ptr)
+			return sp->id;
+	}
+
+	sp = kmalloc(sizeof(*sp), GFP_ATOMIC);
+	if (!sp)
+		return -ENOMEM;
+	sp->ptr = ptr;
+	sp->id = count++;
+
+	list_add(&sp->list, &klpt_ptr_list);
+
+	return sp->id;
+}
+
+/* The pointer ctor_data points to (the selftest passes a pointer's address). */
+static __maybe_unused int klpt_ctor_data_id(void *ctor_data)
+{
+	return klpt_ptr_id(ctor_data ? *(void **)ctor_data : NULL);
+}
+
+static __maybe_unused void *klpt_shadow_get(void *obj, unsigned long id)
+{
+	void *sv = klp_shadow_get(obj, id);
+
+	pr_info("klp_shadow_get(obj=PTR%d, id=0x%lx) = PTR%d\n",
+		klpt_ptr_id(obj), id, klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void *klpt_shadow_alloc(void *obj, unsigned long id, size_t size,
+		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
+{
+	void *sv = klp_shadow_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
+
+	pr_info("klp_shadow_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
+		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
+		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void *klpt_shadow_get_or_alloc(void *obj, unsigned long id, size_t size,
+		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
+{
+	void *sv = klp_shadow_get_or_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
+
+	pr_info("klp_shadow_get_or_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
+		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
+		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void klpt_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor)
+{
+	klp_shadow_free(obj, id, dtor);
+	pr_info("klp_shadow_free(obj=PTR%d, id=0x%lx, dtor=PTR%d)\n",
+		klpt_ptr_id(obj), id, klpt_ptr_id(dtor));
+}
+
+static __maybe_unused void klpt_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor)
+{
+	klp_shadow_free_all(id, dtor);
+	pr_info("klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\n", id, klpt_ptr_id(dtor));
+}
+
+static __maybe_unused int klpt_shadow_ctor(void *obj, void *shadow_data, void *ctor_data)
+{
+	void **sv = shadow_data;
+	void **var = ctor_data;
+
+	if (!var)
+		return -EINVAL;
+
+	*sv = *var;
+	pr_info("shadow_ctor: PTR%d -> PTR%d\n", klpt_ptr_id(sv), klpt_ptr_id(*var));
+	return 0;
+}
+
+static __maybe_unused void klpt_shadow_dtor(void *obj, void *shadow_data)
+{
+	pr_info("shadow_dtor(obj=PTR%d, shadow_data=PTR%d)\n",
+		klpt_ptr_id(obj), klpt_ptr_id(shadow_data));
+}
+"#;
+
+/// Identifiers of [`SHADOW_HELPERS`]: a module whose case code names one gets them.
+const SHADOW_NAMES: &[&str] = &["klpt_shadow_", "klpt_ptr_id", "klpt_free_ptr_list"];
+
+/// The helpers that case code `texts` of one module uses.
+fn helpers(out: &mut Out, texts: &[&str]) {
+    if texts
+        .iter()
+        .any(|t| SHADOW_NAMES.iter().any(|n| t.contains(n)))
+    {
+        out.line(SHADOW_HELPERS);
+    }
+}
+
+/// Every piece of case C of livepatch `lp`.
+fn livepatch_texts(lp: &Livepatch) -> Vec<&str> {
+    let code = [&lp.code.c, &lp.code.init, &lp.code.exit];
+    let callbacks = lp
+        .objects
+        .iter()
+        .flat_map(|o| &o.callbacks)
+        .chain(lp.states.iter().flat_map(|s| &s.callbacks))
+        .filter_map(|(_, cb)| cb.body.as_ref());
+    code.into_iter()
+        .flatten()
+        .chain(callbacks)
+        .map(|c| c.text.as_str())
+        .chain(lp.functions.iter().filter_map(|f| f.body.as_deref()))
+        .collect()
+}
+
 /// Shorthands for case code: this patch's state `id`, and state `id` of
 /// the patches already installed.
 const STATE_HELPERS: &str = r#"static __maybe_unused struct klp_state *klpt_state(unsigned long id)
@@ -430,6 +574,7 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
     {
         out.line(CALLBACK_INFO);
     }
+    helpers(&mut out, &livepatch_texts(lp));
     if let Some(c) = &lp.code.c {
         out.code(c);
         out.line("");
@@ -624,6 +769,12 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         &t.code,
     );
     params(&mut out, &t.params);
+    let texts: Vec<&str> = [&t.code.c, &t.code.init, &t.code.exit]
+        .into_iter()
+        .flatten()
+        .map(|c| c.text.as_str())
+        .collect();
+    helpers(&mut out, &texts);
     if let Some(c) = &t.code.c {
         out.code(c);
         out.line("");
@@ -1022,5 +1173,18 @@ mod tests {
             assert!(c.contains(want), "{want:?} not in\n{c}");
         }
         assert!(!c.contains(".version"), "{c}");
+    }
+
+    #[test]
+    fn shadow_helpers_where_case_code_uses_them() {
+        let src = "description: d\ntargets:\n  - name: tg\n    init: 'klpt_ptr_id(NULL);'\n  - name: plain\n    functions: [{name: f}]\nlivepatches:\n  - name: lp\n    functions:\n      - name: cmdline_proc_show\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          int *n = klpt_shadow_get_or_alloc(m, 1, sizeof(*n), GFP_KERNEL, NULL, NULL);\n          seq_printf(m, \"%d\\n\", n ? ++*n : -1);\n          return 0;\n  - name: lp2\n    functions: [{name: cmdline_proc_show, marker: m}]\nsteps: [load: lp]\n";
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let has = |c: &str| c.contains("static __maybe_unused void *klpt_shadow_get_or_alloc(");
+        assert!(has(&livepatch_c(&case, 0, &Caps::default())));
+        assert!(!has(&livepatch_c(&case, 1, &Caps::default())));
+        assert!(has(&target_c(&case, &case.doc.targets[0])));
+        assert!(!has(&target_c(&case, &case.doc.targets[1])));
+        assert!(SHADOW_HELPERS.contains("pr_info(\"klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\\n\""));
     }
 }
