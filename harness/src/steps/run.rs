@@ -761,7 +761,7 @@ impl<'a> Session<'a> {
                 let list = list.join(" ");
                 self.sh(&format!("kill {list} 2>/dev/null; true"))?;
                 // Gone, or a zombie until init reaps it.
-                let gone = format!("for p in {list}; do [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && exit 1; done; exit 0");
+                let gone = gone_condition(&list);
                 if !self.wait_guest(&gone)? {
                     return Err(Stop::Verdict(format!("group {name} (pids {list}) still running {t}s after kill")));
                 }
@@ -920,7 +920,8 @@ fn spawn_verdict(name: &str, count: u32, out: &Output) -> Result<Vec<u32>, Stop>
 /// True in the guest once every pid in `list` is gone (or a zombie until
 /// init reaps it).
 fn gone_condition(list: &str) -> String {
-    format!("for p in {list}; do [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && exit 1; done; exit 0")
+    // A subshell: in a composed step command, `exit` would end the command.
+    format!("(for p in {list}; do [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && exit 1; done; exit 0)")
 }
 
 /// functions.sh's cleanup_tracing(), then trace_function() with the filter
