@@ -15,10 +15,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The loader: exactly one `finit_module` per load (busybox's insmod falls
-/// back to `init_module` when `finit_module` fails, so a refused livepatch
-/// would enter `klp_enable_patch` twice).
-pub const INSMOD: &str = "insmod";
+/// The loader: kmod's insmod (see `images/guest.yaml`), exactly one
+/// `finit_module` per load. Busybox's insmod, first on the guest's PATH,
+/// falls back to `init_module` when `finit_module` fails, so a refused
+/// livepatch would enter `klp_enable_patch` (and its callbacks) twice.
+pub const INSMOD: &str = "/sbin/insmod";
 
 /// Why a case stopped.
 #[derive(Debug)]
