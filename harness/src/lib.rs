@@ -16,6 +16,7 @@ pub mod host;
 pub mod image;
 pub mod kernel;
 pub mod modules;
+pub mod quote;
 pub mod report;
 pub mod runner;
 pub mod shell;

@@ -30,6 +30,8 @@ pub struct Target {
     pub caps: Caps,
     pub initrd: PathBuf,
     pub accel: Accel,
+    /// The saved ready guest that single-vCPU cases start from, if any.
+    pub saved_state: Option<PathBuf>,
 }
 
 pub struct Options {
@@ -44,7 +46,7 @@ impl Target {
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
         let initrd = crate::image::build(&kernel)?;
-        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg };
+        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
@@ -57,6 +59,7 @@ impl Target {
             }
         };
         emit(Event::Note { msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel) });
+        t.saved_state = saved_state(&t);
         Ok(t)
     }
 
@@ -69,7 +72,26 @@ impl Target {
             mem_mb: 1024,
             accel: self.accel,
             console_log: console_log.to_path_buf(),
+            qmp: None,
+            incoming: None,
             extra_cmdline: String::new(),
+        }
+    }
+}
+
+/// The saved ready state guests of `t` start from, or None (each case then
+/// boots) with the reason printed.
+fn saved_state(t: &Target) -> Option<PathBuf> {
+    if std::env::var_os("KLPT_FRESH_BOOT").is_some() {
+        emit(Event::Note { msg: &format!("{}: KLPT_FRESH_BOOT is set: every case boots its own guest", t.arch.name) });
+        return None;
+    }
+    // The template's console and monitor live in the snapshot's own scratch dir.
+    match crate::vm::snapshot::saved(&t.vm_config(1, Path::new("console.log")), Duration::from_secs(240)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            emit(Event::Warn { msg: &format!("{}: cannot save a ready guest ({e}); every case boots its own", t.arch.name) });
+            None
         }
     }
 }
@@ -105,8 +127,16 @@ pub struct Booted {
 const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Booted> {
-    let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log")))?;
-    vm.wait_ready(opts.boot_timeout)?;
+    let cfg = t.vm_config(case.doc.smp, &dir.join("console.log"));
+    // The saved guest has one vCPU; a case that asks for more boots.
+    let vm = match (&t.saved_state, case.doc.smp) {
+        (Some(state), 1) => Vm::restore(cfg, state, opts.boot_timeout)?.0,
+        _ => {
+            let vm = Vm::boot(cfg)?;
+            vm.wait_ready(opts.boot_timeout)?;
+            vm
+        }
+    };
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| {
         let fate = vm.settle(SETTLE);
         match (fate.crash, fate.exited) {

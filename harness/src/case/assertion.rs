@@ -136,12 +136,11 @@ impl Checker<'_> {
                 };
                 let kp = format!("{np}.{k}");
                 if k == "objects" {
-                    let objects = d.livepatches.iter().find(|l| l.name == name).map(|l| {
-                        l.functions
-                            .iter()
-                            .map(|f| f.object.as_str())
-                            .collect::<Vec<_>>()
-                    });
+                    let objects = d
+                        .livepatches
+                        .iter()
+                        .find(|l| l.name == name)
+                        .map(Livepatch::object_names);
                     for (o, ov) in self.entries(&kp, val, "`objects: {vmlinux: 1}`") {
                         let op = format!("{kp}.{o}");
                         match &objects {

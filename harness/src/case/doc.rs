@@ -166,13 +166,14 @@ impl Checker<'_> {
         }
     }
 
-    /// `name:` (a C identifier) and a non-empty `functions:` list.
+    /// `name:` (a C identifier) and the `functions:` list, which may be
+    /// absent (a module of callbacks or C only) but not empty.
     fn module_parts<'v>(&mut self, p: &str, m: &'v Mapping) -> (Option<String>, &'v [Value]) {
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x));
         let fp = format!("{p}.functions");
-        let functions = match self.required(p, m, "functions", "list them under `functions:`") {
+        let functions = match m.get("functions") {
             Some(f) => self.list(&fp, f).unwrap_or_default(),
             None => &[],
         };
@@ -185,15 +186,30 @@ impl Checker<'_> {
                     "module `{}` has no functions",
                     name.as_deref().unwrap_or("?")
                 ),
-                "list them under `functions:`",
+                "list them under `functions:`, or drop the key",
             );
         }
         (name, functions)
     }
 
     fn target(&mut self, p: &str, v: &Value) -> Option<Target> {
-        let m = self.map(p, v, &["name", "params", "functions"])?;
+        let keys: Vec<&str> = ["name", "params", "functions", "log"]
+            .iter()
+            .chain(super::code::CODE_KEYS)
+            .copied()
+            .collect();
+        let m = self.map(p, v, &keys)?;
         let (name, fs) = self.module_parts(p, m);
+        if !["functions", "c", "init", "exit", "log"]
+            .iter()
+            .any(|k| m.contains_key(*k))
+        {
+            self.err(
+                p,
+                format!("target `{}` does nothing", name.as_deref().unwrap_or("?")),
+                "list `functions:`, or give it C code (`c:`, `init:`, `exit:`) or `log: true`",
+            );
+        }
         let functions: Vec<TargetFunc> = fs
             .iter()
             .enumerate()
@@ -210,10 +226,30 @@ impl Checker<'_> {
             }
         }
         let params = self.params(p, m);
+        let log = m
+            .get("log")
+            .and_then(|x| self.boolean(&format!("{p}.log"), x))
+            .unwrap_or(false);
+        if let Some(n) = &name {
+            for (j, f) in functions.iter().enumerate() {
+                if f.name == format!("{n}_init") || f.name == format!("{n}_exit") {
+                    self.err(
+                        &format!("{p}.functions[{j}].name"),
+                        format!(
+                            "`{}` is the name of the module's own init or exit function",
+                            f.name
+                        ),
+                        "rename the function",
+                    );
+                }
+            }
+        }
         Some(Target {
-            name: name?,
             params,
             functions,
+            log,
+            code: self.module_code(p, m),
+            name: name?,
         })
     }
 
@@ -252,9 +288,24 @@ impl Checker<'_> {
                 "params",
                 "states",
                 "functions",
+                "objects",
+                "includes",
+                "c",
+                "init",
+                "exit",
             ],
         )?;
         let (name, fs) = self.module_parts(p, m);
+        if !m.contains_key("functions") && !m.contains_key("objects") {
+            self.err(
+                p,
+                format!(
+                    "livepatch `{}` patches nothing",
+                    name.as_deref().unwrap_or("?")
+                ),
+                "list `functions:`, or `objects:` with callbacks",
+            );
+        }
         let functions = fs
             .iter()
             .enumerate()
@@ -264,7 +315,14 @@ impl Checker<'_> {
             Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| c.state(sp, sv)),
             None => Vec::new(),
         };
+        let params = self.params(p, m);
+        let objects = match m.get("objects") {
+            Some(o) => self.objects(p, o, &params),
+            None => Vec::new(),
+        };
         Some(Livepatch {
+            objects,
+            code: self.module_code(p, m),
             replace: m
                 .get("replace")
                 .and_then(|x| self.boolean(&format!("{p}.replace"), x))
@@ -276,7 +334,7 @@ impl Checker<'_> {
                 .get("replace_set")
                 .and_then(|x| self.integer(&format!("{p}.replace_set"), x, 0..=U32))
                 .map(|n| n as u32),
-            params: self.params(p, m),
+            params,
             states,
             functions,
             name: name?,

@@ -1,6 +1,9 @@
 //! Case files: YAML → typed, validated [`Case`]s.
 
 mod assertion;
+mod code;
+#[cfg(test)]
+mod code_tests;
 mod depth;
 mod doc;
 mod error;

@@ -39,6 +39,59 @@ pub struct Param {
     pub default: Option<serde_norway::Value>,
 }
 
+/// C text from the case and the case-file line its text starts on, for the
+/// `#line` directive that makes gcc report errors at the case's lines.
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub text: String,
+    pub line: usize,
+}
+
+/// What a callback prints when it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Log {
+    /// The selftest modules' `callback_info()` line:
+    /// `<callback>_callback: vmlinux` or `<callback>_callback: <module> -> <state>`.
+    #[default]
+    Info,
+    Off,
+    Text(String),
+}
+
+/// One callback (`pre_patch`, ...) of an object or a state.
+#[derive(Debug, Clone, Default)]
+pub struct Callback {
+    pub log: Log,
+    /// Errno name the callback fails with (callbacks that return int only).
+    pub fail: Option<String>,
+    /// An `int` parameter of the module whose value the callback returns.
+    pub returns: Option<String>,
+    /// C statements run after the log line (and the state helpers).
+    pub body: Option<Code>,
+}
+
+/// A `klp_object` declared under `objects:`: callbacks, possibly no functions.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// `vmlinux` or a module name.
+    pub name: String,
+    /// Callback name (`pre_patch`, ...) → what it does, in declaration order.
+    pub callbacks: Vec<(String, Callback)>,
+}
+
+/// Module-scope C of a generated module.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleCode {
+    /// Header paths for `#include <...>`, e.g. `linux/slab.h`.
+    pub includes: Vec<String>,
+    /// Declarations and functions, before the generated functions.
+    pub c: Option<Code>,
+    /// Statements at the start of module init (may `return -E...;`).
+    pub init: Option<Code>,
+    /// Statements at the end of module exit.
+    pub exit: Option<Code>,
+}
+
 #[derive(Debug, Clone)]
 pub struct State {
     pub id: u64,
@@ -70,6 +123,25 @@ pub struct Livepatch {
     pub params: Vec<Param>,
     pub states: Vec<State>,
     pub functions: Vec<PatchedFunc>,
+    /// Objects with callbacks, in declaration order (the kernel runs the
+    /// callbacks of a patch's objects in this order, then the objects only
+    /// `functions:` name).
+    pub objects: Vec<Object>,
+    pub code: ModuleCode,
+}
+
+impl Livepatch {
+    /// The names of its `klp_object`s: those under `objects:` in their
+    /// order, then those only `functions:` name, in first-use order.
+    pub fn object_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        for f in &self.functions {
+            if !out.contains(&f.object.as_str()) {
+                out.push(&f.object);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +159,10 @@ pub struct Target {
     pub name: String,
     pub params: Vec<Param>,
     pub functions: Vec<TargetFunc>,
+    /// Module init and exit log `<module>_init` / `<module>_exit`, as the
+    /// selftests' target modules do.
+    pub log: bool,
+    pub code: ModuleCode,
 }
 
 /// The top level of a case file, before steps are interpreted.

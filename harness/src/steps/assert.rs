@@ -23,10 +23,7 @@ pub struct Snapshot {
     pub modules: BTreeSet<String>,
 }
 
-/// Single-quotes a string for the guest's shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
-}
+pub use crate::quote::sh_quote;
 
 /// The guest script that prints a [`Snapshot`] for `a`.
 pub fn snapshot_script(a: &Assertion) -> String {
