@@ -272,3 +272,249 @@ fn module_code_is_checked() {
         &["`log` must be true or false"],
     );
 }
+
+/// Work functions, replacement names, syscalls, array parameters, spawned groups.
+const BEHAVIOUR: &str = r#"description: target behaviours
+targets:
+  - name: busy
+    params: [{name: block, type: bool}, {name: n, type: int}]
+    functions:
+      - name: work_fn
+        work: {block: block}
+      - name: once
+        work: true
+      - name: show
+      - name: parked
+        park: true
+livepatches:
+  - name: lp
+    params: [{name: pids, type: int, array: 128}]
+    functions:
+      - object: busy
+        name: work_fn
+        new_name: patched_work_func
+        signature: "void (struct work_struct *work)"
+        body: "return;"
+      - syscall: getpid
+        signature: "asmlinkage long (void)"
+        body: "return 0;"
+steps:
+  - spawn: {program: getpid, count: 2, as: callers}
+  - spawn: {command: "while :; do :; done", as: spinner}
+  - load: busy
+  - load: {module: lp, args: "pids=${callers}"}
+  - kill: callers
+  - kill: spinner
+  - disable: lp
+  - unload: lp
+  - unload: busy
+"#;
+
+#[test]
+fn target_behaviours_parse() {
+    let c = case(BEHAVIOUR);
+    let t = &c.doc.targets[0];
+    assert_eq!(
+        t.functions[0]
+            .work
+            .as_ref()
+            .and_then(|w| w.block.as_deref()),
+        Some("block")
+    );
+    assert!(t.functions[1]
+        .work
+        .as_ref()
+        .is_some_and(|w| w.block.is_none()));
+    let lp = &c.doc.livepatches[0];
+    assert_eq!(lp.params[0].array, Some(128));
+    assert_eq!(
+        lp.functions[0].new_name.as_deref(),
+        Some("patched_work_func")
+    );
+    let sc = &lp.functions[1];
+    assert_eq!(
+        (sc.name.as_str(), sc.syscall.as_deref(), sc.object.as_str()),
+        ("sys_getpid", Some("getpid"), "vmlinux")
+    );
+    assert_eq!(syscall_symbols("getpid")[0], "__x64_sys_getpid");
+    assert!(syscall_symbols("getpid").contains(&"sys_getpid".to_string()));
+    assert!(
+        matches!(&c.steps[0].action, Action::Spawn { name, program: Some(p), count: 2, .. } if name == "callers" && p == "getpid")
+    );
+    assert!(matches!(
+        &c.steps[1].action,
+        Action::Spawn {
+            command: Some(_),
+            count: 1,
+            ..
+        }
+    ));
+    assert!(matches!(&c.steps[4].action, Action::Kill { name } if name == "callers"));
+    assert_eq!(groups("a=${x},${y} b=${z"), ["x", "y"]);
+}
+
+#[test]
+fn target_behaviours_are_checked() {
+    rejects(
+        BEHAVIOUR,
+        "work: {block: block}",
+        "work: {block: n}",
+        &["parameter `n` is a int, not a bool"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "work: {block: block}",
+        "work: {block: blok}",
+        &["no parameter `blok`", "did you mean `block`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "work: {block: block}",
+        "work: {}",
+        &["missing `block:`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "work: true",
+        "work: false",
+        &["`work: false` declares nothing"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "work: true",
+        "work: 1",
+        &["`work` must be true or a mapping"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "work: true",
+        "work: true\n        park: true",
+        &["a work function neither parks nor prints"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "new_name: patched_work_func",
+        "new_name: patched-work",
+        &["`patched-work` is not a C identifier"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "body: \"return 0;\"",
+        "body: \"return 0;\"\n        new_name: patched_work_func",
+        &["two replacement functions are named `patched_work_func`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "      - syscall: getpid\n",
+        "      - syscall: getpid\n        name: x\n",
+        &["`name:` or `syscall:`, not both"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "      - syscall: getpid\n",
+        "      - syscall: getpid\n        object: busy\n",
+        &["a syscall is a vmlinux function"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "      - syscall: getpid\n",
+        "      - syscall: get-pid\n",
+        &["syscall name `get-pid` is not a C identifier"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "array: 128",
+        "array: 0",
+        &["`array` must be in 1..=8192"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "array: 128",
+        "array: 128, default: 1",
+        &["an array parameter has no default"],
+    );
+}
+
+#[test]
+fn spawned_groups_are_checked() {
+    rejects(
+        BEHAVIOUR,
+        "program: getpid,",
+        "program: getppid,",
+        &["klpt builds no program `getppid`", "did you mean `getpid`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "{program: getpid, count: 2, as: callers}",
+        "{count: 2, as: callers}",
+        &["exactly one of `program:` or `command:`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "{program: getpid, count: 2, as: callers}",
+        "{program: getpid, command: x, as: callers}",
+        &["exactly one of"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "count: 2,",
+        "count: 0,",
+        &["`count` must be in 1..=128"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "count: 2, as: callers}",
+        "count: 2}",
+        &["missing `as:`"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "as: spinner}",
+        "as: 'spin ner'}",
+        &["group name `spin ner` is not a C identifier"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "command: \"while :; do :; done\"",
+        "command: ' '",
+        &["`command` must not be empty"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "as: spinner}",
+        "as: callers}",
+        &["group `callers` is already running at this point"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "  - kill: spinner\n",
+        "  - kill: spinner\n  - kill: spinner\n",
+        &["no group `spinner` is running at this point"],
+    );
+    rejects(
+        BEHAVIOUR,
+        "args: \"pids=${callers}\"",
+        "args: \"pids=${spinners}\"",
+        &["group `spinners` is not running at this point"],
+    );
+    let late = edit(BEHAVIOUR, "  - kill: callers\n", "");
+    let late = edit(
+        &late,
+        "  - disable: lp\n",
+        "  - kill: callers\n  - disable: lp\n",
+    );
+    assert_eq!(errs(&late), "");
+    rejects(
+        BEHAVIOUR,
+        "  - load: {module: lp, args: \"pids=${callers}\"}\n  - kill: callers\n",
+        "  - kill: callers\n  - load: {module: lp, args: \"pids=${callers}\"}\n",
+        &["group `callers` is not running at this point"],
+    );
+    rejects(BEHAVIOUR, "  - load: busy\n", "  - load: busy\n  - park: busy.parked\n  - call: {parked: busy.parked, function: once}\n  - release: busy.parked\n", &["`once` is a work function"]);
+    rejects(
+        BEHAVIOUR,
+        "      - name: show\n",
+        "      - name: show\n      - name: busy_init\n",
+        &["`busy_init` is the name of the module's own init"],
+    );
+}

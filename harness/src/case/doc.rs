@@ -23,6 +23,8 @@ const DEFAULT_TIMEOUT: u64 = 30;
 /// The kernel's MODULE_NAME_LEN (64 - sizeof(unsigned long)) minus the NUL.
 const MAX_MODULE_NAME: usize = 55;
 const PARAM_TYPES: &[&str] = &["int", "uint", "bool", "charp"];
+/// Elements of an array parameter (the selftests size theirs by NR_CPUS).
+const MAX_ARRAY: i128 = 8192;
 const U32: i128 = u32::MAX as i128;
 /// `unsigned long` on every architecture klpt runs (all 64-bit).
 const ULONG: i128 = u64::MAX as i128;
@@ -210,10 +212,11 @@ impl Checker<'_> {
                 "list `functions:`, or give it C code (`c:`, `init:`, `exit:`) or `log: true`",
             );
         }
+        let params = self.params(p, m);
         let functions: Vec<TargetFunc> = fs
             .iter()
             .enumerate()
-            .filter_map(|(j, f)| self.target_func(&format!("{p}.functions[{j}]"), f))
+            .filter_map(|(j, f)| self.target_func(&format!("{p}.functions[{j}]"), f, &params))
             .collect();
         let mut seen = BTreeSet::new();
         for (j, f) in functions.iter().enumerate() {
@@ -225,7 +228,6 @@ impl Checker<'_> {
                 );
             }
         }
-        let params = self.params(p, m);
         let log = m
             .get("log")
             .and_then(|x| self.boolean(&format!("{p}.log"), x))
@@ -253,8 +255,8 @@ impl Checker<'_> {
         })
     }
 
-    fn target_func(&mut self, p: &str, v: &Value) -> Option<TargetFunc> {
-        let m = self.map(p, v, &["name", "prints", "park"])?;
+    fn target_func(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<TargetFunc> {
+        let m = self.map(p, v, &["name", "prints", "park", "work"])?;
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x))?;
@@ -273,7 +275,67 @@ impl Checker<'_> {
                 "drop `prints:` or `park:`",
             );
         }
-        Some(TargetFunc { name, prints, park })
+        let work = m
+            .get("work")
+            .and_then(|x| self.work(&format!("{p}.work"), x, params));
+        if work.is_some() && (park || prints.is_some()) {
+            self.err(
+                &format!("{p}.work"),
+                "a work function neither parks nor prints",
+                "drop `prints:` and `park:`, or `work:`",
+            );
+        }
+        Some(TargetFunc {
+            name,
+            prints,
+            park,
+            work,
+        })
+    }
+
+    /// `work: true` or `work: {block: PARAM}` with PARAM a bool parameter.
+    fn work(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<Work> {
+        if let Value::Bool(b) = v {
+            if !b {
+                self.err(p, "`work: false` declares nothing", "drop the key");
+            }
+            return b.then(Work::default);
+        }
+        if !v.is_mapping() {
+            let msg = format!("`work` must be true or a mapping, not {}", describe(v));
+            self.err(p, msg, "e.g. `work: {block: block_transition}`");
+            return None;
+        }
+        let m = self.map(p, v, &["block"])?;
+        let bp = format!("{p}.block");
+        let block = self
+            .required(
+                p,
+                m,
+                "block",
+                "a bool parameter that keeps the function busy while true",
+            )
+            .and_then(|x| self.string(&bp, x))?;
+        match params.iter().find(|q| q.name == block) {
+            Some(q) if q.ty == "bool" => {}
+            Some(q) => self.err(
+                &bp,
+                format!("parameter `{block}` is a {}, not a bool", q.ty),
+                "declare it with `type: bool`",
+            ),
+            None => {
+                let names: Vec<&str> = params.iter().map(|q| q.name.as_str()).collect();
+                self.err(
+                    &bp,
+                    format!("the module has no parameter `{block}`"),
+                    format!(
+                        "declare it under the module's `params:`, e.g. `{{name: {block}, type: bool}}`{}",
+                        suggest(&block, &names)
+                    ),
+                );
+            }
+        }
+        Some(Work { block: Some(block) })
     }
 
     fn livepatch(&mut self, p: &str, v: &Value) -> Option<Livepatch> {
@@ -306,7 +368,7 @@ impl Checker<'_> {
                 "list `functions:`, or `objects:` with callbacks",
             );
         }
-        let functions = fs
+        let functions: Vec<PatchedFunc> = fs
             .iter()
             .enumerate()
             .filter_map(|(j, f)| self.patched_func(&format!("{p}.functions[{j}]"), f))
@@ -315,6 +377,18 @@ impl Checker<'_> {
             Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| c.state(sp, sv)),
             None => Vec::new(),
         };
+        let mut new_names = BTreeSet::new();
+        for (j, f) in functions.iter().enumerate() {
+            if let Some(n) = &f.new_name {
+                if !new_names.insert(n.clone()) {
+                    self.err(
+                        &format!("{p}.functions[{j}].new_name"),
+                        format!("two replacement functions are named `{n}`"),
+                        "give each its own `new_name:`",
+                    );
+                }
+            }
+        }
         let params = self.params(p, m);
         let objects = match m.get("objects") {
             Some(o) => self.objects(p, o, &params),
@@ -360,12 +434,63 @@ impl Checker<'_> {
         let m = self.map(
             p,
             v,
-            &["object", "name", "sympos", "marker", "signature", "body"],
+            &[
+                "object",
+                "name",
+                "syscall",
+                "sympos",
+                "marker",
+                "signature",
+                "body",
+                "new_name",
+            ],
         )?;
-        let name = self
-            .required(p, m, "name", "the function's name in the kernel")
-            .and_then(|x| self.string(&format!("{p}.name"), x))?;
-        self.ident(&format!("{p}.name"), "function name", &name);
+        let syscall = match (m.get("name"), m.get("syscall")) {
+            (_, None) => None,
+            (None, Some(x)) => {
+                let sp = format!("{p}.syscall");
+                let sc = self.string(&sp, x)?;
+                self.ident(&sp, "syscall name", &sc);
+                if m.contains_key("object") || m.contains_key("sympos") || m.contains_key("marker")
+                {
+                    self.err(
+                        &sp,
+                        "a syscall is a vmlinux function, patched with `signature:` and `body:`",
+                        "drop `object:`, `sympos:` and `marker:`",
+                    );
+                }
+                Some(sc)
+            }
+            (Some(_), Some(_)) => {
+                self.err(
+                    &format!("{p}.syscall"),
+                    "a function has `name:` or `syscall:`, not both",
+                    "`syscall: getpid` finds the entry point's symbol on each architecture",
+                );
+                return None;
+            }
+        };
+        let name = match &syscall {
+            Some(sc) => format!("sys_{sc}"),
+            None => {
+                let name = self
+                    .required(
+                        p,
+                        m,
+                        "name",
+                        "the function's name in the kernel (or `syscall:`)",
+                    )
+                    .and_then(|x| self.string(&format!("{p}.name"), x))?;
+                self.ident(&format!("{p}.name"), "function name", &name);
+                name
+            }
+        };
+        let new_name = m.get("new_name").and_then(|x| {
+            let np = format!("{p}.new_name");
+            let n = self.string(&np, x)?;
+            self.ident(&np, "function name", &n);
+            Some(n)
+        });
         let object = m
             .get("object")
             .map(|x| self.string(&format!("{p}.object"), x))
@@ -411,6 +536,8 @@ impl Checker<'_> {
             marker,
             signature,
             body,
+            new_name,
+            syscall,
         })
     }
 
@@ -434,7 +561,7 @@ impl Checker<'_> {
 
     /// A module parameter; its `default:` must be a value of its type.
     fn param(&mut self, p: &str, v: &Value) -> Option<Param> {
-        let m = self.map(p, v, &["name", "type", "default"])?;
+        let m = self.map(p, v, &["name", "type", "default", "array"])?;
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x))?;
@@ -462,10 +589,23 @@ impl Checker<'_> {
             (Some(d), "bool") => self.boolean(&dp, d).is_some(),
             (Some(d), _) => self.string(&dp, d).is_some(),
         };
+        let ap = format!("{p}.array");
+        let array = match m.get("array") {
+            None => None,
+            Some(a) => Some(self.integer(&ap, a, 1..=MAX_ARRAY)? as u32),
+        };
+        if array.is_some() && m.contains_key("default") {
+            self.err(
+                &ap,
+                "an array parameter has no default",
+                "drop `default:`; its elements are given at load",
+            );
+        }
         ok.then(|| Param {
             name,
             ty,
             default: m.get("default").cloned(),
+            array,
         })
     }
 

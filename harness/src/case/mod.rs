@@ -24,3 +24,4 @@ pub use error::{CaseError, CaseErrors};
 pub use load::{is_c_ident, load, parse, scalar};
 pub use model::*;
 pub use read::discover;
+pub use steps::groups;

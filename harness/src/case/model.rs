@@ -37,6 +37,9 @@ pub struct Param {
     /// `int`, `uint`, `bool` or `charp`.
     pub ty: String,
     pub default: Option<serde_norway::Value>,
+    /// `module_param_array` of at most this many elements; the number given
+    /// at load is in `<name>_count`.
+    pub array: Option<u32>,
 }
 
 /// C text from the case and the case-file line its text starts on, for the
@@ -110,6 +113,28 @@ pub struct PatchedFunc {
     /// Long form: `"<return type> (<parameters>)"`, e.g. `int (struct seq_file *m, void *v)`.
     pub signature: Option<String>,
     pub body: Option<String>,
+    /// The replacement function's name (default `klpt_<index>_<name>`), e.g.
+    /// for a step that traces it.
+    pub new_name: Option<String>,
+    /// `syscall: getpid`: the function is the syscall's entry point, whose
+    /// symbol differs per architecture (`__x64_sys_getpid`, ...); it is
+    /// looked up in the guest's /proc/kallsyms when the patch is loaded.
+    /// `name` is then `sys_<syscall>`.
+    pub syscall: Option<String>,
+}
+
+/// The symbols a syscall's entry point may have, in the order they are
+/// looked up: the architectures' syscall wrappers, then the plain name.
+pub fn syscall_symbols(syscall: &str) -> Vec<String> {
+    ["__x64_sys_", "__arm64_sys_", "__s390x_sys_", "sys_"]
+        .iter()
+        .map(|p| format!("{p}{syscall}"))
+        .collect()
+}
+
+/// The module parameter that carries a syscall's symbol to `klp_func.old_name`.
+pub fn syscall_param(function_index: usize) -> String {
+    format!("klpt_sym_{function_index}")
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +177,19 @@ pub struct TargetFunc {
     /// A parking function: writing `park` to its proc file makes a worker
     /// sleep inside it until `release` is written.
     pub park: bool,
+    /// A work function (`void (struct work_struct *)`), queued at module
+    /// init as the selftests' busy module does.
+    pub work: Option<Work>,
+}
+
+/// A work function's behaviour, that of `test_klp_callbacks_busy.c`: it logs
+/// `<fn> enter`, stays inside while the `block` parameter is true, logs
+/// `<fn> exit`. Module init waits until it entered (and, unblocked, until it
+/// returned); module exit clears `block` and waits for it.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    /// A `bool` parameter of the module.
+    pub block: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -274,6 +312,19 @@ pub enum Action {
         status: i32,
     },
     Assert(Assertion),
+    /// Starts `count` copies of a program in the background, as group `name`.
+    Spawn {
+        name: String,
+        /// A program klpt builds for the guest (`getpid`: calls getpid() in a loop).
+        program: Option<String>,
+        /// Or a shell command.
+        command: Option<String>,
+        count: u32,
+    },
+    /// Kills the processes of a spawned group and waits until they are gone.
+    Kill {
+        name: String,
+    },
     /// The worker parked in `module`'s parking function `parked` calls
     /// `module`'s function `function` and records what it printed.
     Call {

@@ -160,6 +160,7 @@ impl Checker<'_> {
 /// One run of the steps that `runs` selects (by position in `steps`).
 fn simulate(steps: &[Step], runs: impl Fn(usize) -> bool) -> Vec<Problem> {
     let mut loaded: BTreeSet<&str> = BTreeSet::new();
+    let mut running: BTreeSet<&str> = BTreeSet::new();
     let mut out = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         if !runs(i) {
@@ -203,6 +204,24 @@ fn simulate(steps: &[Step], runs: impl Fn(usize) -> bool) -> Vec<Problem> {
                     format!("target `{module}` is not loaded at this point"),
                     "load it in an earlier step",
                 )
+            }
+            Action::Spawn { name, .. } if !running.insert(name) => fail(
+                format!("group `{name}` is already running at this point"),
+                "kill it first, or give this group another name",
+            ),
+            Action::Kill { name } if !running.remove(name.as_str()) => fail(
+                format!("no group `{name}` is running at this point"),
+                "start it with `spawn:` in an earlier step",
+            ),
+            Action::Load { args, .. } => {
+                for g in super::steps::groups(args) {
+                    if !running.contains(g) {
+                        fail(
+                            format!("group `{g}` is not running at this point, so `${{{g}}}` names no process"),
+                            "spawn it in an earlier step, and kill it after this one",
+                        );
+                    }
+                }
             }
             _ => {}
         }

@@ -8,8 +8,12 @@ use serde_norway::{Mapping, Value};
 
 const KINDS: &[&str] = &[
     "load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell",
-    "call",
+    "call", "spawn", "kill",
 ];
+/// Programs klpt builds for the guest and `spawn:` can start.
+pub const PROGRAMS: &[&str] = &["getpid"];
+/// At most this many copies per `spawn:` (the selftest starts one per CPU, at most 128).
+const MAX_SPAWN: i128 = 128;
 const META: &[&str] = &["name", "when", "timeout", "warnings"];
 
 impl Checker<'_> {
@@ -172,6 +176,10 @@ impl Checker<'_> {
             "write" => self.write(d, p, v)?,
             "shell" => self.shell(p, v)?,
             "call" => self.call(d, p, v)?,
+            "spawn" => self.spawn(p, v)?,
+            "kill" => Action::Kill {
+                name: self.group_name(p, v)?,
+            },
             "assert" => Action::Assert(self.assertion(d, p, v, &[])?),
             "wait" => {
                 let until = self.assertion(d, p, v, &["timeout"])?;
@@ -454,6 +462,63 @@ impl Checker<'_> {
         })
     }
 
+    /// A spawned group's name: a C identifier, so it reads as `${name}` in `args:`.
+    fn group_name(&mut self, p: &str, v: &Value) -> Option<String> {
+        let n = self.string(p, v)?;
+        self.ident(p, "group name", &n);
+        Some(n)
+    }
+
+    /// `spawn: {program: getpid | command: "...", count: N, as: NAME}`.
+    fn spawn(&mut self, p: &str, v: &Value) -> Option<Action> {
+        let m = self.map(p, v, &["program", "command", "count", "as"])?;
+        let name = self
+            .required(
+                p,
+                m,
+                "as",
+                "a name for the group, for `kill:` and `${name}` in `args:`",
+            )
+            .and_then(|x| self.group_name(&format!("{p}.as"), x));
+        let count = m
+            .get("count")
+            .map(|x| self.integer(&format!("{p}.count"), x, 1..=MAX_SPAWN))
+            .unwrap_or(Some(1));
+        let (program, command) = match (m.get("program"), m.get("command")) {
+            (Some(x), None) => {
+                let pp = format!("{p}.program");
+                let prog = self.string(&pp, x)?;
+                if !PROGRAMS.contains(&prog.as_str()) {
+                    self.err(
+                        &pp,
+                        format!("klpt builds no program `{prog}`"),
+                        format!(
+                            "one of {} (`getpid` calls getpid() in a loop, as the selftests' test_klp-call_getpid), or a `command:`{}",
+                            PROGRAMS.join(", "),
+                            suggest(&prog, PROGRAMS)
+                        ),
+                    );
+                }
+                (Some(prog), None)
+            }
+            (None, Some(x)) => (None, Some(self.text(&format!("{p}.command"), x)?)),
+            _ => {
+                self.err(
+                    p,
+                    "`spawn:` needs exactly one of `program:` or `command:`",
+                    "e.g. `spawn: {program: getpid, count: 2, as: callers}`",
+                );
+                return None;
+            }
+        };
+        Some(Action::Spawn {
+            name: name?,
+            program,
+            command,
+            count: count? as u32,
+        })
+    }
+
     /// `call: {parked: MODULE.PARKFN, function: FN, prints: MATCHER}`.
     fn call(&mut self, d: &CaseDoc, p: &str, v: &Value) -> Option<Action> {
         let m = self.map(p, v, &["parked", "function", "prints"])?;
@@ -481,6 +546,11 @@ impl Checker<'_> {
         let ((module, parked), function) = (parked?, function?);
         if let Some(t) = d.targets.iter().find(|t| t.name == module) {
             match t.functions.iter().find(|f| f.name == function) {
+                Some(f) if f.work.is_some() => self.err(
+                    &fp,
+                    format!("`{function}` is a work function"),
+                    "call a function without `park:` or `work:`; a work function runs with `write: {path: /proc/MODULE/FN, value: run}`",
+                ),
                 Some(f) if !f.park => {}
                 Some(_) => self.err(
                     &fp,
@@ -509,6 +579,23 @@ impl Checker<'_> {
             prints,
         })
     }
+}
+
+/// The groups `${name}` in a load's arguments refer to.
+pub fn groups(args: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = args;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(&after[..j]);
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Whitespace-separated words; double quotes group, as the kernel's

@@ -22,12 +22,17 @@ pub fn sources(case: &Case, fields: &KlpFields) -> Vec<Source> {
     targets.chain(patches).collect()
 }
 
-/// Builds (or reuses) every module; returns module name → `.ko` path.
+/// Builds (or reuses) every module and every program the case spawns;
+/// returns name → file (`.ko` for a module), uploaded to the guest's /root
+/// under the file's name.
 pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap<String, PathBuf>> {
     let mut out = BTreeMap::new();
     for s in sources(case, fields) {
         let ko = build_one(&s, k)?;
         out.insert(s.name, ko);
+    }
+    for p in super::program::programs(case) {
+        out.insert(super::program::file(p), super::program::build(p, k)?);
     }
     Ok(out)
 }

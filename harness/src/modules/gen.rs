@@ -141,10 +141,16 @@ fn params(out: &mut Out, ps: &[Param]) {
             .to_string(),
             (Some(v), _) => crate::case::scalar(v),
         };
-        out.line(format!(
-            "static {cty} {0} = {init};\nmodule_param({0}, {mty}, 0644);",
-            p.name
-        ));
+        match p.array {
+            Some(n) => out.line(format!(
+                "static {cty} {0}[{n}];\nstatic unsigned int {0}_count;\nmodule_param_array({0}, {mty}, &{0}_count, 0644);",
+                p.name
+            )),
+            None => out.line(format!(
+                "static {cty} {0} = {init};\nmodule_param({0}, {mty}, 0644);",
+                p.name
+            )),
+        }
     }
     if !ps.is_empty() {
         out.line("");
@@ -202,6 +208,14 @@ fn objects(lp: &Livepatch) -> Vec<Obj<'_>> {
     objs
 }
 
+/// The name of the replacement for function `fi` of `lp`.
+fn new_name(lp: &Livepatch, fi: usize) -> String {
+    let f = &lp.functions[fi];
+    f.new_name
+        .clone()
+        .unwrap_or_else(|| format!("klpt_{fi}_{}", f.name))
+}
+
 /// A callback `klpt_<object>_<callback>`: its log line, then the case's
 /// body, then its return value.
 fn callback(
@@ -235,6 +249,50 @@ fn callback(
     out.line("}\n");
 }
 
+/// A work function `n` as the selftests' `busymod_work_func()`, staying
+/// inside while `block` is true; its proc file reads `running` or `idle`,
+/// and writing `run` queues it again.
+fn work_function(out: &mut Out, n: &str, block: Option<&str>) {
+    let wait = match block {
+        Some(b) => format!("\twhile (READ_ONCE({b}))\n\t\tmsleep(20);\n"),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        out.s,
+        r#"static bool {n}_running;
+static DECLARE_COMPLETION({n}_started);
+
+noinline void {n}(struct work_struct *work)
+{{
+	pr_info("%s enter\n", __func__);
+	WRITE_ONCE({n}_running, true);
+	complete(&{n}_started);
+{wait}	WRITE_ONCE({n}_running, false);
+	pr_info("%s exit\n", __func__);
+}}
+static DECLARE_WORK({n}_work, {n});
+
+static int {n}_show(struct seq_file *m, void *v)
+{{
+	seq_printf(m, "%s\n", READ_ONCE({n}_running) ? "running" : "idle");
+	return 0;
+}}
+
+static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
+{{
+	char buf[16] = {{ }};
+
+	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
+		return -EFAULT;
+	if (strcmp(strim(buf), "run"))
+		return -EINVAL;
+	queue_work(system_wq, &{n}_work);
+	return len;
+}}
+"#
+    );
+}
+
 /// The livepatch module `li` of `case`, for a kernel whose `struct klp_patch` has `fields`.
 pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     let lp: &Livepatch = &case.doc.livepatches[li];
@@ -248,6 +306,14 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     // Declared first so that case code can name the patch (klp_get_state()).
     out.line("static struct klp_patch klpt_patch;\n#define KLPT_PATCH (&klpt_patch)\n");
     params(&mut out, &lp.params);
+    for (fi, f) in lp.functions.iter().enumerate() {
+        if f.syscall.is_some() {
+            let p = crate::case::syscall_param(fi);
+            out.line(format!(
+                "static char *{p};\nmodule_param({p}, charp, 0444);\n"
+            ));
+        }
+    }
     let objs = objects(lp);
     if objs
         .iter()
@@ -263,7 +329,7 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
 
     // Replacement functions, in declaration order.
     for (fi, f) in lp.functions.iter().enumerate() {
-        let new = format!("klpt_{}_{}", fi, f.name);
+        let new = new_name(lp, fi);
         match (&f.marker, &f.signature, &f.body) {
             (Some(marker), ..) => {
                 out.line(format!(
@@ -299,10 +365,14 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
         out.line(format!("static struct klp_func klpt_funcs_{oi}[] = {{"));
         for &fi in &o.funcs {
             let f = &lp.functions[fi];
+            // A syscall's symbol comes with the load (module init sets it).
+            let old = match &f.syscall {
+                Some(_) => "NULL".to_string(),
+                None => c_str(&f.name),
+            };
             out.line(format!(
-                "\t{{\n\t\t.old_name = {},\n\t\t.new_func = klpt_{fi}_{},\n\t\t.old_sympos = {},\n\t}},",
-                c_str(&f.name),
-                f.name,
+                "\t{{\n\t\t.old_name = {old},\n\t\t.new_func = {},\n\t\t.old_sympos = {},\n\t}},",
+                new_name(lp, fi),
                 f.sympos
             ));
         }
@@ -354,6 +424,17 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     if let Some(c) = &lp.code.init {
         out.block(c);
     }
+    for (oi, o) in objs.iter().enumerate() {
+        for (k, &fi) in o.funcs.iter().enumerate() {
+            let Some(sc) = &lp.functions[fi].syscall else {
+                continue;
+            };
+            let p = crate::case::syscall_param(fi);
+            out.line(format!(
+                "\tif (!{p}) {{\n\t\tpr_err(\"the symbol of syscall {sc} is a load argument: {p}=<symbol>\\n\");\n\t\treturn -EINVAL;\n\t}}\n\tklpt_funcs_{oi}[{k}].old_name = {p};"
+            ));
+        }
+    }
     // A parameter named like a klp_patch field sets it at load time, as the
     // kernel's own selftest modules do with `replace=`.
     for p in &lp.params {
@@ -392,12 +473,15 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         out.line("static struct proc_dir_entry *klpt_dir;\n");
     }
     // Plain functions first: a parking function's worker may call them.
-    let mut ordered: Vec<&crate::case::TargetFunc> =
-        t.functions.iter().filter(|f| !f.park).collect();
+    let plain = |f: &&crate::case::TargetFunc| !f.park && f.work.is_none();
+    let mut ordered: Vec<&crate::case::TargetFunc> = t.functions.iter().filter(plain).collect();
+    ordered.extend(t.functions.iter().filter(|f| f.work.is_some()));
     ordered.extend(t.functions.iter().filter(|f| f.park));
     for f in ordered {
         let n = &f.name;
-        if f.park {
+        if let Some(w) = &f.work {
+            work_function(&mut out, n, w.block.as_deref());
+        } else if f.park {
             // A worker sleeps *inside* n() until released, which keeps any
             // transition that patches n() from completing, and leaves that
             // worker unswitched: on request (`call F`) it calls the module's
@@ -406,7 +490,7 @@ pub fn target_c(case: &Case, t: &Target) -> String {
             let callees: Vec<&str> = t
                 .functions
                 .iter()
-                .filter(|g| !g.park)
+                .filter(plain)
                 .map(|g| g.name.as_str())
                 .collect();
             let mut dispatch = String::new();
@@ -518,12 +602,13 @@ static const struct proc_ops {n}_call_ops = {{
                 c_str(&prints)
             ));
         }
-        let show = if f.park {
+        let special = f.park || f.work.is_some();
+        let show = if special {
             format!("{n}_show")
         } else {
             n.clone()
         };
-        let write = if f.park {
+        let write = if special {
             format!("\t.proc_write = {n}_write,\n")
         } else {
             String::new()
@@ -561,6 +646,22 @@ static const struct proc_ops {n}_call_ops = {{
             ));
         }
     }
+    for f in &t.functions {
+        let Some(w) = &f.work else { continue };
+        // As the selftests' busy module: wait until the function runs, and
+        // unless it is told to stay, until it is done, so its lines come first.
+        out.line(format!(
+            "\tschedule_work(&{0}_work);\n\twait_for_completion(&{0}_started);",
+            f.name
+        ));
+        match &w.block {
+            Some(b) => out.line(format!(
+                "\tif (!READ_ONCE({b}))\n\t\tflush_work(&{}_work);",
+                f.name
+            )),
+            None => out.line(format!("\tflush_work(&{}_work);", f.name)),
+        }
+    }
     out.line("\treturn 0;\n}\n");
     out.line(format!("static void __exit {}_exit(void)\n{{", t.name));
     if !t.functions.is_empty() {
@@ -571,6 +672,13 @@ static const struct proc_ops {n}_call_ops = {{
             "\tWRITE_ONCE({0}_released, true);\n\tflush_work(&{0}_work);",
             f.name
         ));
+    }
+    for f in &t.functions {
+        let Some(w) = &f.work else { continue };
+        if let Some(b) = &w.block {
+            out.line(format!("\tWRITE_ONCE({b}, false);"));
+        }
+        out.line(format!("\tflush_work(&{}_work);", f.name));
     }
     if let Some(c) = &t.code.exit {
         out.block(c);
@@ -663,5 +771,42 @@ mod tests {
             t.contains("\tpr_info(\"%s\\n\", __func__);\n}\n\nmodule_init(tg_init);"),
             "{t}"
         );
+    }
+
+    #[test]
+    fn work_functions_syscalls_and_arrays() {
+        let src = "description: d\ntargets:\n  - name: tg\n    params: [{name: block, type: bool}]\n    functions:\n      - {name: busy, work: {block: block}}\n      - {name: once, work: true}\n      - {name: p, park: true}\n      - {name: f}\nlivepatches:\n  - name: lp\n    params: [{name: pids, type: int, array: 8}]\n    functions:\n      - {object: tg, name: busy, new_name: patched_busy, signature: 'void (struct work_struct *w)', body: 'return;'}\n      - {syscall: getpid, signature: 'asmlinkage long (void)', body: 'return 0;'}\nsteps: [load: lp]\n";
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = target_c(&case, &case.doc.targets[0]);
+        for want in [
+            "noinline void busy(struct work_struct *work)\n{\n\tpr_info(\"%s enter\\n\", __func__);",
+            "\twhile (READ_ONCE(block))\n\t\tmsleep(20);\n\tWRITE_ONCE(busy_running, false);\n\tpr_info(\"%s exit\\n\", __func__);",
+            "static DECLARE_WORK(busy_work, busy);",
+            "\tschedule_work(&busy_work);\n\twait_for_completion(&busy_started);\n\tif (!READ_ONCE(block))\n\t\tflush_work(&busy_work);",
+            "\tschedule_work(&once_work);\n\twait_for_completion(&once_started);\n\tflush_work(&once_work);",
+            "\tWRITE_ONCE(block, false);\n\tflush_work(&busy_work);",
+            ".proc_write = busy_write,",
+        ] {
+            assert!(t.contains(want), "{want:?} not in\n{t}");
+        }
+        // The parked worker calls plain functions only.
+        assert!(
+            t.contains("else if (!strcmp(name, \"f\"))") && !t.contains("strcmp(name, \"busy\")"),
+            "{t}"
+        );
+        let c = livepatch_c(&case, 0, &KlpFields::new());
+        for want in [
+            "static int pids[8];\nstatic unsigned int pids_count;\nmodule_param_array(pids, int, &pids_count, 0644);",
+            "static char *klpt_sym_1;\nmodule_param(klpt_sym_1, charp, 0444);",
+            "static void patched_busy(struct work_struct *w)",
+            ".new_func = patched_busy,",
+            "static asmlinkage long klpt_1_sys_getpid(void)",
+            ".old_name = NULL,\n\t\t.new_func = klpt_1_sys_getpid,",
+            "\tif (!klpt_sym_1) {",
+            "\tklpt_funcs_1[0].old_name = klpt_sym_1;\n\treturn klp_enable_patch(&klpt_patch);",
+        ] {
+            assert!(c.contains(want), "{want:?} not in\n{c}");
+        }
     }
 }

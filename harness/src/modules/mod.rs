@@ -2,5 +2,6 @@
 
 pub mod build;
 pub mod gen;
+pub mod program;
 
 pub use gen::{parse_signature, KlpFields};

@@ -71,6 +71,8 @@ pub struct Session<'a> {
     taint_baseline: u64,
     sync_n: u64,
     symbols: RefCell<BTreeMap<String, bool>>,
+    /// Spawned groups' process ids.
+    groups: BTreeMap<String, Vec<u32>>,
     pub notes: Vec<String>,
     /// When the running step must be done.
     deadline: Instant,
@@ -85,9 +87,14 @@ const HARNESS: Duration = Duration::from_secs(60);
 impl<'a> Session<'a> {
     /// Uploads the case's modules and takes the initial log and taint state.
     pub fn start(guest: &'a Guest, case: &'a Case, caps: &'a Caps, modules: &BTreeMap<String, PathBuf>) -> Result<Session<'a>, Stop> {
-        for (name, ko) in modules {
-            let data = std::fs::read(ko).map_err(|e| Stop::Harness(format!("read {}: {e}", ko.display())))?;
-            guest.put(&data, &format!("/root/{name}.ko"))?;
+        // Modules and programs go to /root under their file names.
+        for file in modules.values() {
+            let data = std::fs::read(file).map_err(|e| Stop::Harness(format!("read {}: {e}", file.display())))?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            guest.put(&data, &format!("/root/{name}"))?;
+            if !name.ends_with(".ko") {
+                guest.exec(&format!("chmod +x /root/{name}"), HARNESS)?;
+            }
         }
         let mut s = Session {
             guest,
@@ -100,6 +107,7 @@ impl<'a> Session<'a> {
             taint_baseline: 0,
             sync_n: 0,
             symbols: RefCell::default(),
+            groups: BTreeMap::new(),
             notes: Vec::new(),
             deadline: Instant::now() + HARNESS,
             step_secs: HARNESS.as_secs(),
@@ -261,7 +269,8 @@ impl<'a> Session<'a> {
         let t = self.step_secs;
         match a {
             Action::Load { module, args, wait, refused } => {
-                let out = self.sh(&load_command(module, args))?;
+                let args = self.load_args(module, args)?;
+                let out = self.sh(&load_command(module, &args))?;
                 expect_outcome("insmod", &out, refused.as_deref())?;
                 let is_patch = self.case.livepatch(module).is_some();
                 if out.status == 0 && *wait && is_patch {
@@ -334,6 +343,34 @@ impl<'a> Session<'a> {
                     None => Ok(()),
                 }
             }
+            Action::Spawn { name, program, command, count } => {
+                let cmd = match (program, command) {
+                    (Some(p), _) => format!("/root/{}", crate::modules::program::file(p)),
+                    (None, Some(c)) => format!("sh -c {}", sh_quote(c)),
+                    (None, None) => unreachable!("the case layer requires one"),
+                };
+                // Detached, so the SSH command returns; init reaps them.
+                let script = format!("for i in $(seq {count}); do setsid {cmd} </dev/null >/dev/null 2>&1 & echo $!; done");
+                let out = self.sh(&script)?;
+                let pids: Vec<u32> = out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+                if out.status != 0 || pids.len() != *count as usize {
+                    return Err(Stop::Verdict(format!("spawn {name}: started {} of {count}: {}", pids.len(), out.stderr.trim())));
+                }
+                self.groups.insert(name.clone(), pids);
+                Ok(())
+            }
+            Action::Kill { name } => {
+                let pids = self.groups.remove(name).unwrap_or_default();
+                let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                let list = list.join(" ");
+                self.sh(&format!("kill {list} 2>/dev/null; true"))?;
+                // Gone, or a zombie until init reaps it.
+                let gone = format!("for p in {list}; do [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && exit 1; done; exit 0");
+                if !self.wait_guest(&gone)? {
+                    return Err(Stop::Verdict(format!("group {name} (pids {list}) still running {t}s after kill")));
+                }
+                Ok(())
+            }
             Action::Shell { command, status } => {
                 let out = self.sh(command)?;
                 if out.status != *status {
@@ -364,6 +401,29 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+
+    /// A load's arguments with `${group}` replaced by the group's pids
+    /// (comma-separated) and, for a livepatch of a syscall, the symbol of
+    /// the syscall's entry point this kernel has.
+    fn load_args(&self, module: &str, args: &str) -> Result<String, Stop> {
+        let mut out = args.to_string();
+        for g in crate::case::groups(args) {
+            let pids: Vec<String> = self.groups.get(g).into_iter().flatten().map(u32::to_string).collect();
+            out = out.replace(&format!("${{{g}}}"), &pids.join(","));
+        }
+        let Some(lp) = self.case.livepatch(module) else {
+            return Ok(out);
+        };
+        for (fi, f) in lp.functions.iter().enumerate() {
+            let Some(sc) = &f.syscall else { continue };
+            let candidates = crate::case::syscall_symbols(sc);
+            match candidates.iter().find(|c| self.has_symbol(c)) {
+                Some(sym) => out.push_str(&format!(" {}={sym}", crate::case::syscall_param(fi))),
+                None => return Err(Stop::Skip(format!("kernel has no entry point for syscall {sc} (none of {})", candidates.join(", ")))),
+            }
+        }
+        Ok(out)
     }
 
     pub fn check(&self, a: &Assertion) -> Result<Verdict, Stop> {
