@@ -273,7 +273,7 @@ fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
     let kernel = klpt::kernel::resolve(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())?;
     let caps = klpt::kernel::caps::Caps::probe(&kernel);
-    for s in klpt::modules::build::sources(&c, &caps.klp_fields) {
+    for s in klpt::modules::build::sources(&c, &caps) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
     }
     Ok(ExitCode::SUCCESS)

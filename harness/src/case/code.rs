@@ -261,3 +261,118 @@ impl Checker<'_> {
         Some(cb)
     }
 }
+
+/// State callbacks that return int (`struct klp_state_callbacks`).
+pub const STATE_CALLBACKS_RETURNING: &[&str] = &["pre_patch", "setup"];
+
+impl Checker<'_> {
+    /// `data: {name, variable, set, migrate, object}` of a state.
+    pub fn state_data(&mut self, p: &str, v: &Value) -> Option<StateData> {
+        let m = self.map(p, v, &["name", "variable", "set", "migrate", "object"])?;
+        let ident = |c: &mut Self, k: &str, what: &str, hint: &str| {
+            let kp = format!("{p}.{k}");
+            let s = c.required(p, m, k, hint).and_then(|x| c.string(&kp, x))?;
+            c.ident(&kp, what, &s);
+            Some(s)
+        };
+        let name = ident(
+            self,
+            "name",
+            "state name",
+            "it names the helpers, e.g. `loglevel` → allocate_loglevel_state()",
+        );
+        let variable = ident(
+            self,
+            "variable",
+            "variable",
+            "the kernel variable the patch changes, e.g. `console_loglevel`",
+        );
+        let set = self
+            .required(p, m, "set", "the C value the variable gets while patched")
+            .and_then(|x| self.text(&format!("{p}.set"), x));
+        let migrate = m
+            .get("migrate")
+            .and_then(|x| self.boolean(&format!("{p}.migrate"), x))
+            .unwrap_or(false);
+        let object = match m.get("object") {
+            Some(x) => {
+                let op = format!("{p}.object");
+                let o = self.string(&op, x)?;
+                if o != "vmlinux" {
+                    self.ident(&op, "object name", &o);
+                }
+                o
+            }
+            None => "vmlinux".into(),
+        };
+        Some(StateData {
+            name: name?,
+            variable: variable?,
+            set: set?,
+            migrate,
+            object,
+        })
+    }
+
+    /// Two states of a livepatch must not generate helpers of one name.
+    pub fn state_names(&mut self, p: &str, states: &[State]) {
+        let mut seen: Vec<(&str, &str)> = Vec::new();
+        for (i, s) in states.iter().enumerate() {
+            let Some(d) = &s.data else { continue };
+            for (k, v) in [("name", &d.name), ("variable", &d.variable)] {
+                if seen.contains(&(k, v.as_str())) {
+                    self.err(
+                        &format!("{p}.states[{i}].data.{k}"),
+                        format!("two states' data have the {k} `{v}`"),
+                        "each state's helpers need their own name and variable",
+                    );
+                }
+                seen.push((k, v));
+            }
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for (i, s) in states.iter().enumerate() {
+            if !ids.insert(s.id) {
+                self.err(
+                    &format!("{p}.states[{i}].id"),
+                    format!("state id {} is declared twice", s.id),
+                    "a patch has one state per id",
+                );
+            }
+        }
+    }
+}
+
+/// What the features a case uses need of the kernel's livepatch.h, added
+/// to `requires:` so that a kernel without them skips the case with the
+/// reason instead of failing to build it.
+pub fn implied_requires(d: &mut CaseDoc) {
+    let mut add: Vec<(&str, String)> = Vec::new();
+    for lp in &d.livepatches {
+        if lp.objects.iter().any(|o| !o.callbacks.is_empty()) {
+            add.push(("klp_object", "callbacks".into()));
+        }
+        for s in &lp.states {
+            if s.data.is_some() {
+                // Its helpers run from object callbacks.
+                add.push(("klp_state", "data".into()));
+                add.push(("klp_object", "callbacks".into()));
+            }
+            if !s.callbacks.is_empty() {
+                add.push(("klp_state", "callbacks".into()));
+            }
+            for (n, _) in &s.callbacks {
+                add.push(("klp_state_callbacks", n.clone()));
+            }
+            if s.is_shadow.is_some() {
+                add.push(("klp_state", "is_shadow".into()));
+            }
+            if s.block_disable.is_some() {
+                add.push(("klp_state", "block_disable".into()));
+            }
+        }
+    }
+    for (kind, field) in add {
+        d.requires.add_field(kind, &field);
+    }
+}

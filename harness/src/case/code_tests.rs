@@ -518,3 +518,148 @@ fn spawned_groups_are_checked() {
         &["`busy_init` is the name of the module's own init"],
     );
 }
+
+/// State data and (newer kernels') state callbacks.
+const STATES: &str = r#"description: states
+livepatches:
+  - name: lp
+    replace: true
+    params: [{name: ret, type: int}]
+    states:
+      - id: 1
+        version: 2
+        data: {name: loglevel, variable: console_loglevel, set: CONSOLE_LOGLEVEL_MOTORMOUTH, migrate: true}
+      - id: 2
+        callbacks:
+          pre_patch: {returns: ret}
+          post_unpatch: {}
+        is_shadow: true
+        block_disable: false
+    objects:
+      vmlinux:
+        callbacks: [pre_patch]
+steps:
+  - load: lp
+  - disable: lp
+  - unload: lp
+"#;
+
+#[test]
+fn states_parse_and_imply_requirements() {
+    let c = case(STATES);
+    let s = &c.doc.livepatches[0].states;
+    let d = s[0].data.as_ref().unwrap();
+    assert_eq!(
+        (
+            d.name.as_str(),
+            d.variable.as_str(),
+            d.set.as_str(),
+            d.migrate,
+            d.object.as_str()
+        ),
+        (
+            "loglevel",
+            "console_loglevel",
+            "CONSOLE_LOGLEVEL_MOTORMOUTH",
+            true,
+            "vmlinux"
+        )
+    );
+    assert_eq!(s[1].callbacks.len(), 2);
+    assert_eq!(
+        (s[1].is_shadow, s[1].block_disable),
+        (Some(true), Some(false))
+    );
+    let r = &c.doc.requires;
+    assert_eq!(r.klp_object, ["callbacks"]);
+    assert_eq!(
+        r.klp_state,
+        ["data", "callbacks", "is_shadow", "block_disable"]
+    );
+    assert_eq!(r.klp_state_callbacks, ["pre_patch", "post_unpatch"]);
+    // A case without these features requires nothing of them.
+    assert!(case(super::tests::GOOD).doc.requires.is_empty());
+}
+
+#[test]
+fn states_are_checked() {
+    rejects(
+        STATES,
+        "name: loglevel,",
+        "name: log-level,",
+        &["state name `log-level` is not a C identifier"],
+    );
+    rejects(STATES, "name: loglevel, ", "", &["missing `name:`"]);
+    rejects(
+        STATES,
+        ", set: CONSOLE_LOGLEVEL_MOTORMOUTH",
+        "",
+        &["missing `set:`"],
+    );
+    rejects(
+        STATES,
+        "migrate: true",
+        "migrate: 'yes'",
+        &["`migrate` must be true or false"],
+    );
+    rejects(
+        STATES,
+        "migrate: true}",
+        "migrate: true, objekt: x}",
+        &["unknown key `objekt`", "did you mean `object`"],
+    );
+    rejects(
+        STATES,
+        "      - id: 2\n",
+        "      - id: 1\n",
+        &["state id 1 is declared twice"],
+    );
+    rejects(
+        STATES,
+        "      - id: 2\n",
+        "      - id: 3\n        data: {name: loglevel, variable: x, set: '1'}\n      - id: 2\n",
+        &["two states' data have the name `loglevel`"],
+    );
+    rejects(
+        STATES,
+        "post_unpatch: {}",
+        "post_unpach: {}",
+        &[
+            "unknown callback `post_unpach`",
+            "did you mean `post_unpatch`",
+        ],
+    );
+    rejects(
+        STATES,
+        "post_unpatch: {}",
+        "post_unpatch: {fail: EIO}",
+        &["`post_unpatch` returns nothing"],
+    );
+    rejects(
+        STATES,
+        "is_shadow: true",
+        "is_shadow: 1",
+        &["`is_shadow` must be true or false"],
+    );
+}
+
+#[test]
+fn struct_fields_are_capabilities() {
+    let src = edit(super::tests::GOOD, "description: d\n", "description: d\nrequires: {klp_state: [callbacks], klp_state_callbacks: [setup], klp_object: [callbacks]}\n");
+    assert_eq!(errs(&src), "");
+    rejects(
+        super::tests::GOOD,
+        "description: d\n",
+        "description: d\nrequires: {klp_state: [callback]}\n",
+        &[
+            "unknown struct klp_state field `callback`",
+            "did you mean `callbacks`",
+        ],
+    );
+    rejects(
+        super::tests::GOOD,
+        "description: d\n",
+        "description: d\nrequires: {klp_stat: [data]}\n",
+        &["unknown key `klp_stat`", "did you mean `klp_state`"],
+    );
+}

@@ -115,6 +115,7 @@ impl Checker<'_> {
                 self.module_name(&format!("livepatches[{i}].name"), &l.name, &mut names);
             }
         }
+        super::code::implied_requires(&mut d);
         Some(d)
     }
 
@@ -373,10 +374,14 @@ impl Checker<'_> {
             .enumerate()
             .filter_map(|(j, f)| self.patched_func(&format!("{p}.functions[{j}]"), f))
             .collect();
-        let states = match m.get("states") {
-            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| c.state(sp, sv)),
+        let params = self.params(p, m);
+        let states: Vec<State> = match m.get("states") {
+            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| {
+                c.state(sp, sv, &params)
+            }),
             None => Vec::new(),
         };
+        self.state_names(p, &states);
         let mut new_names = BTreeSet::new();
         for (j, f) in functions.iter().enumerate() {
             if let Some(n) = &f.new_name {
@@ -389,7 +394,6 @@ impl Checker<'_> {
                 }
             }
         }
-        let params = self.params(p, m);
         let objects = match m.get("objects") {
             Some(o) => self.objects(p, o, &params),
             None => Vec::new(),
@@ -415,18 +419,52 @@ impl Checker<'_> {
         })
     }
 
-    /// `struct klp_state`: `unsigned long id`, `unsigned int version`.
-    fn state(&mut self, p: &str, v: &Value) -> Option<State> {
-        let m = self.map(p, v, &["id", "version"])?;
+    /// `struct klp_state`: `unsigned long id`, `unsigned int version`, and
+    /// what klpt generates around it.
+    fn state(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<State> {
+        let m = self.map(
+            p,
+            v,
+            &[
+                "id",
+                "version",
+                "data",
+                "callbacks",
+                "is_shadow",
+                "block_disable",
+            ],
+        )?;
         let id = self
             .required(p, m, "id", "")
             .and_then(|x| self.integer(&format!("{p}.id"), x, 0..=ULONG));
         let version = m
             .get("version")
             .map(|x| self.integer(&format!("{p}.version"), x, 0..=U32));
+        let data = m
+            .get("data")
+            .and_then(|x| self.state_data(&format!("{p}.data"), x));
+        let callbacks = match m.get("callbacks") {
+            Some(c) => {
+                let known = self.known.fields("klp_state_callbacks");
+                let known: Vec<&str> = known.into_iter().collect();
+                let returning: Vec<&str> = super::code::STATE_CALLBACKS_RETURNING
+                    .iter()
+                    .copied()
+                    .filter(|n| known.contains(n))
+                    .collect();
+                self.callbacks(&format!("{p}.callbacks"), c, &known, &returning, params)
+            }
+            None => Vec::new(),
+        };
+        let mut flag = |k: &str| m.get(k).and_then(|x| self.boolean(&format!("{p}.{k}"), x));
+        let (is_shadow, block_disable) = (flag("is_shadow"), flag("block_disable"));
         Some(State {
             id: id? as u64,
             version: version.unwrap_or(Some(0))? as u32,
+            data,
+            callbacks,
+            is_shadow,
+            block_disable,
         })
     }
 
@@ -609,7 +647,7 @@ impl Checker<'_> {
         })
     }
 
-    /// `{config: [...], sysfs: [...], kallsyms: [...], klp_patch: [...]}`, every name checked.
+    /// `{config: [...], sysfs: [...], kallsyms: [...], klp_patch: [...], ...}`, every name checked.
     pub fn requires(&mut self, p: &str, v: &Value) -> Requires {
         let Some(m) = self.map(p, v, super::known::KINDS) else {
             return Requires::default();
@@ -624,9 +662,12 @@ impl Checker<'_> {
             sysfs: list("sysfs"),
             kallsyms: list("kallsyms"),
             klp_patch: list("klp_patch"),
+            klp_object: list("klp_object"),
+            klp_state: list("klp_state"),
+            klp_state_callbacks: list("klp_state_callbacks"),
         };
         let known = self.known;
-        let (sysfs, fields) = (known.sysfs_names(), known.klp_patch_names());
+        let sysfs = known.sysfs_names();
         let from_file = "the names klpt knows are in cases/capabilities.yaml; a new kernel revision's names are added there";
         for (i, c) in r.config.iter().enumerate() {
             let sym = c.strip_prefix("CONFIG_").unwrap_or(c);
@@ -668,14 +709,17 @@ impl Checker<'_> {
                 );
             }
         }
-        for (i, f) in r.klp_patch.iter().enumerate() {
-            if !fields.contains(&f.as_str()) {
-                let msg = format!("unknown struct klp_patch field `{f}`");
-                self.err(
-                    &format!("{p}.klp_patch[{i}]"),
-                    msg,
-                    format!("{from_file}{}", suggest(f, &fields)),
-                );
+        for (kind, list) in r.structs() {
+            let fields = known.fields(kind);
+            for (i, f) in list.iter().enumerate() {
+                if !fields.contains(&f.as_str()) {
+                    let msg = format!("unknown struct {kind} field `{f}`");
+                    self.err(
+                        &format!("{p}.{kind}[{i}]"),
+                        msg,
+                        format!("{from_file}{}", suggest(f, &fields)),
+                    );
+                }
             }
         }
         r

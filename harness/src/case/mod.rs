@@ -20,6 +20,7 @@ mod steps;
 mod tests;
 mod value;
 
+pub use code::{OBJECT_CALLBACKS, STATE_CALLBACKS_RETURNING};
 pub use error::{CaseError, CaseErrors};
 pub use load::{is_c_ident, load, parse, scalar};
 pub use model::*;

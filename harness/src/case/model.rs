@@ -13,14 +13,56 @@ pub struct Requires {
     pub kallsyms: Vec<String>,
     /// Fields of `struct klp_patch` in the kernel's `include/linux/livepatch.h`.
     pub klp_patch: Vec<String>,
+    /// Fields of `struct klp_object` there.
+    pub klp_object: Vec<String>,
+    /// Fields of `struct klp_state` there.
+    pub klp_state: Vec<String>,
+    /// Fields of `struct klp_state_callbacks` there (newer kernels only).
+    pub klp_state_callbacks: Vec<String>,
 }
+
+/// The structs of `include/linux/livepatch.h` whose fields `requires:` names.
+pub const STRUCTS: &[&str] = &[
+    "klp_patch",
+    "klp_object",
+    "klp_state",
+    "klp_state_callbacks",
+];
 
 impl Requires {
     pub fn is_empty(&self) -> bool {
         self.config.is_empty()
             && self.sysfs.is_empty()
             && self.kallsyms.is_empty()
-            && self.klp_patch.is_empty()
+            && self.structs().iter().all(|(_, l)| l.is_empty())
+    }
+
+    /// Each of [`STRUCTS`] with the fields required of it.
+    pub fn structs(&self) -> [(&'static str, &Vec<String>); 4] {
+        [
+            ("klp_patch", &self.klp_patch),
+            ("klp_object", &self.klp_object),
+            ("klp_state", &self.klp_state),
+            ("klp_state_callbacks", &self.klp_state_callbacks),
+        ]
+    }
+
+    /// The field list of struct `kind` (one of [`STRUCTS`]).
+    pub fn fields_mut(&mut self, kind: &str) -> &mut Vec<String> {
+        match kind {
+            "klp_object" => &mut self.klp_object,
+            "klp_state" => &mut self.klp_state,
+            "klp_state_callbacks" => &mut self.klp_state_callbacks,
+            _ => &mut self.klp_patch,
+        }
+    }
+
+    /// Adds `kind.field` unless it is there.
+    pub fn add_field(&mut self, kind: &str, field: &str) {
+        let l = self.fields_mut(kind);
+        if !l.iter().any(|f| f == field) {
+            l.push(field.to_string());
+        }
     }
 }
 
@@ -99,6 +141,31 @@ pub struct ModuleCode {
 pub struct State {
     pub id: u64,
     pub version: u32,
+    /// The selftests' test_klp_state*.c lifecycle of `state->data`.
+    pub data: Option<StateData>,
+    /// `struct klp_state_callbacks` (newer kernels): name → what it does.
+    pub callbacks: Vec<(String, Callback)>,
+    /// `struct klp_state.is_shadow` (newer kernels).
+    pub is_shadow: Option<bool>,
+    /// `struct klp_state.block_disable` (newer kernels).
+    pub block_disable: Option<bool>,
+}
+
+/// A system state change kept in `state->data`, as test_klp_state.c keeps
+/// console_loglevel: object `object`'s callbacks call
+/// `allocate_<name>_state()` (pre_patch), `fix_<variable>()` (post_patch:
+/// saves `variable`, sets it to `set`), `restore_<variable>()`
+/// (pre_unpatch) and `free_<name>_state()` (post_unpatch), logging what
+/// they do in the selftest modules' words. With `migrate`, a patch that
+/// replaces one with the same state takes its data over and leaves the
+/// variable alone (test_klp_state2.c).
+#[derive(Debug, Clone)]
+pub struct StateData {
+    pub name: String,
+    pub variable: String,
+    pub set: String,
+    pub migrate: bool,
+    pub object: String,
 }
 
 #[derive(Debug, Clone)]

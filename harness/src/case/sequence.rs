@@ -20,16 +20,11 @@ fn atoms(r: &Requires) -> BTreeSet<String> {
         .config
         .iter()
         .map(|c| format!("config.{}", c.strip_prefix("CONFIG_").unwrap_or(c)));
-    let rest = [
-        ("sysfs", &r.sysfs),
-        ("kallsyms", &r.kallsyms),
-        ("klp_patch", &r.klp_patch),
-    ];
+    let rest = [("sysfs", &r.sysfs), ("kallsyms", &r.kallsyms)]
+        .into_iter()
+        .chain(r.structs());
     config
-        .chain(
-            rest.into_iter()
-                .flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}"))),
-        )
+        .chain(rest.flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}"))))
         .collect()
 }
 

@@ -26,7 +26,7 @@ pub(super) fn rejects(src: &str, from: &str, to: &str, needles: &[&str]) {
     assert!(e.contains("hint:"), "{from:?} -> {to:?}: no hint in\n{e}");
 }
 
-const GOOD: &str = "description: d\nlivepatches:\n  - name: lp1\n    functions:\n      - name: cmdline_proc_show\n        marker: hi\nsteps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n";
+pub(super) const GOOD: &str = "description: d\nlivepatches:\n  - name: lp1\n    functions:\n      - name: cmdline_proc_show\n        marker: hi\nsteps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n";
 
 /// Uses every key of the format once.
 const FULL: &str = r#"description: everything

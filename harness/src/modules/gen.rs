@@ -3,7 +3,8 @@
 //! in it at the case file's lines, and errors in generated code at the
 //! generated file's own lines.
 
-use crate::case::{Callback, Case, Code, Livepatch, Log, ModuleCode, Param, Target};
+use crate::case::{Callback, Case, Code, Livepatch, Log, ModuleCode, Param, StateData, Target};
+use crate::kernel::caps::Caps;
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -157,6 +158,163 @@ fn params(out: &mut Out, ps: &[Param]) {
     }
 }
 
+/// test_klp_shadow_vars.c's wrappers, for case code that uses shadow
+/// variables: each `klpt_shadow_*()` calls `klp_shadow_*()` and logs the
+/// call as the selftest does, with pointers shown as `PTR<n>` (numbered in
+/// order of first appearance, NULL first) so that a transcript does not
+/// depend on addresses. `klpt_shadow_ctor` stores `*ctor_data`,
+/// `klpt_shadow_dtor` only logs. `klpt_free_ptr_list()` forgets the numbers.
+const SHADOW_HELPERS: &str = r#"static LIST_HEAD(klpt_ptr_list);
+struct klpt_shadow_ptr {
+	void *ptr;
+	int id;
+	struct list_head list;
+};
+
+static __maybe_unused void klpt_free_ptr_list(void)
+{
+	struct klpt_shadow_ptr *sp, *tmp_sp;
+
+	list_for_each_entry_safe(sp, tmp_sp, &klpt_ptr_list, list) {
+		list_del(&sp->list);
+		kfree(sp);
+	}
+}
+
+static __maybe_unused int klpt_ptr_id(void *ptr)
+{
+	struct klpt_shadow_ptr *sp;
+	static int count;
+
+	list_for_each_entry(sp, &klpt_ptr_list, list) {
+		if (sp->ptr == ptr)
+			return sp->id;
+	}
+
+	sp = kmalloc(sizeof(*sp), GFP_ATOMIC);
+	if (!sp)
+		return -ENOMEM;
+	sp->ptr = ptr;
+	sp->id = count++;
+
+	list_add(&sp->list, &klpt_ptr_list);
+
+	return sp->id;
+}
+
+/* The pointer ctor_data points to (the selftest passes a pointer's address). */
+static __maybe_unused int klpt_ctor_data_id(void *ctor_data)
+{
+	return klpt_ptr_id(ctor_data ? *(void **)ctor_data : NULL);
+}
+
+static __maybe_unused void *klpt_shadow_get(void *obj, unsigned long id)
+{
+	void *sv = klp_shadow_get(obj, id);
+
+	pr_info("klp_shadow_get(obj=PTR%d, id=0x%lx) = PTR%d\n",
+		klpt_ptr_id(obj), id, klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void *klpt_shadow_alloc(void *obj, unsigned long id, size_t size,
+		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
+{
+	void *sv = klp_shadow_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
+
+	pr_info("klp_shadow_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
+		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
+		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void *klpt_shadow_get_or_alloc(void *obj, unsigned long id, size_t size,
+		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
+{
+	void *sv = klp_shadow_get_or_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
+
+	pr_info("klp_shadow_get_or_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
+		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
+		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
+	return sv;
+}
+
+static __maybe_unused void klpt_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor)
+{
+	klp_shadow_free(obj, id, dtor);
+	pr_info("klp_shadow_free(obj=PTR%d, id=0x%lx, dtor=PTR%d)\n",
+		klpt_ptr_id(obj), id, klpt_ptr_id(dtor));
+}
+
+static __maybe_unused void klpt_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor)
+{
+	klp_shadow_free_all(id, dtor);
+	pr_info("klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\n", id, klpt_ptr_id(dtor));
+}
+
+static __maybe_unused int klpt_shadow_ctor(void *obj, void *shadow_data, void *ctor_data)
+{
+	void **sv = shadow_data;
+	void **var = ctor_data;
+
+	if (!var)
+		return -EINVAL;
+
+	*sv = *var;
+	pr_info("shadow_ctor: PTR%d -> PTR%d\n", klpt_ptr_id(sv), klpt_ptr_id(*var));
+	return 0;
+}
+
+static __maybe_unused void klpt_shadow_dtor(void *obj, void *shadow_data)
+{
+	pr_info("shadow_dtor(obj=PTR%d, shadow_data=PTR%d)\n",
+		klpt_ptr_id(obj), klpt_ptr_id(shadow_data));
+}
+"#;
+
+/// Identifiers of [`SHADOW_HELPERS`]: a module whose case code names one gets them.
+const SHADOW_NAMES: &[&str] = &["klpt_shadow_", "klpt_ptr_id", "klpt_free_ptr_list"];
+
+/// The helpers that case code `texts` of one module uses.
+fn helpers(out: &mut Out, texts: &[&str]) {
+    if texts
+        .iter()
+        .any(|t| SHADOW_NAMES.iter().any(|n| t.contains(n)))
+    {
+        out.line(SHADOW_HELPERS);
+    }
+}
+
+/// Every piece of case C of livepatch `lp`.
+fn livepatch_texts(lp: &Livepatch) -> Vec<&str> {
+    let code = [&lp.code.c, &lp.code.init, &lp.code.exit];
+    let callbacks = lp
+        .objects
+        .iter()
+        .flat_map(|o| &o.callbacks)
+        .chain(lp.states.iter().flat_map(|s| &s.callbacks))
+        .filter_map(|(_, cb)| cb.body.as_ref());
+    code.into_iter()
+        .flatten()
+        .chain(callbacks)
+        .map(|c| c.text.as_str())
+        .chain(lp.functions.iter().filter_map(|f| f.body.as_deref()))
+        .collect()
+}
+
+/// Shorthands for case code: this patch's state `id`, and state `id` of
+/// the patches already installed.
+const STATE_HELPERS: &str = r#"static __maybe_unused struct klp_state *klpt_state(unsigned long id)
+{
+	return klp_get_state(&klpt_patch, id);
+}
+
+static __maybe_unused struct klp_state *klpt_prev_state(unsigned long id)
+{
+	return klp_get_prev_state(id);
+}
+"#;
+
 /// The selftest modules' `callback_info()`, word for word in what it prints.
 const CALLBACK_INFO: &str = r#"static const char *const klpt_module_state[] = {
 	[MODULE_STATE_LIVE]	= "[MODULE_STATE_LIVE] Normal state",
@@ -176,15 +334,17 @@ static void klpt_callback_info(const char *callback, struct klp_object *obj)
 "#;
 
 /// One `klp_object` of a livepatch: its name, the indexes of its functions
-/// in `lp.functions`, its callbacks.
+/// in `lp.functions`, its callbacks and the state data its callbacks keep.
 struct Obj<'a> {
     name: &'a str,
     funcs: Vec<usize>,
-    callbacks: &'a [(String, Callback)],
+    callbacks: Vec<(String, Callback)>,
+    data: Vec<&'a StateData>,
 }
 
 /// The objects of `lp`: those under `objects:` in their order, then those
-/// only functions name, in first-use order.
+/// only functions name, in first-use order, then those only state data
+/// names. An object that keeps state data has all four callbacks.
 fn objects(lp: &Livepatch) -> Vec<Obj<'_>> {
     let mut objs: Vec<Obj> = lp
         .objects
@@ -192,20 +352,108 @@ fn objects(lp: &Livepatch) -> Vec<Obj<'_>> {
         .map(|o| Obj {
             name: &o.name,
             funcs: Vec::new(),
-            callbacks: &o.callbacks,
+            callbacks: o.callbacks.clone(),
+            data: Vec::new(),
         })
         .collect();
+    fn find<'a>(objs: &mut Vec<Obj<'a>>, name: &'a str) -> usize {
+        objs.iter().position(|o| o.name == name).unwrap_or_else(|| {
+            objs.push(Obj {
+                name,
+                funcs: Vec::new(),
+                callbacks: Vec::new(),
+                data: Vec::new(),
+            });
+            objs.len() - 1
+        })
+    }
     for (fi, f) in lp.functions.iter().enumerate() {
-        match objs.iter_mut().find(|o| o.name == f.object) {
-            Some(o) => o.funcs.push(fi),
-            None => objs.push(Obj {
-                name: &f.object,
-                funcs: vec![fi],
-                callbacks: &[],
-            }),
+        let i = find(&mut objs, &f.object);
+        objs[i].funcs.push(fi);
+    }
+    for d in lp.states.iter().filter_map(|s| s.data.as_ref()) {
+        let i = find(&mut objs, &d.object);
+        let o = &mut objs[i];
+        o.data.push(d);
+        for cb in crate::case::OBJECT_CALLBACKS {
+            if !o.callbacks.iter().any(|(n, _)| n == cb) {
+                let silent = Callback {
+                    log: Log::Off,
+                    ..Callback::default()
+                };
+                o.callbacks.push((cb.to_string(), silent));
+            }
         }
     }
     objs
+}
+
+/// test_klp_state*.c's helpers for the data of state `id`, named after it
+/// and logging what they do in the selftest modules' words.
+fn state_data_helpers(out: &mut Out, id: u64, d: &StateData) {
+    let (n, v) = (&d.name, &d.variable);
+    // With migrate, a previous patch's state means there is nothing to do.
+    let prev = |what: &str, ret: &str| {
+        if !d.migrate {
+            return String::new();
+        }
+        format!("\tprev = klp_get_prev_state({id}UL);\n\tif (prev) {{\n\t\tpr_info(\"%s: {what}\\n\", __func__);\n{ret}\t}}\n\n")
+    };
+    let decl = if d.migrate {
+        "\tstruct klp_state *state, *prev;\n\n"
+    } else {
+        "\tstruct klp_state *state;\n\n"
+    };
+    let get = format!("\tstate = klp_get_state(&klpt_patch, {id}UL);\n\tif (!state)\n");
+    let alloc_prev = prev(
+        &format!("space to store {v} already allocated"),
+        "\t\treturn 0;\n",
+    );
+    out.line(format!(
+        "static int allocate_{n}_state(void)\n{{\n{decl}{alloc_prev}{get}\t\treturn -EINVAL;\n\n\
+         \tstate->data = kzalloc(sizeof({v}), GFP_KERNEL);\n\tif (!state->data)\n\t\treturn -ENOMEM;\n\n\
+         \tpr_info(\"%s: allocating space to store {v}\\n\", __func__);\n\treturn 0;\n}}\n"
+    ));
+    let take_over = prev(
+        &format!("taking over the {v} change"),
+        "\t\tstate->data = prev->data;\n\t\treturn;\n",
+    );
+    out.line(format!(
+        "static void fix_{v}(void)\n{{\n{decl}{get}\t\treturn;\n\n{take_over}\
+         \tpr_info(\"%s: fixing {v}\\n\", __func__);\n\t*(typeof({v}) *)state->data = {v};\n\t{v} = {};\n}}\n",
+        d.set
+    ));
+    let give_back = prev(
+        &format!("passing the {v} change back to the old livepatch"),
+        "\t\treturn;\n",
+    );
+    out.line(format!(
+        "static void restore_{v}(void)\n{{\n{decl}{give_back}{get}\t\treturn;\n\n\
+         \tpr_info(\"%s: restoring {v}\\n\", __func__);\n\t{v} = *(typeof({v}) *)state->data;\n}}\n"
+    ));
+    let keep = prev(&format!("keeping space to store {v}"), "\t\treturn;\n");
+    out.line(format!(
+        "static void free_{n}_state(void)\n{{\n{decl}{keep}{get}\t\treturn;\n\n\
+         \tpr_info(\"%s: freeing space for the stored {v}\\n\", __func__);\n\tkfree(state->data);\n}}\n"
+    ));
+}
+
+/// What object callback `name` does for the state data its object keeps.
+fn state_data_calls(name: &str, data: &[&StateData]) -> String {
+    let mut s = String::new();
+    for d in data {
+        let _ = match name {
+            "pre_patch" => writeln!(
+                s,
+                "\t{{\n\t\tint ret = allocate_{}_state();\n\n\t\tif (ret)\n\t\t\treturn ret;\n\t}}",
+                d.name
+            ),
+            "post_patch" => writeln!(s, "\tfix_{}();", d.variable),
+            "pre_unpatch" => writeln!(s, "\trestore_{}();", d.variable),
+            _ => writeln!(s, "\tfree_{}_state();", d.name),
+        };
+    }
+    s
 }
 
 /// The name of the replacement for function `fi` of `lp`.
@@ -216,30 +464,29 @@ fn new_name(lp: &Livepatch, fi: usize) -> String {
         .unwrap_or_else(|| format!("klpt_{fi}_{}", f.name))
 }
 
-/// A callback `klpt_<object>_<callback>`: its log line, then the case's
-/// body, then its return value.
-fn callback(
-    out: &mut Out,
-    func: &str,
-    args: &str,
-    name: &str,
-    cb: &Callback,
-    info_arg: &str,
+/// A callback function: its log line (`info` for `log: true`), what klpt
+/// adds (`extra`), the case's body, then its return value.
+struct CallbackFn<'a> {
+    func: String,
+    args: &'a str,
+    info: String,
+    extra: String,
     returns_int: bool,
-) {
-    let ret = if returns_int { "int" } else { "void" };
-    out.line(format!("static {ret} {func}({args})\n{{"));
+}
+
+fn callback(out: &mut Out, f: CallbackFn, cb: &Callback) {
+    let ret = if f.returns_int { "int" } else { "void" };
+    out.line(format!("static {ret} {}({})\n{{", f.func, f.args));
     match &cb.log {
-        Log::Info => out.line(format!(
-            "\tklpt_callback_info(\"{name}_callback\", {info_arg});"
-        )),
+        Log::Info => out.line(&f.info),
         Log::Text(t) => out.line(format!("\tpr_info(\"%s\\n\", {});", c_str(t))),
         Log::Off => {}
     }
+    out.s.push_str(&f.extra);
     if let Some(b) = &cb.body {
         out.block(b);
     }
-    if returns_int {
+    if f.returns_int {
         match (&cb.fail, &cb.returns) {
             (Some(e), _) => out.line(format!("\treturn -{e};")),
             (None, Some(p)) => out.line(format!("\treturn {p};")),
@@ -293,8 +540,10 @@ static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len,
     );
 }
 
-/// The livepatch module `li` of `case`, for a kernel whose `struct klp_patch` has `fields`.
-pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
+/// The livepatch module `li` of `case`, for a kernel with `caps` (the
+/// optional fields of livepatch.h's structs are emitted where it has them).
+pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
+    let fields = &caps.klp_fields;
     let lp: &Livepatch = &case.doc.livepatches[li];
     let mut out = Out::new(case, &lp.name);
     header(
@@ -305,6 +554,9 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     );
     // Declared first so that case code can name the patch (klp_get_state()).
     out.line("static struct klp_patch klpt_patch;\n#define KLPT_PATCH (&klpt_patch)\n");
+    if !lp.states.is_empty() {
+        out.line(STATE_HELPERS);
+    }
     params(&mut out, &lp.params);
     for (fi, f) in lp.functions.iter().enumerate() {
         if f.syscall.is_some() {
@@ -317,11 +569,12 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     let objs = objects(lp);
     if objs
         .iter()
-        .flat_map(|o| o.callbacks)
+        .flat_map(|o| &o.callbacks)
         .any(|(_, cb)| cb.log == Log::Info)
     {
         out.line(CALLBACK_INFO);
     }
+    helpers(&mut out, &livepatch_texts(lp));
     if let Some(c) = &lp.code.c {
         out.code(c);
         out.line("");
@@ -347,20 +600,40 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
             _ => {}
         }
     }
+    for d in lp
+        .states
+        .iter()
+        .filter_map(|s| s.data.as_ref().map(|d| (s.id, d)))
+    {
+        state_data_helpers(&mut out, d.0, d.1);
+    }
     for (oi, o) in objs.iter().enumerate() {
-        for (name, cb) in o.callbacks {
-            let returns_int = name == "pre_patch";
-            callback(
-                &mut out,
-                &format!("klpt_obj{oi}_{name}"),
-                "struct klp_object *obj",
-                name,
-                cb,
-                "obj",
-                returns_int,
-            );
+        for (name, cb) in &o.callbacks {
+            let f = CallbackFn {
+                func: format!("klpt_obj{oi}_{name}"),
+                args: "struct klp_object *obj",
+                info: format!("\tklpt_callback_info(\"{name}_callback\", obj);"),
+                extra: state_data_calls(name, &o.data),
+                returns_int: name == "pre_patch",
+            };
+            callback(&mut out, f, cb);
         }
     }
+    // Per-state callbacks exist only in newer kernels' struct klp_state.
+    let state_callbacks = caps.has_field("klp_state", "callbacks");
+    for (si, st) in lp.states.iter().enumerate().filter(|_| state_callbacks) {
+        for (name, cb) in &st.callbacks {
+            let f = CallbackFn {
+                func: format!("klpt_state{si}_{name}"),
+                args: "struct klp_patch *patch, struct klp_state *state",
+                info: format!("\tpr_info(\"%s: state %lu\\n\", \"{name}_callback\", state->id);"),
+                extra: String::new(),
+                returns_int: crate::case::STATE_CALLBACKS_RETURNING.contains(&name.as_str()),
+            };
+            callback(&mut out, f, cb);
+        }
+    }
+
     for (oi, o) in objs.iter().enumerate() {
         out.line(format!("static struct klp_func klpt_funcs_{oi}[] = {{"));
         for &fi in &o.funcs {
@@ -390,7 +663,7 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
         ));
         if !o.callbacks.is_empty() {
             out.line("\t\t.callbacks = {");
-            for (name, _) in o.callbacks {
+            for (name, _) in &o.callbacks {
                 out.line(format!("\t\t\t.{name} = klpt_obj{oi}_{name},"));
             }
             out.line("\t\t},");
@@ -400,9 +673,40 @@ pub fn livepatch_c(case: &Case, li: usize, fields: &KlpFields) -> String {
     out.line("\t{ }\n};\n");
     if !lp.states.is_empty() {
         out.line("static struct klp_state klpt_states[] = {");
-        for s in &lp.states {
-            out.line(format!("\t{{ .id = {}, .version = {} }},", s.id, s.version));
+        // A revision that dropped `version` has a struct klp_state without it.
+        let versioned = caps
+            .structs
+            .get("klp_state")
+            .is_none_or(|f| f.is_empty() || f.contains("version"));
+        for (si, st) in lp.states.iter().enumerate() {
+            out.line(format!("\t{{\n\t\t.id = {},", st.id));
+            if versioned {
+                out.line(format!("\t\t.version = {},", st.version));
+            }
+            let cbs: Vec<&String> = st
+                .callbacks
+                .iter()
+                .map(|(n, _)| n)
+                .filter(|n| state_callbacks && caps.has_field("klp_state_callbacks", n))
+                .collect();
+            if !cbs.is_empty() {
+                out.line("\t\t.callbacks = {");
+                for n in cbs {
+                    out.line(format!("\t\t\t.{n} = klpt_state{si}_{n},"));
+                }
+                out.line("\t\t},");
+            }
+            for (field, v) in [
+                ("is_shadow", st.is_shadow),
+                ("block_disable", st.block_disable),
+            ] {
+                if let (Some(v), true) = (v, caps.has_field("klp_state", field)) {
+                    out.line(format!("\t\t.{field} = {v},"));
+                }
+            }
+            out.line("\t},");
         }
+
         out.line("\t{ }\n};\n");
     }
     out.line("static struct klp_patch klpt_patch = {\n\t.mod = THIS_MODULE,\n\t.objs = klpt_objs,");
@@ -465,6 +769,12 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         &t.code,
     );
     params(&mut out, &t.params);
+    let texts: Vec<&str> = [&t.code.c, &t.code.init, &t.code.exit]
+        .into_iter()
+        .flatten()
+        .map(|c| c.text.as_str())
+        .collect();
+    helpers(&mut out, &texts);
     if let Some(c) = &t.code.c {
         out.code(c);
         out.line("");
@@ -698,6 +1008,13 @@ static const struct proc_ops {n}_call_ops = {{
 mod tests {
     use super::*;
 
+    fn with(klp_fields: KlpFields) -> Caps {
+        Caps {
+            klp_fields,
+            ..Caps::default()
+        }
+    }
+
     #[test]
     fn signatures() {
         assert_eq!(
@@ -722,7 +1039,7 @@ mod tests {
         let src = "description: d\nlivepatches:\n  - name: lp\n    replace: true\n    replace_set: 7\n    replaceable: true\n    functions:\n      - name: cmdline_proc_show\n        marker: m\n      - object: tgt\n        name: f\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          return 0;\nsteps: [load: lp]\n";
         let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap();
         let stock: KlpFields = ["replace".to_string()].into();
-        let c = livepatch_c(&case, 0, &stock);
+        let c = livepatch_c(&case, 0, &with(stock));
         assert!(
             c.contains(".replace = true")
                 && !c.contains("replace_set")
@@ -731,7 +1048,7 @@ mod tests {
         assert!(c.contains("#line 14 \"c.yaml\""), "{c}");
         assert!(c.contains(".name = \"tgt\"") && c.contains(".name = NULL"));
         let v2: KlpFields = ["replace_set".to_string()].into();
-        let c = livepatch_c(&case, 0, &v2);
+        let c = livepatch_c(&case, 0, &with(v2));
         assert!(c.contains(".replace_set = 7") && !c.contains(".replace = true"));
     }
 
@@ -740,7 +1057,7 @@ mod tests {
         let src = "description: d\ntargets:\n  - name: tg\n    log: true\n    init: |\n      pr_info(\"hi\\n\");\n    functions: [{name: f}]\nlivepatches:\n  - name: lp\n    params: [{name: ret, type: int}]\n    c: |\n      static int n;\n    objects:\n      vmlinux:\n        callbacks: [pre_patch, post_unpatch]\n      tg:\n        callbacks:\n          pre_patch: {returns: ret, log: hello}\n          pre_unpatch: {body: n++;, log: false}\n      gone:\n        callbacks: {pre_patch: {fail: ENODEV}}\n    functions:\n      - {object: tg, name: f, marker: m}\nsteps: [load: lp]\n";
         let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
             .unwrap_or_else(|e| panic!("{e}"));
-        let c = livepatch_c(&case, 0, &KlpFields::new());
+        let c = livepatch_c(&case, 0, &Caps::default());
         for want in [
             "#define pr_fmt(fmt) KBUILD_MODNAME \": \" fmt",
             "static struct klp_patch klpt_patch;",
@@ -795,7 +1112,7 @@ mod tests {
             t.contains("else if (!strcmp(name, \"f\"))") && !t.contains("strcmp(name, \"busy\")"),
             "{t}"
         );
-        let c = livepatch_c(&case, 0, &KlpFields::new());
+        let c = livepatch_c(&case, 0, &Caps::default());
         for want in [
             "static int pids[8];\nstatic unsigned int pids_count;\nmodule_param_array(pids, int, &pids_count, 0644);",
             "static char *klpt_sym_1;\nmodule_param(klpt_sym_1, charp, 0444);",
@@ -808,5 +1125,66 @@ mod tests {
         ] {
             assert!(c.contains(want), "{want:?} not in\n{c}");
         }
+    }
+
+    #[test]
+    fn state_data_and_state_callbacks_where_the_kernel_has_them() {
+        let src = "description: d\nlivepatches:\n  - name: lp\n    states:\n      - id: 1\n        version: 1\n        data: {name: ll, variable: console_loglevel, set: '15'}\n      - id: 2\n        callbacks: {pre_patch: {fail: EIO}, post_unpatch: {}}\n        is_shadow: true\n    objects:\n      vmlinux: {callbacks: [post_patch]}\nsteps: [load: lp]\n";
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let classic = livepatch_c(&case, 0, &Caps::default());
+        for want in [
+            "static int allocate_ll_state(void)\n{\n\tstruct klp_state *state;\n\n\tstate = klp_get_state(&klpt_patch, 1UL);",
+            "\tpr_info(\"%s: fixing console_loglevel\\n\", __func__);\n\t*(typeof(console_loglevel) *)state->data = console_loglevel;\n\tconsole_loglevel = 15;",
+            "static int klpt_obj0_pre_patch(struct klp_object *obj)\n{\n\t{\n\t\tint ret = allocate_ll_state();",
+            "static void klpt_obj0_post_patch(struct klp_object *obj)\n{\n\tklpt_callback_info(\"post_patch_callback\", obj);\n\tfix_console_loglevel();\n}",
+            "static void klpt_obj0_post_unpatch(struct klp_object *obj)\n{\n\tfree_ll_state();\n}",
+            "\t{\n\t\t.id = 1,\n\t\t.version = 1,\n\t},",
+            "static __maybe_unused struct klp_state *klpt_prev_state(unsigned long id)",
+        ] {
+            assert!(classic.contains(want), "{want:?} not in\n{classic}");
+        }
+        assert!(
+            !classic.contains("klp_get_prev_state(1UL)")
+                && !classic.contains("klpt_state1_")
+                && !classic.contains("is_shadow"),
+            "{classic}"
+        );
+        // A kernel whose struct klp_state has per-state callbacks and no version.
+        let mut newer = Caps::default();
+        newer.structs.insert(
+            "klp_state".into(),
+            ["id", "callbacks", "is_shadow", "data"]
+                .map(String::from)
+                .into(),
+        );
+        newer.structs.insert(
+            "klp_state_callbacks".into(),
+            ["pre_patch", "post_patch", "pre_unpatch", "post_unpatch"]
+                .map(String::from)
+                .into(),
+        );
+        let c = livepatch_c(&case, 0, &newer);
+        for want in [
+            "static int klpt_state1_pre_patch(struct klp_patch *patch, struct klp_state *state)\n{\n\tpr_info(\"%s: state %lu\\n\", \"pre_patch_callback\", state->id);\n\treturn -EIO;",
+            "static void klpt_state1_post_unpatch(struct klp_patch *patch, struct klp_state *state)",
+            "\t{\n\t\t.id = 2,\n\t\t.callbacks = {\n\t\t\t.pre_patch = klpt_state1_pre_patch,\n\t\t\t.post_unpatch = klpt_state1_post_unpatch,\n\t\t},\n\t\t.is_shadow = true,\n\t},",
+        ] {
+            assert!(c.contains(want), "{want:?} not in\n{c}");
+        }
+        assert!(!c.contains(".version"), "{c}");
+    }
+
+    #[test]
+    fn shadow_helpers_where_case_code_uses_them() {
+        let src = "description: d\ntargets:\n  - name: tg\n    init: 'klpt_ptr_id(NULL);'\n  - name: plain\n    functions: [{name: f}]\nlivepatches:\n  - name: lp\n    functions:\n      - name: cmdline_proc_show\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          int *n = klpt_shadow_get_or_alloc(m, 1, sizeof(*n), GFP_KERNEL, NULL, NULL);\n          seq_printf(m, \"%d\\n\", n ? ++*n : -1);\n          return 0;\n  - name: lp2\n    functions: [{name: cmdline_proc_show, marker: m}]\nsteps: [load: lp]\n";
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let has = |c: &str| c.contains("static __maybe_unused void *klpt_shadow_get_or_alloc(");
+        assert!(has(&livepatch_c(&case, 0, &Caps::default())));
+        assert!(!has(&livepatch_c(&case, 1, &Caps::default())));
+        assert!(has(&target_c(&case, &case.doc.targets[0])));
+        assert!(!has(&target_c(&case, &case.doc.targets[1])));
+        assert!(SHADOW_HELPERS.contains("pr_info(\"klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\\n\""));
     }
 }

@@ -224,7 +224,18 @@ impl<'a> Session<'a> {
         let each = |mk: &dyn Fn() -> Vec<Requires>| mk().iter().all(|r| !self.missing(r).is_empty());
         each(&|| l.config.iter().map(|x| Requires { config: vec![x.clone()], ..Default::default() }).collect())
             && each(&|| l.kallsyms.iter().map(|x| Requires { kallsyms: vec![x.clone()], ..Default::default() }).collect())
-            && each(&|| l.klp_patch.iter().map(|x| Requires { klp_patch: vec![x.clone()], ..Default::default() }).collect())
+            && each(&|| {
+                l.structs()
+                    .iter()
+                    .flat_map(|(kind, fields)| {
+                        fields.iter().map(|f| {
+                            let mut r = Requires::default();
+                            r.add_field(kind, f);
+                            r
+                        })
+                    })
+                    .collect()
+            })
             && each(&|| l.sysfs.iter().map(|x| Requires { sysfs: vec![x.clone()], ..Default::default() }).collect())
     }
 
