@@ -343,6 +343,36 @@ impl Checker<'_> {
     }
 }
 
+/// What the steps a case has need of the kernel's config, added to
+/// `requires:` (see [`implied_requires`]).
+pub fn implied_by_steps(r: &mut Requires, steps: &[Step]) {
+    let mut config: Vec<&str> = Vec::new();
+    for s in steps {
+        match &s.action {
+            Action::Trace { .. } => config.extend(["FUNCTION_TRACER", "DYNAMIC_FTRACE"]),
+            Action::Assert(a) | Action::Wait { until: a, .. }
+                if a.files.iter().any(|(f, _)| f == super::assertion::TRACE) =>
+            {
+                config.push("FUNCTION_TRACER")
+            }
+            Action::Write { path, .. } if path == FTRACE_ENABLED => config.push("FUNCTION_TRACER"),
+            _ => {}
+        }
+    }
+    for c in config {
+        if !r
+            .config
+            .iter()
+            .any(|x| x.strip_prefix("CONFIG_").unwrap_or(x) == c)
+        {
+            r.config.push(c.to_string());
+        }
+    }
+}
+
+/// `kernel.ftrace_enabled`, which exists with the function tracer.
+pub const FTRACE_ENABLED: &str = "/proc/sys/kernel/ftrace_enabled";
+
 /// What the features a case uses need of the kernel's livepatch.h, added
 /// to `requires:` so that a kernel without them skips the case with the
 /// reason instead of failing to build it.
@@ -374,5 +404,87 @@ pub fn implied_requires(d: &mut CaseDoc) {
     }
     for (kind, field) in add {
         d.requires.add_field(kind, &field);
+    }
+    if d.targets.iter().any(|t| !t.kprobes.is_empty())
+        && !d.requires.config.iter().any(|c| c.ends_with("KPROBES"))
+    {
+        d.requires.config.push("KPROBES".into());
+    }
+}
+
+impl Checker<'_> {
+    /// `kprobes: [{symbol, post_handler}]` of a target.
+    pub fn kprobes(&mut self, p: &str, v: &Value, params: &[Param]) -> Vec<Kprobe> {
+        let out = self.each(p, v, |c, kp, kv| c.kprobe(kp, kv, params));
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, k) in out.iter().enumerate() {
+            if !seen.insert(&k.symbol) {
+                self.err(
+                    &format!("{p}[{i}].symbol"),
+                    format!("`{}` is probed twice", k.symbol),
+                    "one kprobe per symbol",
+                );
+            }
+        }
+        out
+    }
+
+    fn kprobe(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<Kprobe> {
+        let m = self.map(p, v, &["symbol", "post_handler"])?;
+        let sp = format!("{p}.symbol");
+        let symbol = self
+            .required(
+                p,
+                m,
+                "symbol",
+                "the probed function, e.g. `cmdline_proc_show`",
+            )
+            .and_then(|x| self.string(&sp, x))?;
+        if !super::is_symbol(&symbol) {
+            self.err(
+                &sp,
+                format!("`{symbol}` is not a symbol name"),
+                "letters, digits, `_`, `.`, `$`",
+            );
+        }
+        let hp = format!("{p}.post_handler");
+        let post_handler = match m.get("post_handler") {
+            None => PostHandler::Always(false),
+            Some(Value::Bool(b)) => PostHandler::Always(*b),
+            Some(Value::String(name)) => {
+                match params.iter().find(|q| &q.name == name) {
+                    Some(q) if q.ty == "bool" => {}
+                    Some(q) => self.err(
+                        &hp,
+                        format!("parameter `{name}` is a {}, not a bool", q.ty),
+                        "declare it with `type: bool`",
+                    ),
+                    None => {
+                        let names: Vec<&str> = params.iter().map(|q| q.name.as_str()).collect();
+                        self.err(
+                            &hp,
+                            format!("the module has no parameter `{name}`"),
+                            format!(
+                                "`true`, `false`, or a bool parameter of the module{}",
+                                suggest(name, &names)
+                            ),
+                        );
+                    }
+                }
+                PostHandler::Param(name.clone())
+            }
+            Some(other) => {
+                let msg = format!(
+                    "`post_handler` must be true, false or a bool parameter's name, not {}",
+                    describe(other)
+                );
+                self.err(&hp, msg, "e.g. `post_handler: has_post_handler`");
+                return None;
+            }
+        };
+        Some(Kprobe {
+            symbol,
+            post_handler,
+        })
     }
 }

@@ -663,3 +663,160 @@ fn struct_fields_are_capabilities() {
         &["unknown key `klp_stat`", "did you mean `klp_state`"],
     );
 }
+
+/// Tracing steps, the `traced:` assertion, `sysctl:` and kprobes.
+const TRACING: &str = r#"description: tracing
+targets:
+  - name: kp
+    params: [{name: post, type: bool}, {name: n, type: int}]
+    kprobes:
+      - {symbol: cmdline_proc_show, post_handler: post}
+      - {symbol: meminfo_proc_show, post_handler: true}
+      - {symbol: version_proc_show}
+livepatches:
+  - name: lp
+    functions:
+      - {name: cmdline_proc_show, new_name: livepatch_cmdline_proc_show, marker: m}
+steps:
+  - sysctl: {name: kernel.ftrace_enabled, value: 0}
+  - sysctl: {name: kernel.ftrace_enabled, value: 1, refused: EBUSY}
+  - load: kp
+  - trace: {function: livepatch_cmdline_proc_show}
+  - wait:
+      traced: [livepatch_cmdline_proc_show]
+  - trace: off
+  - unload: kp
+"#;
+
+#[test]
+fn tracing_steps_parse_and_imply_config() {
+    let c = case(TRACING);
+    assert!(
+        matches!(&c.steps[0].action, Action::Write { path, value, refused: None } if path == "/proc/sys/kernel/ftrace_enabled" && value == "0")
+    );
+    assert!(
+        matches!(&c.steps[1].action, Action::Write { refused: Some(r), .. } if r == &["EBUSY"])
+    );
+    assert!(
+        matches!(&c.steps[3].action, Action::Trace { function: Some(f) } if f == "livepatch_cmdline_proc_show")
+    );
+    assert!(matches!(
+        &c.steps[5].action,
+        Action::Trace { function: None }
+    ));
+    let Action::Wait { until, .. } = &c.steps[4].action else {
+        panic!()
+    };
+    let (path, m) = &until.files[0];
+    assert_eq!(path, "/sys/kernel/tracing/trace");
+    let re = m.matches.as_ref().unwrap();
+    assert!(re.is_match("cat-1 [000] ..... 1.0: livepatch_cmdline_proc_show <-seq_read_iter\n"));
+    assert!(!re.is_match("cat-1 [000] ..... 1.0: livepatch_cmdline_proc_show_x <-seq_read_iter\n"));
+    let k = &c.doc.targets[0].kprobes;
+    assert_eq!(k[0].post_handler, PostHandler::Param("post".into()));
+    assert_eq!(
+        (k[1].post_handler.clone(), k[2].post_handler.clone()),
+        (PostHandler::Always(true), PostHandler::Always(false))
+    );
+    for want in ["FUNCTION_TRACER", "DYNAMIC_FTRACE", "KPROBES"] {
+        assert!(
+            c.doc.requires.config.iter().any(|x| x == want),
+            "{want}: {:?}",
+            c.doc.requires.config
+        );
+    }
+}
+
+#[test]
+fn tracing_steps_are_checked() {
+    rejects(
+        TRACING,
+        "  - trace: off",
+        "  - trace: on",
+        &["`trace` takes `off` or `{function: NAME}`"],
+    );
+    rejects(
+        TRACING,
+        "{function: livepatch_cmdline_proc_show}",
+        "{function: 'a b'}",
+        &["`a b` is not a function name"],
+    );
+    rejects(
+        TRACING,
+        "{function: livepatch_cmdline_proc_show}",
+        "{func: x}",
+        &["unknown key `func`", "missing `function:`"],
+    );
+    rejects(
+        TRACING,
+        "traced: [livepatch_cmdline_proc_show]",
+        "traced: ['x y']",
+        &["`x y` is not a function name"],
+    );
+    rejects(
+        TRACING,
+        "traced: [livepatch_cmdline_proc_show]",
+        "traced: []",
+        &["the list is empty"],
+    );
+    rejects(
+        TRACING,
+        "name: kernel.ftrace_enabled, value: 0}",
+        "name: ftrace_enabled, value: 0}",
+        &["`ftrace_enabled` is not a sysctl name"],
+    );
+    rejects(
+        TRACING,
+        "name: kernel.ftrace_enabled, value: 0}",
+        "name: kernel/ftrace_enabled, value: 0}",
+        &["is not a sysctl name"],
+    );
+    rejects(
+        TRACING,
+        "name: kernel.ftrace_enabled, value: 0}",
+        "name: kernel.ftrace_enabled}",
+        &["missing `value:`"],
+    );
+    rejects(
+        TRACING,
+        "value: 1, refused: EBUSY}",
+        "value: 1, refused: EBUSSY}",
+        &["unknown errno `EBUSSY`"],
+    );
+    rejects(
+        TRACING,
+        "post_handler: post}",
+        "post_handler: n}",
+        &["parameter `n` is a int, not a bool"],
+    );
+    rejects(
+        TRACING,
+        "post_handler: post}",
+        "post_handler: pots}",
+        &["no parameter `pots`", "did you mean `post`"],
+    );
+    rejects(
+        TRACING,
+        "post_handler: true}",
+        "post_handler: 1}",
+        &["`post_handler` must be true, false or a bool parameter's name"],
+    );
+    rejects(
+        TRACING,
+        "{symbol: version_proc_show}",
+        "{symbol: cmdline_proc_show}",
+        &["`cmdline_proc_show` is probed twice"],
+    );
+    rejects(
+        TRACING,
+        "{symbol: version_proc_show}",
+        "{symbol: 'x;y'}",
+        &["`x;y` is not a symbol name"],
+    );
+    rejects(
+        TRACING,
+        "{symbol: version_proc_show}",
+        "{post_handler: true}",
+        &["missing `symbol:`"],
+    );
+}

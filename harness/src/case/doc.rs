@@ -196,14 +196,14 @@ impl Checker<'_> {
     }
 
     fn target(&mut self, p: &str, v: &Value) -> Option<Target> {
-        let keys: Vec<&str> = ["name", "params", "functions", "log"]
+        let keys: Vec<&str> = ["name", "params", "functions", "log", "kprobes"]
             .iter()
             .chain(super::code::CODE_KEYS)
             .copied()
             .collect();
         let m = self.map(p, v, &keys)?;
         let (name, fs) = self.module_parts(p, m);
-        if !["functions", "c", "init", "exit", "log"]
+        if !["functions", "c", "init", "exit", "log", "kprobes"]
             .iter()
             .any(|k| m.contains_key(*k))
         {
@@ -247,10 +247,15 @@ impl Checker<'_> {
                 }
             }
         }
+        let kprobes = match m.get("kprobes") {
+            Some(k) => self.kprobes(&format!("{p}.kprobes"), k, &params),
+            None => Vec::new(),
+        };
         Some(Target {
             params,
             functions,
             log,
+            kprobes,
             code: self.module_code(p, m),
             name: name?,
         })
@@ -686,11 +691,7 @@ impl Checker<'_> {
             }
         }
         for (i, s) in r.kallsyms.iter().enumerate() {
-            if s.is_empty()
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b))
-            {
+            if !super::is_symbol(s) {
                 let hint = "a symbol name: letters, digits, `_`, `.`, `$`";
                 self.err(
                     &format!("{p}.kallsyms[{i}]"),

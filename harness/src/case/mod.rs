@@ -22,7 +22,7 @@ mod value;
 
 pub use code::{OBJECT_CALLBACKS, STATE_CALLBACKS_RETURNING};
 pub use error::{CaseError, CaseErrors};
-pub use load::{is_c_ident, load, parse, scalar};
+pub use load::{is_c_ident, is_symbol, load, parse, scalar};
 pub use model::*;
 pub use read::discover;
 pub use steps::groups;

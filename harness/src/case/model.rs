@@ -249,6 +249,21 @@ pub struct TargetFunc {
     pub work: Option<Work>,
 }
 
+/// A kprobe a target module registers.
+#[derive(Debug, Clone)]
+pub struct Kprobe {
+    pub symbol: String,
+    /// Whether it has a post handler (which makes an ftrace-based kprobe
+    /// IPMODIFY, exclusive with a livepatch): fixed, or a bool parameter.
+    pub post_handler: PostHandler,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostHandler {
+    Always(bool),
+    Param(String),
+}
+
 /// A work function's behaviour, that of `test_klp_callbacks_busy.c`: it logs
 /// `<fn> enter`, stays inside while the `block` parameter is true, logs
 /// `<fn> exit`. Module init waits until it entered (and, unblocked, until it
@@ -267,6 +282,8 @@ pub struct Target {
     /// Module init and exit log `<module>_init` / `<module>_exit`, as the
     /// selftests' target modules do.
     pub log: bool,
+    /// Kprobes registered at init and unregistered at exit (test_klp_kprobe.c).
+    pub kprobes: Vec<Kprobe>,
     pub code: ModuleCode,
 }
 
@@ -391,6 +408,11 @@ pub enum Action {
     /// Kills the processes of a spawned group and waits until they are gone.
     Kill {
         name: String,
+    },
+    /// Stops and clears the function tracer, then (with a function) traces
+    /// that function, as functions.sh's trace_function()/cleanup_tracing().
+    Trace {
+        function: Option<String>,
     },
     /// The worker parked in `module`'s parking function `parked` calls
     /// `module`'s function `function` and records what it printed.

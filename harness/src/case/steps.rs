@@ -8,7 +8,7 @@ use serde_norway::{Mapping, Value};
 
 const KINDS: &[&str] = &[
     "load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell",
-    "call", "spawn", "kill",
+    "call", "spawn", "kill", "trace", "sysctl",
 ];
 /// Programs klpt builds for the guest and `spawn:` can start.
 pub const PROGRAMS: &[&str] = &["getpid"];
@@ -177,6 +177,8 @@ impl Checker<'_> {
             "shell" => self.shell(p, v)?,
             "call" => self.call(d, p, v)?,
             "spawn" => self.spawn(p, v)?,
+            "trace" => self.trace(p, v)?,
+            "sysctl" => self.sysctl(p, v)?,
             "kill" => Action::Kill {
                 name: self.group_name(p, v)?,
             },
@@ -516,6 +518,74 @@ impl Checker<'_> {
             program,
             command,
             count: count? as u32,
+        })
+    }
+
+    /// `trace: {function: NAME}` or `trace: off`.
+    fn trace(&mut self, p: &str, v: &Value) -> Option<Action> {
+        if v.as_str() == Some("off") {
+            return Some(Action::Trace { function: None });
+        }
+        if !v.is_mapping() {
+            let msg = format!(
+                "`trace` takes `off` or `{{function: NAME}}`, not {}",
+                super::value::describe(v)
+            );
+            self.err(
+                p,
+                msg,
+                "e.g. `trace: {function: cmdline_proc_show}`, later `trace: off`",
+            );
+            return None;
+        }
+        let m = self.map(p, v, &["function"])?;
+        let fp = format!("{p}.function");
+        let f = self
+            .required(p, m, "function", "the function to trace")
+            .and_then(|x| self.string(&fp, x))?;
+        if !super::is_symbol(&f) {
+            self.err(
+                &fp,
+                format!("`{f}` is not a function name"),
+                "a symbol name: letters, digits, `_`, `.`",
+            );
+        }
+        Some(Action::Trace { function: Some(f) })
+    }
+
+    /// `sysctl: {name: kernel.ftrace_enabled, value: 0, refused: EBUSY}`:
+    /// a write to /proc/sys/kernel/ftrace_enabled.
+    fn sysctl(&mut self, p: &str, v: &Value) -> Option<Action> {
+        let m = self.map(p, v, &["name", "value", "refused"])?;
+        let np = format!("{p}.name");
+        let name = self
+            .required(p, m, "name", "e.g. `kernel.ftrace_enabled`")
+            .and_then(|x| self.string(&np, x))?;
+        let ok = name.split('.').count() >= 2
+            && name.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+            });
+        if !ok {
+            self.err(
+                &np,
+                format!("`{name}` is not a sysctl name"),
+                "dotted lower-case words, e.g. `kernel.ftrace_enabled`",
+            );
+        }
+        let vp = format!("{p}.value");
+        let value = match self.required(p, m, "value", "what to set")? {
+            n @ Value::Number(_) => self
+                .integer(&vp, n, i64::MIN.into()..=u64::MAX.into())
+                .map(|n| n.to_string()),
+            x => self.text(&vp, x),
+        };
+        let refused = self.refused(p, Some(m));
+        Some(Action::Write {
+            path: format!("/proc/sys/{}", name.replace('.', "/")),
+            value: value?,
+            refused,
         })
     }
 

@@ -3,7 +3,9 @@
 //! in it at the case file's lines, and errors in generated code at the
 //! generated file's own lines.
 
-use crate::case::{Callback, Case, Code, Livepatch, Log, ModuleCode, Param, StateData, Target};
+use crate::case::{
+    Callback, Case, Code, Livepatch, Log, ModuleCode, Param, PostHandler, StateData, Target,
+};
 use crate::kernel::caps::Caps;
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -540,6 +542,59 @@ static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len,
     );
 }
 
+/// A target's kprobes, as test_klp_kprobe.c's: on `symbol`, with a post
+/// handler that does nothing (it is what makes an ftrace-based kprobe
+/// IPMODIFY) when asked for; a pre handler counts hits, which
+/// `/proc/<module>/kprobe.<symbol>` shows.
+fn kprobes(out: &mut Out, t: &Target) {
+    if t.kprobes.is_empty() {
+        return;
+    }
+    out.line("#include <linux/kprobes.h>\n");
+    for (i, k) in t.kprobes.iter().enumerate() {
+        let _ = writeln!(
+            out.s,
+            r#"static unsigned long klpt_kp{i}_hits;
+
+static int klpt_kp{i}_pre(struct kprobe *p, struct pt_regs *regs)
+{{
+	WRITE_ONCE(klpt_kp{i}_hits, READ_ONCE(klpt_kp{i}_hits) + 1);
+	return 0;
+}}
+
+static void __kprobes __maybe_unused klpt_kp{i}_post(struct kprobe *p, struct pt_regs *regs,
+		unsigned long flags)
+{{
+}}
+
+static struct kprobe klpt_kp{i} = {{
+	.symbol_name = {},
+	.pre_handler = klpt_kp{i}_pre,
+}};
+
+static int klpt_kp{i}_show(struct seq_file *m, void *v)
+{{
+	seq_printf(m, "%lu\n", READ_ONCE(klpt_kp{i}_hits));
+	return 0;
+}}
+
+static int klpt_kp{i}_open(struct inode *inode, struct file *file)
+{{
+	return single_open(file, klpt_kp{i}_show, NULL);
+}}
+
+static const struct proc_ops klpt_kp{i}_ops = {{
+	.proc_open = klpt_kp{i}_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+}};
+"#,
+            c_str(&k.symbol)
+        );
+    }
+}
+
 /// The livepatch module `li` of `case`, for a kernel with `caps` (the
 /// optional fields of livepatch.h's structs are emitted where it has them).
 pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
@@ -779,9 +834,11 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         out.code(c);
         out.line("");
     }
-    if !t.functions.is_empty() {
+    let proc = !t.functions.is_empty() || !t.kprobes.is_empty();
+    if proc {
         out.line("static struct proc_dir_entry *klpt_dir;\n");
     }
+    kprobes(&mut out, t);
     // Plain functions first: a parking function's worker may call them.
     let plain = |f: &&crate::case::TargetFunc| !f.park && f.work.is_none();
     let mut ordered: Vec<&crate::case::TargetFunc> = t.functions.iter().filter(plain).collect();
@@ -936,7 +993,7 @@ static const struct proc_ops {n}_call_ops = {{
     if let Some(c) = &t.code.init {
         out.block(c);
     }
-    if !t.functions.is_empty() {
+    if proc {
         out.line(format!(
             "\tklpt_dir = proc_mkdir({}, NULL);\n\tif (!klpt_dir)\n\t\treturn -ENOMEM;",
             c_str(&t.name)
@@ -956,6 +1013,29 @@ static const struct proc_ops {n}_call_ops = {{
             ));
         }
     }
+    for (i, k) in t.kprobes.iter().enumerate() {
+        out.line(format!(
+            "\tproc_create({}, 0444, klpt_dir, &klpt_kp{i}_ops);",
+            c_str(&format!("kprobe.{}", k.symbol))
+        ));
+        match &k.post_handler {
+            PostHandler::Always(false) => {}
+            PostHandler::Always(true) => {
+                out.line(format!("\tklpt_kp{i}.post_handler = klpt_kp{i}_post;"))
+            }
+            PostHandler::Param(p) => out.line(format!(
+                "\tif ({p})\n\t\tklpt_kp{i}.post_handler = klpt_kp{i}_post;"
+            )),
+        }
+        // Earlier kprobes are unregistered if a later one fails.
+        let undo: String = (0..i)
+            .rev()
+            .map(|j| format!("\t\t\tunregister_kprobe(&klpt_kp{j});\n"))
+            .collect();
+        out.line(format!(
+            "\t{{\n\t\tint ret = register_kprobe(&klpt_kp{i});\n\n\t\tif (ret) {{\n{undo}\t\t\tproc_remove(klpt_dir);\n\t\t\treturn ret;\n\t\t}}\n\t}}"
+        ));
+    }
     for f in &t.functions {
         let Some(w) = &f.work else { continue };
         // As the selftests' busy module: wait until the function runs, and
@@ -974,7 +1054,10 @@ static const struct proc_ops {n}_call_ops = {{
     }
     out.line("\treturn 0;\n}\n");
     out.line(format!("static void __exit {}_exit(void)\n{{", t.name));
-    if !t.functions.is_empty() {
+    for i in (0..t.kprobes.len()).rev() {
+        out.line(format!("\tunregister_kprobe(&klpt_kp{i});"));
+    }
+    if proc {
         out.line("\tproc_remove(klpt_dir);");
     }
     for f in t.functions.iter().filter(|f| f.park) {
@@ -1186,5 +1269,22 @@ mod tests {
         assert!(has(&target_c(&case, &case.doc.targets[0])));
         assert!(!has(&target_c(&case, &case.doc.targets[1])));
         assert!(SHADOW_HELPERS.contains("pr_info(\"klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\\n\""));
+    }
+
+    #[test]
+    fn kprobes_of_a_target() {
+        let src = "description: d\ntargets:\n  - name: kp\n    params: [{name: post, type: bool}]\n    kprobes:\n      - {symbol: cmdline_proc_show, post_handler: post}\n      - {symbol: meminfo_proc_show, post_handler: true}\nsteps: [load: kp]\n";
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = target_c(&case, &case.doc.targets[0]);
+        for want in [
+            "#include <linux/kprobes.h>",
+            "static struct kprobe klpt_kp0 = {\n\t.symbol_name = \"cmdline_proc_show\",\n\t.pre_handler = klpt_kp0_pre,\n};",
+            "\tproc_create(\"kprobe.cmdline_proc_show\", 0444, klpt_dir, &klpt_kp0_ops);\n\tif (post)\n\t\tklpt_kp0.post_handler = klpt_kp0_post;",
+            "\tklpt_kp1.post_handler = klpt_kp1_post;\n\t{\n\t\tint ret = register_kprobe(&klpt_kp1);\n\n\t\tif (ret) {\n\t\t\tunregister_kprobe(&klpt_kp0);\n\t\t\tproc_remove(klpt_dir);\n\t\t\treturn ret;",
+            "\tunregister_kprobe(&klpt_kp1);\n\tunregister_kprobe(&klpt_kp0);\n\tproc_remove(klpt_dir);",
+        ] {
+            assert!(t.contains(want), "{want:?} not in\n{t}");
+        }
     }
 }

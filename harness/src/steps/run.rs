@@ -382,6 +382,21 @@ impl<'a> Session<'a> {
                 }
                 Ok(())
             }
+            Action::Trace { function } => {
+                // functions.sh's cleanup_tracing(), then trace_function()
+                // with the filter set before the tracer, so that the tracer
+                // never traces every function (slow under emulation).
+                let mut script = String::from(
+                    "T=/sys/kernel/tracing; [ -e $T/trace ] || T=/sys/kernel/debug/tracing; \
+                     echo 0 > $T/tracing_on && echo > $T/set_ftrace_filter && echo nop > $T/current_tracer && echo > $T/trace",
+                );
+                if let Some(f) = function {
+                    script.push_str(&format!(" && echo {} > $T/set_ftrace_filter && echo function > $T/current_tracer && echo 1 > $T/tracing_on", sh_quote(f)));
+                }
+                let out = self.sh(&script)?;
+                let what = function.as_ref().map_or("stop tracing".to_string(), |f| format!("trace {f}"));
+                expect_outcome(&what, &out, None)
+            }
             Action::Shell { command, status } => {
                 let out = self.sh(command)?;
                 if out.status != *status {
