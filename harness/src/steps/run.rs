@@ -614,7 +614,8 @@ impl<'a> Session<'a> {
         let nonce = script::nonce();
         let sync = self.next_sync(&nonce);
         let snapshot = assert::snapshot_script_with(until, true);
-        let cmd = script::wait_script(&nonce, what, end_cs, &snapshot, until.dmesg.is_some(), POLL, &sync, &script::Paths::default());
+        let rounds = script::Rounds { snapshot: &snapshot, dmesg: until.dmesg.is_some(), poll: POLL };
+        let cmd = script::wait_script(&nonce, what, end_cs, &rounds, &sync, &script::Paths::default());
         let mut snap = String::new();
         let mut last: Option<Verdict> = None;
         let mut ran = self.run_composed(&nonce, &cmd, true, &mut |s, sec| match sec.name.as_str() {
