@@ -40,10 +40,15 @@ pub struct Options {
 
 impl Target {
     pub fn prepare(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice) -> Result<Target> {
+        Self::prepare_with(arch, kernel_spec, accel, crate::image::build)
+    }
+
+    /// [`Target::prepare`] with another guest image, made by `image` for the kernel.
+    pub fn prepare_with(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice, image: impl FnOnce(&Kernel) -> Result<PathBuf>) -> Result<Target> {
         crate::host::ensure(&[arch])?;
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
-        let initrd = crate::image::build(&kernel)?;
+        let initrd = image(&kernel)?;
         let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
@@ -102,10 +107,15 @@ pub struct Booted {
 /// How long a guest whose connection broke gets to exit and drain its
 /// console before klpt decides what happened (a panicking guest exits
 /// well within it; `panic=-1` reboots and QEMU's `-no-reboot` exits).
-const SETTLE: Duration = Duration::from_secs(5);
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Booted> {
-    let vm = Vm::boot(t.vm_config(case.doc.smp, &dir.join("console.log")))?;
+    boot_smp(t, case.doc.smp, dir, opts)
+}
+
+/// A logged-in guest with `smp` vCPUs, its console in `dir/console.log`.
+pub fn boot_smp(t: &Target, smp: u32, dir: &Path, opts: &Options) -> Result<Booted> {
+    let vm = Vm::boot(t.vm_config(smp, &dir.join("console.log")))?;
     vm.wait_ready(opts.boot_timeout)?;
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| {
         let fate = vm.settle(SETTLE);

@@ -28,6 +28,35 @@ pub fn ssh_command(port: u16) -> String {
     format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
 }
 
+/// Output of a streamed command as it arrives ([`Guest::exec_stream`]).
+pub enum Chunk<'a> {
+    Stdout(&'a str),
+    Stderr(&'a str),
+    /// Nothing arrived within the poll interval.
+    Idle,
+}
+
+/// Bytes to text across chunk boundaries: a UTF-8 sequence split between
+/// two reads is decoded once whole.
+#[derive(Default)]
+struct Utf8Carry(Vec<u8>);
+
+impl Utf8Carry {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.0.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.0) {
+            Ok(_) => self.0.len(),
+            // An incomplete sequence at the end waits for the next read.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.0.len(),
+        };
+        let rest = self.0.split_off(valid);
+        let text = String::from_utf8_lossy(&self.0).into_owned();
+        self.0 = rest;
+        text
+    }
+}
+
 pub struct Output {
     pub status: i32,
     pub stdout: String,
@@ -106,6 +135,58 @@ impl Guest {
         ch.wait_close().map_err(|e| err(e.into()))?;
         let status = ch.exit_status().map_err(|e| err(e.into()))?;
         Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+    }
+
+    /// Runs `cmd`, handing its stdout and stderr to `on` as they arrive, and
+    /// [`Chunk::Idle`] after every `poll` without output, so the caller can
+    /// watch the guest and its own deadlines. `on` returning
+    /// `ControlFlow::Break` abandons the command. `Ok(Some(status))` when it
+    /// exited, `Ok(None)` when abandoned; an error means the transport broke.
+    pub fn exec_stream(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
+        let err = |e: std::io::Error| Error::Ssh(format!("streaming `{}`: {e}", cmd.lines().next().unwrap_or("")));
+        self.sess.set_timeout(60_000);
+        let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
+        ch.exec(cmd).map_err(|e| err(e.into()))?;
+        ch.send_eof().map_err(|e| err(e.into()))?;
+        self.sess.set_blocking(false);
+        let streamed = (|| -> Result<bool> {
+            let mut buf = vec![0u8; 16384];
+            let (mut out, mut errs) = (Utf8Carry::default(), Utf8Carry::default());
+            loop {
+                let mut got = false;
+                for id in [0, 1] {
+                    match ch.stream(id).read(&mut buf) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            got = true;
+                            let text = if id == 0 { out.push(&buf[..n]) } else { errs.push(&buf[..n]) };
+                            let c = if id == 0 { Chunk::Stdout(&text) } else { Chunk::Stderr(&text) };
+                            if on(c).is_break() {
+                                return Ok(false);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+                if got {
+                    continue;
+                }
+                if ch.eof() {
+                    return Ok(true);
+                }
+                if on(Chunk::Idle).is_break() {
+                    return Ok(false);
+                }
+                std::thread::sleep(poll);
+            }
+        })();
+        self.sess.set_blocking(true);
+        if !streamed? {
+            return Ok(None);
+        }
+        ch.wait_close().map_err(|e| err(e.into()))?;
+        Ok(Some(ch.exit_status().map_err(|e| err(e.into()))?))
     }
 
     /// Copies a file into the guest.
