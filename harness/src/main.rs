@@ -334,8 +334,10 @@ fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: 
     // Debian's kernels come without their tree: default to the one klpt builds.
     let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
     let mut args = libtest_args(&filters, t);
-    // The drivers run the scripts; one trial thread reports them in order.
-    args.test_threads = Some(args.test_threads.unwrap_or(1));
+    // The drivers run the scripts (one guest per target at a time); trial
+    // threads only wait for their scenario. Two or more make libtest print
+    // each result as one line, not around the drivers' progress lines.
+    args.test_threads = Some(args.test_threads.unwrap_or(2));
     let artifacts = if args.list { artifacts } else { runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())? };
     let mut suites = Vec::new();
     for a in &arches {

@@ -108,7 +108,13 @@ fn gcc(arch: Arch) -> String {
 /// Builds (or takes from the cache) the selftests of `k`'s tree.
 pub fn build(k: &Kernel) -> Result<Built> {
     let tree = source_tree(k)?;
-    let suite = tree.join(SUITE);
+    build_suite(k, &tree.join(SUITE), &tree)
+}
+
+/// Builds the suite in `suite` (a directory laid out as the tree's
+/// `tools/testing/selftests/livepatch`, from `tree`) against `k`.
+pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
+    let (suite, tree) = (suite.to_path_buf(), tree.to_path_buf());
     let modules_src = suite.join("test_modules");
     if !modules_src.join("Makefile").is_file() {
         return Err(Error::Other(format!(

@@ -244,7 +244,8 @@ impl<'a> Parser<'a> {
 
     /// Why the script stopped: its `ERROR:` line(s), else its last stderr lines.
     fn error_text(&self) -> String {
-        let errors: Vec<&str> = self.stderr_lines().filter(|l| l.starts_with("ERROR: ")).collect();
+        // die's own words, and a tool the guest lacks (bash names it).
+        let errors: Vec<&str> = self.stderr_lines().filter(|l| l.starts_with("ERROR: ") || l.ends_with("command not found")).collect();
         let lines: Vec<&str> = if errors.is_empty() { self.stderr_lines().collect() } else { errors };
         let tail = &lines[lines.len().saturating_sub(8)..];
         if tail.is_empty() { "(nothing on stderr)".into() } else { tail.join("\n") }
@@ -271,7 +272,8 @@ impl<'a> Parser<'a> {
                 (Some(Verdict::NotOk { .. }), _) => {}
                 (_, 4) => r.verdict = Some(Verdict::Skipped(skip.clone().unwrap_or_default())),
                 (Some(Verdict::Ok), _) => {
-                    r.verdict = Some(Verdict::Died { exit: status, error: format!("after this scenario's check the script exited {status}:\n{err}") });
+                    r.notes.push(format!("its check printed `ok`; the script exited {status} after it"));
+                    r.verdict = Some(Verdict::Died { exit: status, error: err.clone() });
                 }
                 (_, _) => {
                     let error = if status == 0 { "the script exited 0 without a verdict for this scenario".to_string() } else { err.clone() };
@@ -283,13 +285,12 @@ impl<'a> Parser<'a> {
             }
         } else if status != 0 && status != 4 && self.next < self.script.scenarios.len() {
             // Died before its first (next) scenario started: that scenario's.
-            let error = format!("the script stopped before this scenario started:\n{err}");
             let pos = self.next;
             self.next += 1;
             self.failed = Some(pos);
             let idx = self.script.scenarios[pos].index;
-            let title = self.script.scenarios[pos].title.clone();
-            self.decide(Decided { index: idx, verdict: Verdict::Died { exit: status, error }, secs: None, notes: vec![title] });
+            let notes = vec![self.script.scenarios[pos].title.clone(), "the script stopped before this scenario's TEST line".into()];
+            self.decide(Decided { index: idx, verdict: Verdict::Died { exit: status, error: err }, secs: None, notes });
         }
         self.close_running(t);
         for p in self.next..self.script.scenarios.len() {

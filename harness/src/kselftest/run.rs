@@ -298,7 +298,8 @@ impl Suite {
     /// lost guest.
     fn run_script(&self, si: usize, guest: &mut Option<Booted>, retry: Option<String>) {
         let script = &self.built.scripts[si];
-        let label = format!("kselftest {}/{}: {} ({} scenarios)", self.target.arch.name, self.target.kernel.id, script.file, script.scenarios.len());
+        let n = script.scenarios.len();
+        let label = format!("kselftest {}/{}: {} ({n} scenario{})", self.target.arch.name, self.target.kernel.id, script.file, if n == 1 { "" } else { "s" });
         if guest.is_none() {
             match self.boot() {
                 Ok(b) => *guest = Some(b),
@@ -408,7 +409,9 @@ impl Suite {
             }
             let secs = self.scenario_timeout.as_secs();
             // A guest that still answers has a stuck script; one that does not, a hung kernel.
-            return match b.guest.exec("true", Duration::from_secs(20)) {
+            // Each blocking SSH call waits up to the timeout: a short one
+            // bounds the probe of a dead guest to seconds.
+            return match b.guest.exec("true", Duration::from_secs(5)) {
                 Ok(_) => Interruption {
                     cause: Cause::StepTimeout,
                     message: format!("no verdict within {secs}s ({} is stuck; the guest still answers)\nconsole tail:\n{}\nconsole: {console}", script.file, tail(15)),
@@ -478,9 +481,18 @@ pub fn trials(suites: &[Arc<Suite>], outcomes: runner::Outcomes, args: &libtest_
 
 /// Prepares a target whose guest carries the selftests of `kernel`'s tree.
 pub fn prepare(arch: crate::vm::Arch, kernel: Option<&str>, accel: runner::AccelChoice) -> Result<(Target, Built)> {
+    prepare_suite(arch, kernel, accel, None)
+}
+
+/// [`prepare`] with the suite in `suite` (laid out as the tree's
+/// `tools/testing/selftests/livepatch`) instead of the kernel tree's own.
+pub fn prepare_suite(arch: crate::vm::Arch, kernel: Option<&str>, accel: runner::AccelChoice, suite: Option<&std::path::Path>) -> Result<(Target, Built)> {
     let mut built = None;
     let t = Target::prepare_with(arch, kernel, accel, |k| {
-        let b = super::build::build(k)?;
+        let b = match suite {
+            Some(s) => super::build::build_suite(k, s, s)?,
+            None => super::build::build(k)?,
+        };
         let files = b.image_files()?;
         built = Some(b);
         crate::image::build_recipe(k, "selftests.yaml", &files)

@@ -181,10 +181,14 @@ impl Guest {
                 std::thread::sleep(poll);
             }
         })();
-        self.sess.set_blocking(true);
-        if !streamed? {
-            return Ok(None);
+        if !matches!(streamed, Ok(true)) {
+            // Freeing an open channel in blocking mode waits for the guest's
+            // close, which a dead guest never sends: free it non-blocking.
+            drop(ch);
+            self.sess.set_blocking(true);
+            return streamed.map(|_| None);
         }
+        self.sess.set_blocking(true);
         ch.wait_close().map_err(|e| err(e.into()))?;
         Ok(Some(ch.exit_status().map_err(|e| err(e.into()))?))
     }
@@ -196,5 +200,20 @@ impl Guest {
             return Err(Error::Ssh(format!("copy to {path}: {}", out.stderr.trim())));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Carry;
+
+    #[test]
+    fn a_character_split_across_reads_is_decoded_whole() {
+        let mut c = Utf8Carry::default();
+        let bytes = "a…b".as_bytes();
+        assert_eq!(c.push(&bytes[..2]), "a");
+        assert_eq!(c.push(&bytes[2..3]), "");
+        assert_eq!(c.push(&bytes[3..]), "…b");
+        assert_eq!(c.push(b"\xff!"), "\u{fffd}!");
     }
 }
