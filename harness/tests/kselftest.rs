@@ -139,8 +139,15 @@ fn made_up() -> Result<(), Failed> {
     expect(&all, "kselftest/test-after-oops/01", "pass", &[])?;
     expect(&all, "kselftest/test-hang/01", "fail:kernel crash", &["the kernel hung: no verdict within 20s"])?;
     expect(&all, "kselftest/test-after-hang/01", "pass", &[])?;
-    if suite.boots() != 3 {
-        return Err(format!("expected 3 guests (first, after the oops, after the hang), booted {}", suite.boots()).into());
+    expect(&all, "kselftest/test-lost/01", "pass", &[])?;
+    expect(&all, "kselftest/test-lost/02", "fail:guest lost", &["the connection to the guest broke", "retried once in a fresh guest; the first attempt failed with:\nguest lost: "])?;
+    expect(&all, "kselftest/test-after-lost/01", "pass", &[])?;
+    if find(&all, "kselftest/test-lost/02")?.retries != 1 {
+        return Err("test-lost/02 does not count its retry".into());
+    }
+    // The first guest; after the oops; after the hang; the rerun after the loss; after the second loss.
+    if suite.boots() != 5 {
+        return Err(format!("expected 5 guests, booted {}", suite.boots()).into());
     }
     // Cause names stay what the README promises.
     assert_eq!(Cause::KernelCrash.as_str(), "kernel crash");

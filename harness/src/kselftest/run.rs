@@ -440,7 +440,12 @@ impl Suite {
             (None, Some(x)) => Interruption { cause: Cause::GuestLost, message: format!("QEMU exited ({x}) with no crash on the console\nconsole tail:\n{}\nconsole: {console}", tail(12)) },
             (None, None) => Interruption {
                 cause: Cause::GuestLost,
-                message: format!("the connection to the guest broke; QEMU is still running and the console shows no crash ({why})\nconsole: {console}"),
+                // `broken: SSH: `<command>`: <error>`: the error is what matters.
+                message: format!(
+                    "the connection to the guest broke while {} ran; QEMU is still running and the console shows no crash (SSH: {})\nconsole: {console}",
+                    script.file,
+                    why.rsplit("`: ").next().unwrap_or(why)
+                ),
             },
         }
     }

@@ -57,6 +57,15 @@ impl Utf8Carry {
     }
 }
 
+/// A command's first line, cut at 60 characters, for messages.
+fn shown(cmd: &str) -> String {
+    let first = cmd.lines().next().unwrap_or("");
+    match first.char_indices().nth(60) {
+        Some((i, _)) => format!("{}…", &first[..i]),
+        None => first.to_string(),
+    }
+}
+
 pub struct Output {
     pub status: i32,
     pub stdout: String,
@@ -110,11 +119,7 @@ impl Guest {
     pub fn exec_with_input(&self, cmd: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output> {
         // libssh2 takes milliseconds in a c_uint, and 0 means "no timeout".
         self.sess.set_timeout(timeout.as_millis().clamp(1, u32::MAX as u128) as u32);
-        let first = cmd.lines().next().unwrap_or("");
-        let shown = match first.char_indices().nth(60) {
-            Some((i, _)) => format!("{}…", &first[..i]),
-            None => first.to_string(),
-        };
+        let shown = shown(cmd);
         let err = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::TimedOut {
                 Error::SshTimeout(format!("`{shown}` did not finish within {:.0}s", timeout.as_secs_f64()))
@@ -143,7 +148,8 @@ impl Guest {
     /// `ControlFlow::Break` abandons the command. `Ok(Some(status))` when it
     /// exited, `Ok(None)` when abandoned; an error means the transport broke.
     pub fn exec_stream(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
-        let err = |e: std::io::Error| Error::Ssh(format!("streaming `{}`: {e}", cmd.lines().next().unwrap_or("")));
+        let shown = shown(cmd);
+        let err = |e: std::io::Error| Error::Ssh(format!("`{shown}`: {e}"));
         self.sess.set_timeout(60_000);
         let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
         ch.exec(cmd).map_err(|e| err(e.into()))?;
