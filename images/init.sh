@@ -33,10 +33,15 @@ ip addr add 10.0.2.15/24 dev eth0
 ip route add default via 10.0.2.2
 
 # An ed25519 host key only: `dropbear -R` would also make an RSA key on the
-# first connection, which takes minutes under emulation (s390x).
+# first connection, which takes minutes under emulation (s390x). Root logs
+# in with klpt's key only: its password is locked (`*` in /etc/shadow; a
+# `!` would make dropbear refuse the account, keys included) and there is
+# no `-B` (which lets anyone into a blank-password account with the `none`
+# method). -E: dropbear logs to /run/dropbear.log instead of a syslog the
+# guest does not run.
 mkdir -p /etc/dropbear
 dropbearkey -t ed25519 -f /etc/dropbear/dropbear_ed25519_host_key >/dev/null 2>>/run/dropbear.log
-dropbear -r /etc/dropbear/dropbear_ed25519_host_key -B -p 22 2>>/run/dropbear.log
+dropbear -r /etc/dropbear/dropbear_ed25519_host_key -E -p 22 2>>/run/dropbear.log
 # What a recipe adds to the boot (`files:` under /etc/klpt/init.d).
 for f in /etc/klpt/init.d/*.sh; do [ -f "$f" ] && . "$f"; done
 

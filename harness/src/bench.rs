@@ -232,3 +232,127 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
+
+/// The `q`-quantile of `v` (nearest rank), NaN for no values.
+fn quantile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+/// The machine a figure was measured on: CPUs and load.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!("{cpus} CPUs, load average {}", load.join(" "))
+}
+
+/// Steps of one path (the old one command per action, wait and sync, or
+/// one command per step).
+#[derive(Default)]
+struct Path {
+    steps: Vec<(&'static str, f64)>,
+    wall: f64,
+    failed: Vec<String>,
+}
+
+impl Path {
+    fn secs(&self) -> Vec<f64> {
+        self.steps.iter().map(|s| s.1).collect()
+    }
+    fn of_kind(&self, k: &str) -> Vec<f64> {
+        self.steps.iter().filter(|s| s.0 == k).map(|s| s.1).collect()
+    }
+}
+
+/// `klpt bench --steps`: every case twice on the same kernel in one run,
+/// once with steps as several guest commands (the path before one command
+/// per step) and once with one command per step, the order alternating
+/// from case to case; prints the median and p90 host seconds per step of
+/// each and their ratio.
+pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelChoice) -> Result<ExitCode> {
+    if cases.is_empty() {
+        return Err(Error::Other("no cases to bench".into()));
+    }
+    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
+    let mut failed = false;
+    for &arch in arches {
+        for &kernel in &kernels {
+            let t = Target::prepare(arch, kernel, accel)?;
+            let before = machine();
+            println!("\n== steps: {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
+            println!("{:<40} {:>5}  {:>12} {:>12}  {:>9} {:>9}", "case", "steps", "several s", "one s", "several", "one");
+            println!("{:<40} {:>5}  {:>12} {:>12}  {:>9} {:>9}", "", "", "(median)", "(median)", "case s", "case s");
+            let (mut old, mut new) = (Path::default(), Path::default());
+            for (i, c) in cases.iter().filter(|c| c.runs_on(arch.name)).enumerate() {
+                let mut row = [None, None];
+                // Alternate which path goes first, so neither always gets
+                // the warmer page cache or the quieter moment.
+                let order = if i % 2 == 0 { [true, false] } else { [false, true] };
+                for legacy in order {
+                    let o = runner::run_case_steps(&t, c, &opts, legacy);
+                    let p = if legacy { &mut old } else { &mut new };
+                    p.steps.extend(o.step_secs.iter().copied());
+                    p.wall += o.secs;
+                    if o.word() == "fail" {
+                        p.failed.push(format!("{} ({})", c.id, if legacy { "several" } else { "one" }));
+                    }
+                    row[usize::from(!legacy)] = Some(o);
+                }
+                let [Some(a), Some(b)] = row else { unreachable!("both paths ran") };
+                let med = |o: &crate::report::Outcome| quantile(&o.step_secs.iter().map(|s| s.1).collect::<Vec<_>>(), 0.5);
+                let word = if a.word() == b.word() { a.word().to_string() } else { format!("{}/{}", a.word(), b.word()) };
+                println!("{:<40} {:>5}  {:>12.3} {:>12.3}  {:>9.2} {:>9.2}  {word}", c.id, b.step_secs.len(), med(&a), med(&b), a.secs, b.secs);
+            }
+            println!("machine: {before} before, {} after", machine());
+            let (o, n) = (old.secs(), new.secs());
+            println!("\n| steps as | steps | median s/step | p90 s/step | mean s/step | case wall total |");
+            println!("|---|---|---|---|---|---|");
+            for (name, p, v) in [("several commands (before)", &old, &o), ("one command", &new, &n)] {
+                println!("| {name} | {} | {:.3} | {:.3} | {:.3} | {:.1} s |", v.len(), quantile(v, 0.5), quantile(v, 0.9), mean(v), p.wall);
+            }
+            println!(
+                "| ratio (before / one) | | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
+                quantile(&o, 0.5) / quantile(&n, 0.5),
+                quantile(&o, 0.9) / quantile(&n, 0.9),
+                mean(&o) / mean(&n),
+                old.wall / new.wall
+            );
+            println!("\n| kind | steps | before median s | one median s | ratio |");
+            println!("|---|---|---|---|---|");
+            let mut kinds: Vec<&str> = new.steps.iter().map(|s| s.0).collect();
+            kinds.sort();
+            kinds.dedup();
+            for k in kinds {
+                let (a, b) = (old.of_kind(k), new.of_kind(k));
+                println!("| {k} | {} | {:.3} | {:.3} | {:.2}x |", b.len(), quantile(&a, 0.5), quantile(&b, 0.5), quantile(&a, 0.5) / quantile(&b, 0.5));
+            }
+            for f in old.failed.iter().chain(&new.failed) {
+                println!("FAILED: {f}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn nearest_rank_quantiles() {
+        let v: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(quantile(&v, 0.5), 5.0);
+        assert_eq!(quantile(&v, 0.9), 9.0);
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), 2.0);
+        assert!(quantile(&[], 0.5).is_nan());
+    }
+}

@@ -17,6 +17,10 @@ pub enum Error {
     Kernel { dir: PathBuf, msg: String },
     #[error("module build failed for {module}:\n{output}")]
     ModuleBuild { module: String, output: String },
+    /// The case's inputs do not fit the kernel under test (a prebuilt
+    /// module built for another kernel): found before any guest boots.
+    #[error("{0}")]
+    Setup(String),
     #[error("VM: {0}")]
     Vm(String),
     /// The kernel crashed (panic, Oops, …) on the console: a kernel verdict,

@@ -11,6 +11,8 @@ pub enum Event<'a> {
     Begin { what: &'a str },
     /// Long work finished, with how long it took.
     Done { what: &'a str, secs: f64 },
+    /// Long work failed (or was interrupted) after this long.
+    Failed { what: &'a str, secs: f64 },
     /// A cached artifact was reused.
     Cached { what: &'a str },
     /// One line of progress inside a long stage (e.g. a build's output).
@@ -30,6 +32,7 @@ pub fn emit(ev: Event<'_>) {
     let line = match ev {
         Event::Begin { what } => format!("[{t:7.1}s] {what} ..."),
         Event::Done { what, secs } => format!("[{t:7.1}s] {what}: done in {secs:.1}s"),
+        Event::Failed { what, secs } => format!("[{t:7.1}s] {what}: failed after {secs:.1}s"),
         Event::Cached { what } => format!("[{t:7.1}s] {what}: cached"),
         Event::Progress { what, line } => format!("[{t:7.1}s] {what}: {line}"),
         Event::Note { msg } => format!("[{t:7.1}s] {msg}"),
@@ -44,5 +47,15 @@ pub fn stage<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let t0 = Instant::now();
     let r = f();
     emit(Event::Done { what, secs: t0.elapsed().as_secs_f64() });
+    r
+}
+
+/// `stage` for fallible work: Done when it succeeds, Failed when not.
+pub fn try_stage<T, E>(what: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    emit(Event::Begin { what });
+    let t0 = Instant::now();
+    let r = f();
+    let secs = t0.elapsed().as_secs_f64();
+    emit(if r.is_ok() { Event::Done { what, secs } } else { Event::Failed { what, secs } });
     r
 }

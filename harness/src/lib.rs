@@ -17,6 +17,7 @@ pub mod image;
 pub mod kernel;
 pub mod kselftest;
 pub mod modules;
+pub mod quote;
 pub mod report;
 pub mod runner;
 pub mod shell;

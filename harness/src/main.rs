@@ -129,9 +129,14 @@ enum Cmd {
         /// Also time a cold kernel build from source and a one-file rebuild.
         #[arg(long)]
         kernel_builds: bool,
+        /// Instead: run every case twice, with steps as several guest
+        /// commands (as before) and as one, and compare the step costs.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "boots"])]
+        steps: bool,
         /// Instead: run the kernel tree's livepatch selftests and klpt's cases
-        /// on the same kernel build, one guest at a time, and compare their wall time.
-        #[arg(long)]
+        /// (default: cases/kselftest) on the same kernel build, one guest at
+        /// a time, and compare their wall time.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "boots", "steps"])]
         versus_kselftest: bool,
     },
 }
@@ -169,7 +174,7 @@ struct TestArgs {
     /// Skip trials whose names contain this (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Guests run at once (default: number of CPUs).
+    /// Guests run at once (default: one per core, as many as memory allows).
     #[arg(long)]
     test_threads: Option<usize>,
     #[arg(long, short)]
@@ -236,15 +241,19 @@ fn main() -> ExitCode {
                 klpt::bench::versus_kselftest(&cases, &a, &kernels, k.accel).map_err(|e| e.to_string())
             })
         }
-        Cmd::Bench { paths, k, boots, kernel_builds, .. } => {
+        Cmd::Bench { paths, k, boots, kernel_builds, steps, .. } => {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
-                klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
+                if steps {
+                    klpt::bench::bench_steps(&cases, &a, &k.kernels, k.accel).map_err(|e| e.to_string())
+                } else {
+                    klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
+                }
             })
         }
     };
-    klpt::vm::cleanup::cleanup_all();
+    klpt::vm::cleanup::finish();
     match r {
         Ok(code) => code,
         Err(msg) => {
@@ -255,6 +264,8 @@ fn main() -> ExitCode {
 }
 
 fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> Result<Vec<Arc<Target>>, String> {
+    // Partial module builds of a killed run go before anything else starts.
+    klpt::modules::build::sweep();
     let mut targets = Vec::new();
     for a in arches {
         for k in kernels {
@@ -262,6 +273,22 @@ fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> R
         }
     }
     Ok(targets)
+}
+
+/// The trial id of each (arch, kernel) without preparing it (`--list`).
+fn kernel_ids(arches: &[Arch], kernels: &[Option<String>]) -> Result<Vec<(Arch, String)>, String> {
+    let mut out = Vec::new();
+    for a in arches {
+        for k in kernels {
+            let what = || format!("{} ({})", a.name, k.as_deref().unwrap_or("debian"));
+            match klpt::kernel::peek(k.as_deref(), *a).map_err(|e| format!("{}: {e}", what()))? {
+                klpt::kernel::Peek::Ready(kernel) => out.push((*a, kernel.id)),
+                klpt::kernel::Peek::Absent { id: Some(id), .. } => out.push((*a, id)),
+                klpt::kernel::Peek::Absent { id: None, how } => return Err(format!("{}: cannot name its trials before it is built (they carry the built kernel's release): {how}", what())),
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathBuf, artifacts: PathBuf, test_threads: Option<usize>) -> Result<ExitCode, String> {
@@ -279,7 +306,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
     let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
-    args.test_threads = test_threads;
+    args.test_threads = Some(test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = true;
     let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
     let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
@@ -304,13 +331,29 @@ fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
     Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+/// Prints a case's generated C. Installs, fetches and builds nothing: on a
+/// kernel klpt does not have yet it generates for a stock kernel's
+/// `struct klp_patch` and says so.
 fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     let c = case::load(&path).map_err(|e| e.to_string())?;
     let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
-    let kernel = klpt::kernel::resolve(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())?;
-    let caps = klpt::kernel::caps::Caps::probe(&kernel);
-    for s in klpt::modules::build::sources(&c, &caps.klp_fields) {
+    let fields = match klpt::kernel::peek(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())? {
+        klpt::kernel::Peek::Ready(kernel) => klpt::kernel::caps::Caps::probe(&kernel).klp_fields,
+        klpt::kernel::Peek::Absent { id, how } => {
+            let fields = klpt::modules::gen::stock_fields();
+            eprintln!(
+                "note: {how}.\nnote: generating for a stock kernel's struct klp_patch ({}) instead of {}'s headers; fields the kernel under test lacks or adds (replace_set, replaceable) may differ.",
+                fields.iter().cloned().collect::<Vec<_>>().join(", "),
+                id.as_deref().unwrap_or("the kernel")
+            );
+            fields
+        }
+    };
+    for s in klpt::modules::build::sources(&c, &fields) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
+    }
+    for m in klpt::modules::prebuilt::of(&c) {
+        println!("/* ===== {}: prebuilt, not generated: {} ===== */", m.name, m.path.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -323,7 +366,7 @@ fn libtest_args(filters: &[String], t: TestArgs) -> libtest_mimic::Arguments {
     args.include_ignored = t.include_ignored;
     args.exact = t.exact;
     args.skip = t.skip;
-    args.test_threads = t.test_threads;
+    args.test_threads = Some(t.test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = t.quiet;
     args.nocapture = t.nocapture;
     args
@@ -338,11 +381,25 @@ fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: 
     // threads only wait for their scenario. Two or more make libtest print
     // each result as one line, not around the drivers' progress lines.
     args.test_threads = Some(args.test_threads.unwrap_or(2));
-    let artifacts = if args.list { artifacts } else { runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())? };
+    if args.list {
+        // Names only: the scripts are read from the kernel's tree; nothing is built.
+        let mut trials = Vec::new();
+        for a in &arches {
+            for kernel in &kernels {
+                let what = format!("{} ({kernel})", a.name);
+                match klpt::kernel::peek(Some(kernel), *a).map_err(|e| format!("{what}: {e}"))? {
+                    klpt::kernel::Peek::Ready(kr) => trials.extend(klpt::kselftest::run::listing(*a, &kr).map_err(|e| format!("{what}: {e}"))?),
+                    klpt::kernel::Peek::Absent { how, .. } => return Err(format!("{what}: cannot list its selftests before it is built: {how}")),
+                }
+            }
+        }
+        return Ok(libtest_mimic::run(&args, trials).exit_code());
+    }
+    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let mut suites = Vec::new();
     for a in &arches {
         for kernel in &kernels {
-            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), if args.list { AccelChoice::Tcg } else { k.accel }).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
+            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), k.accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
             suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, &artifacts).with_timeout(Duration::from_secs(scenario_timeout)));
         }
     }
@@ -363,10 +420,16 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
     let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
     let arches = arches(&k.arches)?;
-    let args = libtest_args(&filters, t);
+    let mut args = libtest_args(&filters, t);
+    args.test_threads = Some(args.test_threads.unwrap_or_else(runner::default_parallel_guests));
     let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
-    let targets = prepare(&arches, &kernels, if args.list { AccelChoice::Tcg } else { k.accel })?;
-    let artifacts = if args.list { artifacts } else { runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())? };
+    if args.list {
+        // Names only: nothing installed, fetched (beyond apt metadata) or built.
+        let ids = kernel_ids(&arches, &kernels)?;
+        return Ok(libtest_mimic::run(&args, runner::listing(&ids, &cases)).exit_code());
+    }
+    let targets = prepare(&arches, &kernels, k.accel)?;
+    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let trials = runner::trials(&targets, &cases, opts, outcomes.clone());

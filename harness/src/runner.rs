@@ -30,6 +30,8 @@ pub struct Target {
     pub caps: Caps,
     pub initrd: PathBuf,
     pub accel: Accel,
+    /// The saved ready guest that single-vCPU cases start from, if any.
+    pub saved_state: Option<PathBuf>,
 }
 
 pub struct Options {
@@ -40,16 +42,19 @@ pub struct Options {
 
 impl Target {
     pub fn prepare(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice) -> Result<Target> {
-        Self::prepare_with(arch, kernel_spec, accel, crate::image::build)
+        let mut t = Self::prepare_with(arch, kernel_spec, accel, crate::image::build)?;
+        t.saved_state = saved_state(&t);
+        Ok(t)
     }
 
-    /// [`Target::prepare`] with another guest image, made by `image` for the kernel.
+    /// [`Target::prepare`] with another guest image, made by `image` for the
+    /// kernel, and no saved guest: its guests boot.
     pub fn prepare_with(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice, image: impl FnOnce(&Kernel) -> Result<PathBuf>) -> Result<Target> {
         crate::host::ensure(&[arch])?;
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
         let initrd = image(&kernel)?;
-        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg };
+        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
@@ -74,7 +79,26 @@ impl Target {
             mem_mb: 1024,
             accel: self.accel,
             console_log: console_log.to_path_buf(),
+            qmp: None,
+            incoming: None,
             extra_cmdline: String::new(),
+        }
+    }
+}
+
+/// The saved ready state guests of `t` start from, or None (each case then
+/// boots) with the reason printed.
+fn saved_state(t: &Target) -> Option<PathBuf> {
+    if std::env::var_os("KLPT_FRESH_BOOT").is_some() {
+        emit(Event::Note { msg: &format!("{}: KLPT_FRESH_BOOT is set: every case boots its own guest", t.arch.name) });
+        return None;
+    }
+    // The template's console and monitor live in the snapshot's own scratch dir.
+    match crate::vm::snapshot::saved(&t.vm_config(1, Path::new("console.log")), Duration::from_secs(240)) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            emit(Event::Warn { msg: &format!("{}: cannot save a ready guest ({e}); every case boots its own", t.arch.name) });
+            None
         }
     }
 }
@@ -94,7 +118,24 @@ fn kvm_probe(t: &Target) -> Result<bool> {
 }
 
 pub fn trial_name(t: &Target, case: &Case) -> String {
-    format!("{}/{}/{}", t.arch.name, t.kernel.id, case.id)
+    name(t.arch.name, &t.kernel.id, case)
+}
+
+fn name(arch: &str, kernel_id: &str, case: &Case) -> String {
+    format!("{arch}/{kernel_id}/{}", case.id)
+}
+
+/// The trials of `cases` on (architecture, kernel id) pairs for `--list`:
+/// named as [`trials`] names them, without a prepared target; their bodies
+/// never run.
+pub fn listing(kernels: &[(Arch, String)], cases: &[Arc<Case>]) -> Vec<libtest_mimic::Trial> {
+    let mut v = Vec::new();
+    for (arch, id) in kernels {
+        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
+            v.push(libtest_mimic::Trial::test(name(arch.name, id, c), || Err("listed, not prepared".into())));
+        }
+    }
+    v
 }
 
 /// A booted guest for a case, logged in, with the case's modules on it.
@@ -113,10 +154,19 @@ pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Boote
     boot_smp(t, case.doc.smp, dir, opts)
 }
 
-/// A logged-in guest with `smp` vCPUs, its console in `dir/console.log`.
+/// A logged-in guest with `smp` vCPUs, its console in `dir/console.log`:
+/// restored from the target's saved guest when it has one and `smp` is 1.
 pub fn boot_smp(t: &Target, smp: u32, dir: &Path, opts: &Options) -> Result<Booted> {
-    let vm = Vm::boot(t.vm_config(smp, &dir.join("console.log")))?;
-    vm.wait_ready(opts.boot_timeout)?;
+    let cfg = t.vm_config(smp, &dir.join("console.log"));
+    // The saved guest has one vCPU; a case that asks for more boots.
+    let vm = match (&t.saved_state, smp) {
+        (Some(state), 1) => Vm::restore(cfg, state, opts.boot_timeout)?.0,
+        _ => {
+            let vm = Vm::boot(cfg)?;
+            vm.wait_ready(opts.boot_timeout)?;
+            vm
+        }
+    };
     let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| {
         let fate = vm.settle(SETTLE);
         match (fate.crash, fate.exited) {
@@ -147,6 +197,12 @@ pub fn wait_for_kept_guests() {
 
 /// Runs one case on one target; never panics, always returns an outcome.
 pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
+    run_case_steps(t, case, opts, false)
+}
+
+/// [`run_case`], with `legacy`: steps run the way they did before one guest
+/// command per step (for `klpt bench --steps` only).
+pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> Outcome {
     let t0 = Instant::now();
     let mut out = Outcome {
         name: trial_name(t, case),
@@ -159,10 +215,11 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
         ssh_ready_secs: None,
         notes: Vec::new(),
         retries: 0,
+        step_secs: Vec::new(),
     };
     let xfail = case.doc.xfail.iter().find(|x| regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
     let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
-    let mut status = attempt(t, case, opts, &mut out, &dir, true);
+    let mut status = attempt(t, case, opts, &mut out, &dir, true, legacy);
     // Only a lost guest is retried, once, in a fresh guest: the kernel's
     // verdicts, crashes and timeouts would only repeat.
     if let Status::Fail(first) = &status {
@@ -170,7 +227,7 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
             let first = first.clone();
             emit(Event::Warn { msg: &format!("{}: {}; retrying once in a fresh guest", out.name, first.first_line()) });
             out.retries = 1;
-            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false);
+            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false, legacy);
             let retried = format!("retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}", dir.display());
             match &mut status {
                 Status::Fail(f) => f.message.push_str(&format!("\n{retried}")),
@@ -189,7 +246,7 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
 
 /// One attempt at a case in a fresh guest. `may_retry`: a lost guest will
 /// get another attempt, so this one's guest is never kept.
-fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool) -> Status {
+fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool, legacy: bool) -> Status {
     let fail = |cause, msg: String| Status::Fail(Failure::new(cause, msg));
     let missing = t.caps.missing(&case.doc.requires, None);
     if !missing.is_empty() {
@@ -200,6 +257,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     }
     let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps.klp_fields) {
         Ok(m) => m,
+        Err(e @ Error::Setup(_)) => return fail(Cause::HarnessError, e.to_string()),
         Err(e) => return fail(Cause::HarnessError, e.to_string()),
     };
     let console = dir.join("console.log");
@@ -223,6 +281,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
             return fail(cause, format!("setting up the guest: {msg}\nconsole: {}", console.display()));
         }
     };
+    session.legacy = legacy;
     let missing = session.missing(&case.doc.requires);
     if !missing.is_empty() {
         return Status::Skip(format!("kernel lacks {}", missing.join(", ")));
@@ -261,6 +320,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
         break;
     }
     out.notes.append(&mut session.notes);
+    out.step_secs = std::mem::take(&mut session.step_times);
     if booted.vm.exited().is_none() {
         out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
     }
@@ -370,4 +430,40 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
     }
     emit(Event::Warn { msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()) });
     Ok(mine)
+}
+
+/// Guests run at once by default: one per core (each has one vCPU, and TCG
+/// keeps a core busy), as many as memory allows with one GiB of headroom.
+pub fn default_parallel_guests() -> usize {
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let available_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
+    // A guest's QEMU maps `-m 1024` and touches most of what the guest uses.
+    let per_guest_kib = 1280 * 1024;
+    let by_memory = available_kib.map(|k| (k.saturating_sub(1024 * 1024) / per_guest_kib) as usize).unwrap_or(cores);
+    cores.min(by_memory).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listing_names_trials_as_a_run_does() {
+        let dir = crate::project_root().join("cases/stock");
+        let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
+        only_arm.doc.arches = vec!["arm64".into()];
+        let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
+        let kernels = [(crate::vm::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::vm::arch::ARM64, "src-7.2.13".to_string())];
+        let names: Vec<String> = listing(&kernels, &cases).iter().map(|t| t.name().to_string()).collect();
+        assert_eq!(
+            names,
+            [
+                "x86_64/debian-6.1.0-50-amd64/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/refusal-logged-once",
+                "arm64/src-7.2.13/stock/basic-enable-disable",
+            ]
+        );
+    }
 }

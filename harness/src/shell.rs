@@ -19,6 +19,8 @@ pub fn shell(case_path: &Path, until: Option<&str>, kernel: Option<&str>, arch: 
                 .ok_or_else(|| Error::Other(format!("{}: no step numbered or named `{u}` (steps are 1..={})", case_path.display(), case.steps.len())))?,
         ),
     };
+    // The one command that runs the `ssh` client: check for it before booting.
+    crate::host::ensure_shell()?;
     let t = Target::prepare(arch, kernel, accel)?;
     let dir = crate::vm::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
     let modules = crate::modules::build::build_all(&case, &t.kernel, &t.caps.klp_fields)?;

@@ -37,15 +37,10 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
 fn run(t: &Target, name: &str, tag: &str) -> Result<(Outcome, PathBuf), Failed> {
     let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-{tag}", std::process::id()));
     let opts = Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) };
-    let before = klpt_temp_dirs();
     let out = runner::run_case(t, &case(name), &opts);
     let left = qemus_mentioning(&artifacts.display().to_string());
     if !left.is_empty() {
         return Err(format!("QEMU still running after the trial: {left:?}").into());
-    }
-    let new: Vec<String> = klpt_temp_dirs().into_iter().filter(|d| !before.contains(d)).collect();
-    if !new.is_empty() {
-        return Err(format!("temporary directories left behind: {new:?}").into());
     }
     Ok((out, artifacts))
 }
@@ -180,6 +175,22 @@ fn qemu_killed(t: &Target) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Two cases started from the same saved guest share nothing: the first
+/// loads a patch, logs, and crashes its kernel; the second sees none of it.
+fn isolation(t: &Target) -> Result<(), Failed> {
+    if t.saved_state.is_none() {
+        return Err("no saved guest state to start from (see the run's warning)".into());
+    }
+    let (dirty, d1) = run(t, "isolation-dirty", "iso-dirty")?;
+    let (cause, _) = failure(&dirty)?;
+    expect(cause == Cause::KernelCrash, "the dirty case must end in its crash", &dirty)?;
+    let (clean, d2) = run(t, "isolation-check", "iso-check")?;
+    expect(matches!(clean.status, Status::Pass), "the next case must start pristine", &clean)?;
+    let _ = std::fs::remove_dir_all(d1);
+    let _ = std::fs::remove_dir_all(d2);
+    Ok(())
+}
+
 /// Whether the guest of QEMU `pid` (console under `marker`) is inside the
 /// step that waits to be killed.
 fn waiting_in_step(marker: &str, pid: i32) -> bool {
@@ -189,6 +200,11 @@ fn waiting_in_step(marker: &str, pid: i32) -> bool {
 }
 
 fn main() {
+    // A private TMPDIR: klpt's temporary directories of this process only,
+    // so other klpt runs on the machine cannot blur the leftover check.
+    let tmp = std::env::temp_dir().join(format!("klpt-faults-tmp-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).expect("private TMPDIR");
+    std::env::set_var("TMPDIR", &tmp);
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
     let arch = klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture");
@@ -201,7 +217,13 @@ fn main() {
         }
     };
     type Fault = fn(&Target) -> Result<(), Failed>;
-    let faults: [(&str, Fault); 4] = [("fault/panic-is-a-crash", panics), ("fault/step-timeout", step_hangs), ("fault/ssh-server-killed", ssh_server_killed), ("fault/qemu-killed", qemu_killed)];
+    let faults: [(&str, Fault); 5] = [
+        ("fault/panic-is-a-crash", panics),
+        ("fault/step-timeout", step_hangs),
+        ("fault/ssh-server-killed", ssh_server_killed),
+        ("fault/qemu-killed", qemu_killed),
+        ("snapshot/cases-share-nothing", isolation),
+    ];
     let trials = faults
         .into_iter()
         .map(|(name, f)| {
@@ -209,7 +231,15 @@ fn main() {
             Trial::test(name, move || f(&t))
         })
         .collect();
+    // Trials run concurrently, so leftovers are judged once all have ended.
+    let before = klpt_temp_dirs();
     let conclusion = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::cleanup_all();
+    let left: Vec<String> = klpt_temp_dirs().into_iter().filter(|d| !before.contains(d)).collect();
+    klpt::vm::cleanup::finish();
+    if !left.is_empty() {
+        eprintln!("temporary directories left behind by the faults: {left:?}");
+        std::process::exit(101);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
     conclusion.exit();
 }

@@ -136,12 +136,17 @@ impl Checker<'_> {
                 };
                 let kp = format!("{np}.{k}");
                 if k == "objects" {
-                    let objects = d.livepatches.iter().find(|l| l.name == name).map(|l| {
-                        l.functions
-                            .iter()
-                            .map(|f| f.object.as_str())
-                            .collect::<Vec<_>>()
-                    });
+                    // A prebuilt patch's objects are whatever it was built with.
+                    let objects = d
+                        .livepatches
+                        .iter()
+                        .find(|l| l.name == name && l.ko.is_none())
+                        .map(|l| {
+                            l.functions
+                                .iter()
+                                .map(|f| f.object.as_str())
+                                .collect::<Vec<_>>()
+                        });
                     for (o, ov) in self.entries(&kp, val, "`objects: {vmlinux: 1}`") {
                         let op = format!("{kp}.{o}");
                         match &objects {

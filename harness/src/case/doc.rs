@@ -192,6 +192,9 @@ impl Checker<'_> {
     }
 
     fn target(&mut self, p: &str, v: &Value) -> Option<Target> {
+        if super::prebuilt::is_prebuilt(v) {
+            return self.prebuilt_target(p, v);
+        }
         let m = self.map(p, v, &["name", "params", "functions"])?;
         let (name, fs) = self.module_parts(p, m);
         let functions: Vec<TargetFunc> = fs
@@ -214,6 +217,7 @@ impl Checker<'_> {
             name: name?,
             params,
             functions,
+            ko: None,
         })
     }
 
@@ -241,6 +245,9 @@ impl Checker<'_> {
     }
 
     fn livepatch(&mut self, p: &str, v: &Value) -> Option<Livepatch> {
+        if super::prebuilt::is_prebuilt(v) {
+            return self.prebuilt_livepatch(p, v);
+        }
         let m = self.map(
             p,
             v,
@@ -279,6 +286,7 @@ impl Checker<'_> {
             params: self.params(p, m),
             states,
             functions,
+            ko: None,
             name: name?,
         })
     }

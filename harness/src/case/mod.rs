@@ -10,6 +10,7 @@ mod known;
 mod load;
 pub mod model;
 pub mod positions;
+mod prebuilt;
 mod read;
 mod sequence;
 mod steps;

@@ -70,6 +70,9 @@ pub struct Livepatch {
     pub params: Vec<Param>,
     pub states: Vec<State>,
     pub functions: Vec<PatchedFunc>,
+    /// A prebuilt module (`ko:`, resolved against the case file's
+    /// directory) instead of a generated one; its `params` are read from it.
+    pub ko: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -87,6 +90,8 @@ pub struct Target {
     pub name: String,
     pub params: Vec<Param>,
     pub functions: Vec<TargetFunc>,
+    /// A prebuilt module (`ko:`) instead of a generated one, as for livepatches.
+    pub ko: Option<std::path::PathBuf>,
 }
 
 /// The top level of a case file, before steps are interpreted.

@@ -321,8 +321,18 @@ impl Checker<'_> {
                     "parameter names are C identifiers: letters, digits, `_`",
                 );
             } else if !declared.contains(&name) {
+                let prebuilt = d
+                    .livepatches
+                    .iter()
+                    .any(|l| l.name == module && l.ko.is_some())
+                    || d.targets.iter().any(|t| t.name == module && t.ko.is_some());
                 let hint = format!(
-                    "declare it under the module's `params:` (it has: {}){}",
+                    "{} (it has: {}){}",
+                    if prebuilt {
+                        "a prebuilt module has the parameters its `.modinfo` declares (`parmtype=`)"
+                    } else {
+                        "declare it under the module's `params:`"
+                    },
                     declared.join(", "),
                     suggest(name, &declared)
                 );

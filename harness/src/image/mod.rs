@@ -40,6 +40,10 @@ struct Recipe {
     /// `guest path: file`, a file of the recipe directory copied into the image.
     #[serde(default)]
     files: std::collections::BTreeMap<String, String>,
+    /// The kmod binary (one of `binaries`) that [`INSMOD`] links to
+    /// (inherited through `extends:`).
+    #[serde(default)]
+    insmod: Option<String>,
     #[serde(default)]
     kernel_modules: Vec<String>,
     #[serde(default)]
@@ -77,8 +81,30 @@ fn load_recipe(dir: &Path, name: &str, depth: usize) -> Result<(Recipe, String)>
     if r.init.is_some() {
         base.init = r.init;
     }
+    if r.insmod.is_some() {
+        base.insmod = r.insmod;
+    }
     Ok((base, format!("{base_text}\n---\n{text}")))
 }
+
+/// klpt's module loader in the guest: a symlink named `insmod` to kmod, which
+/// dispatches on argv[0]. kmod's insmod makes exactly one `finit_module`
+/// call per load (libkmod falls back to `init_module` only on ENOSYS), so a
+/// module the kernel refuses is refused, and logged, once. Busybox's
+/// `insmod` applet retries with `init_module` after any `finit_module`
+/// failure, which runs a livepatch's `klp_enable_patch()` twice.
+pub const INSMOD: &str = "/usr/lib/klpt/insmod";
+
+/// Files klpt writes into every image: (path, mode, content). Root logs in
+/// with klpt's key only: no password hashes to the `*` in /etc/shadow, while
+/// dropbear refuses an account whose hash starts with `!` (keys included)
+/// and, with `-B`, lets anyone into one whose hash is empty.
+const FIXED: &[(&str, u32, &str)] = &[
+    ("etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\n"),
+    ("etc/group", 0o644, "root:x:0:\n"),
+    ("etc/shadow", 0o600, "root:*:0:0:99999:7:::\n"),
+    ("etc/shells", 0o644, "/bin/sh\n"),
+];
 
 /// The directory of image recipes: `$KLPT_IMAGES`, else `images/` of the source tree.
 pub fn recipes_dir() -> PathBuf {
@@ -94,8 +120,13 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
 /// for `k`, with `extra` files added; returns its path.
 pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> {
     let dir = recipes_dir();
+    let recipe_path = dir.join(name);
     let (recipe, recipe_text) = load_recipe(&dir, name, 0)?;
-    let init_name = recipe.init.clone().ok_or_else(|| Error::Other(format!("{}: no `init:` (nor in what it extends)", dir.join(name).display())))?;
+    let insmod = recipe.insmod.clone().ok_or_else(|| Error::Other(format!("{}: no `insmod:` (nor in what it extends)", recipe_path.display())))?;
+    if !recipe.binaries.contains(&insmod) {
+        return Err(Error::Other(format!("{}: `insmod: {insmod}` is not one of `binaries`", recipe_path.display())));
+    }
+    let init_name = recipe.init.clone().ok_or_else(|| Error::Other(format!("{}: no `init:` (nor in what it extends)", recipe_path.display())))?;
     let init = std::fs::read(dir.join(&init_name)).ctx(|| format!("read {}", dir.join(&init_name).display()))?;
     let mut files: Vec<Extra> = Vec::new();
     for (guest, file) in &recipe.files {
@@ -110,7 +141,10 @@ pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> 
     let (_, pubkey) = crate::vm::ssh::client_key()?;
 
     let mut h = crate::cache::Hasher::new();
-    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name);
+    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name).part("insmod", INSMOD);
+    for (path, mode, text) in FIXED {
+        h.part("fixed", format!("{path} {mode:o} {text}"));
+    }
     for (path, mode, data) in &files {
         h.part("file", path).part("mode", mode.to_le_bytes()).part("data", data);
     }
@@ -181,7 +215,8 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
         dirs.insert(PathBuf::from(d));
     }
     let extra_paths: Vec<PathBuf> = files.iter().map(|(p, ..)| PathBuf::from(p.trim_start_matches('/'))).collect();
-    for p in bins.iter().chain(libs.iter()).chain(links.iter().map(|(l, _)| l)).chain(extra_paths.iter()) {
+    let insmod = PathBuf::from(INSMOD.trim_start_matches('/'));
+    for p in bins.iter().chain(libs.iter()).chain(links.iter().map(|(l, _)| l)).chain(extra_paths.iter()).chain([&insmod]) {
         for a in p.ancestors().skip(1) {
             if !a.as_os_str().is_empty() {
                 dirs.insert(a.to_path_buf());
@@ -205,6 +240,8 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     for (path, mode, data) in files {
         io(c.file(path, *mode, data))?;
     }
+    let kmod = recipe.insmod.as_deref().unwrap_or_default();
+    io(c.symlink(INSMOD, &format!("/{}", kmod.trim_start_matches('/'))))?;
     let mut order = String::new();
     for m in modules {
         let name = m.file_name().unwrap_or_default().to_string_lossy().to_string();
@@ -214,10 +251,9 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
         order.push('\n');
     }
     io(c.file("etc/klpt-modules", 0o644, order.as_bytes()))?;
-    io(c.file("etc/passwd", 0o644, b"root:x:0:0:root:/root:/bin/sh\n"))?;
-    io(c.file("etc/group", 0o644, b"root:x:0:\n"))?;
-    io(c.file("etc/shadow", 0o600, b"root::0:0:99999:7:::\n"))?;
-    io(c.file("etc/shells", 0o644, b"/bin/sh\n"))?;
+    for (path, mode, text) in FIXED {
+        io(c.file(path, *mode, text.as_bytes()))?;
+    }
     io(c.file("root/.ssh/authorized_keys", 0o600, pubkey.as_bytes()))?;
     io(c.file("init", 0o755, init))?;
     let w = c.finish().ctx(|| "finish initramfs".into())?;
@@ -316,6 +352,17 @@ fn modinfo(data: &[u8], key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_password_is_locked_but_not_refused_by_dropbear() {
+        let shadow = FIXED.iter().find(|(p, ..)| *p == "etc/shadow").expect("image has /etc/shadow").2;
+        let root = shadow.lines().find_map(|l| l.strip_prefix("root:")).expect("root has a shadow entry");
+        let hash = root.split(':').next().unwrap_or_default();
+        // Empty: no password at all; `!`: dropbear refuses the account, keys included.
+        assert!(!hash.is_empty() && !hash.starts_with('!'), "{hash:?}");
+        // `*` is no crypt(3) hash of any password.
+        assert_eq!(hash, "*");
+    }
 
     #[test]
     fn symlinks_resolve_inside_the_root() {

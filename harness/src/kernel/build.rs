@@ -8,7 +8,7 @@
 //! and make rebuilds only what changed.
 
 use crate::apt::{self, Apt};
-use crate::cache::Hasher;
+use crate::cache::{Hasher, Scratch};
 use crate::error::{run, Error, IoContext, Result};
 use crate::event::{emit, stage, Event};
 use crate::vm::cleanup::TempDir;
@@ -32,6 +32,25 @@ pub fn fragments(arch: Arch) -> Vec<PathBuf> {
     vec![d.join("livepatch.config"), d.join(format!("{}.config", arch.name))]
 }
 
+/// The tree and identity of an unpacked source tree.
+fn source_identity(tree: &Path, pkg: &str) -> String {
+    let version = std::fs::read_to_string(tree.join("Makefile")).ok().map(|m| kernel_version(&m)).unwrap_or_default();
+    format!("debian:{pkg}:{version}")
+}
+
+/// Debian's kernel source if it is already unpacked: reads the private
+/// apt's metadata (refreshing its lists), fetches nothing else.
+fn debian_source_cached() -> Result<Option<(PathBuf, String)>> {
+    let apt = Apt::new("sid", "amd64")?;
+    apt.update()?;
+    let pkg = apt.resolve("linux-source", "linux-source-")?;
+    let tree = crate::cache::root().join("src").join(&pkg).join("tree");
+    Ok(tree.join(".klpt-ready").exists().then(|| {
+        let id = source_identity(&tree, &pkg);
+        (tree, id)
+    }))
+}
+
 /// Debian's kernel source (the `linux-source` metapackage of sid), unpacked once.
 pub fn debian_source() -> Result<(PathBuf, String)> {
     let apt = Apt::new("sid", "amd64")?;
@@ -41,7 +60,9 @@ pub fn debian_source() -> Result<(PathBuf, String)> {
     let tree = root.join("tree");
     if !tree.join(".klpt-ready").exists() {
         let deb = apt.download(std::slice::from_ref(&pkg))?;
-        let tmp = TempDir::new_in(&crate::cache::root().join("src"), ".unpack-").ctx(|| "create source dir".into())?;
+        let src = crate::cache::root().join("src");
+        sweep(&src, ".unpack-");
+        let tmp = Scratch::new(&src, ".unpack-").ctx(|| "create source dir".into())?;
         stage(&format!("source: unpacking {pkg}"), || -> Result<()> {
             apt::unpack(&deb[0], tmp.path())?;
             let tarball = std::fs::read_dir(tmp.path().join("usr/src"))
@@ -58,8 +79,8 @@ pub fn debian_source() -> Result<(PathBuf, String)> {
             crate::cache::publish(&top, &tree).ctx(|| format!("store {}", tree.display()))
         })?;
     }
-    let version = std::fs::read_to_string(tree.join("Makefile")).ok().map(|m| kernel_version(&m)).unwrap_or_default();
-    Ok((tree, format!("debian:{pkg}:{version}")))
+    let id = source_identity(&tree, &pkg);
+    Ok((tree, id))
 }
 
 fn kernel_version(makefile: &str) -> String {
@@ -106,6 +127,73 @@ fn toolchain(arch: Arch) -> String {
     format!("{} | {}", v(&gcc), v(&format!("{}ld", arch.cross_compile())))
 }
 
+/// Where a build of `spec` lives and what goes into it: computed without
+/// building, fetching or installing anything.
+struct Layout {
+    /// The tree make runs in: the base, or the series copy of it.
+    tree: PathBuf,
+    owned: bool,
+    build: PathBuf,
+    identity: String,
+    base: PathBuf,
+    patches: Vec<PathBuf>,
+    /// Holds split mbox patches while they are needed.
+    _scratch: TempDir,
+}
+
+impl Layout {
+    fn new(spec: &Spec, base: PathBuf, identity: String, owned: bool) -> Result<Layout> {
+        let arch = spec.arch;
+        let frags = fragments(arch);
+        let mut key = Hasher::new();
+        key.part("source", &identity).part("arch", arch.name).part("toolchain", toolchain(arch));
+        for f in &frags {
+            key.file("fragment", f).ctx(|| format!("read fragment {}", f.display()))?;
+        }
+        let scratch = TempDir::new("klpt-series-").ctx(|| "create temp dir".into())?;
+        let patches = patch_files(&spec.series, scratch.path())?;
+        let mut series_key = Hasher::new();
+        for p in &patches {
+            series_key.file("patch", p).ctx(|| format!("read {}", p.display()))?;
+        }
+        let series_id = series_key.hex();
+        // The tree to build: the base, or a patched copy of it.
+        let (tree, owned) = if patches.is_empty() {
+            (base.clone(), owned)
+        } else {
+            key.part("series", &series_id);
+            (crate::cache::root().join("src").join(format!("{}-{}", Hasher::new().part("id", &identity).hex(), series_id)), true)
+        };
+        let key = key.hex();
+        let build = if owned { tree.join(format!("build-{}-{key}", arch.name)) } else { crate::cache::root().join("kbuild").join(format!("{}-{key}", arch.name)) };
+        Ok(Layout { tree, owned, build, identity, base, patches, _scratch: scratch })
+    }
+
+    fn stamp(&self) -> PathBuf {
+        self.build.join(".klpt-built")
+    }
+}
+
+/// The build tree of `spec` if klpt has already built it (a cache hit for
+/// [`build`]), without building, fetching or installing anything: None when
+/// it is not built, or its source is not even fetched yet.
+pub fn cached(spec: &Spec) -> Result<Option<PathBuf>> {
+    let (base, identity, owned) = match &spec.src {
+        None => match debian_source_cached()? {
+            Some((t, id)) => (t, id, true),
+            None => return Ok(None),
+        },
+        Some(d) => {
+            let d = std::fs::canonicalize(d).ctx(|| format!("kernel source {}", d.display()))?;
+            let id = format!("dir:{}", d.display());
+            (d, id, false)
+        }
+    };
+    let l = Layout::new(spec, base, identity, owned)?;
+    // A user's tree is rebuilt incrementally every time: never "cached".
+    Ok((l.owned && l.stamp().exists()).then_some(l.build))
+}
+
 /// Builds (or reuses) a kernel; returns its build tree (what `--kernel` takes).
 pub fn build(spec: &Spec) -> Result<PathBuf> {
     let arch = spec.arch;
@@ -124,54 +212,33 @@ pub fn build(spec: &Spec) -> Result<PathBuf> {
             (d, id, false)
         }
     };
-    let frags = fragments(arch);
-    let mut key = Hasher::new();
-    key.part("source", &identity).part("arch", arch.name).part("toolchain", toolchain(arch));
-    for f in &frags {
-        key.file("fragment", f).ctx(|| format!("read fragment {}", f.display()))?;
+    let l = Layout::new(spec, base, identity, owned)?;
+    if !l.patches.is_empty() && !l.tree.join(".klpt-ready").exists() {
+        apply_series(&l.base, &l.patches, &l.tree)?;
     }
-    let scratch = TempDir::new("klpt-series-").ctx(|| "create temp dir".into())?;
-    let patches = patch_files(&spec.series, scratch.path())?;
-    let mut series_key = Hasher::new();
-    for p in &patches {
-        series_key.file("patch", p).ctx(|| format!("read {}", p.display()))?;
-    }
-    let series_id = series_key.hex();
-
-    // The tree to build: the base, or a patched copy of it.
-    let (tree, owned) = if patches.is_empty() {
-        (base.clone(), owned)
-    } else {
-        key.part("series", &series_id);
-        let t = crate::cache::root().join("src").join(format!("{}-{}", Hasher::new().part("id", &identity).hex(), series_id));
-        if !t.join(".klpt-ready").exists() {
-            apply_series(&base, &patches, &t)?;
-        }
-        (t, true)
-    };
-    let key = key.hex();
-    let build = if owned { tree.join(format!("build-{}-{key}", arch.name)) } else { crate::cache::root().join("kbuild").join(format!("{}-{key}", arch.name)) };
-    let stamp = build.join(".klpt-built");
-    if owned && stamp.exists() {
+    let (tree, build, stamp) = (&l.tree, &l.build, l.stamp());
+    if l.owned && stamp.exists() {
         emit(Event::Cached { what: &format!("kernel build {}", build.display()) });
-        return Ok(build);
+        return Ok(build.clone());
     }
-    std::fs::create_dir_all(&build).ctx(|| format!("create {}", build.display()))?;
+    std::fs::create_dir_all(build).ctx(|| format!("create {}", build.display()))?;
+    let frags = fragments(arch);
     if !build.join(".config").exists() || !build.join(".klpt-configured").exists() {
-        configure(&tree, &build, arch, &frags)?;
+        configure(tree, build, arch, &frags)?;
     }
-    compile(&tree, &build, arch)?;
+    compile(tree, build, arch)?;
     let image = arch.images.iter().map(|i| build.join(i)).find(|p| p.exists());
     if image.is_none() || !build.join("Module.symvers").exists() {
-        return Err(Error::Kernel { dir: build, msg: format!("build finished without {} or Module.symvers", arch.images.join("/")) });
+        return Err(Error::Kernel { dir: build.clone(), msg: format!("build finished without {} or Module.symvers", arch.images.join("/")) });
     }
-    std::fs::write(&stamp, &identity).ctx(|| "write build stamp".into())?;
-    Ok(build)
+    std::fs::write(&stamp, &l.identity).ctx(|| "write build stamp".into())?;
+    Ok(build.clone())
 }
 
 fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
     let parent = dest.parent().expect("cache path");
-    let tmp = TempDir::new_in(parent, ".series-").ctx(|| "create series copy".into())?;
+    sweep(parent, ".series-");
+    let tmp = Scratch::new(parent, ".series-").ctx(|| "create series copy".into())?;
     stage(&format!("source: copying {} for the series", base.display()), || {
         // A tar pipe copies the tree without .git and without build dirs.
         run(Command::new("sh").arg("-c").arg(format!(
@@ -193,8 +260,14 @@ fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
         emit(Event::Progress { what: "series", line: &format!("applied {}", p.file_name().unwrap_or_default().to_string_lossy()) });
     }
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark series copy".into())?;
-    let t = tmp.keep();
-    crate::cache::publish(&t, dest).ctx(|| format!("store {}", dest.display()))
+    tmp.publish(dest).ctx(|| format!("store {}", dest.display()))
+}
+
+/// Removes `prefix*` directories of `parent` that killed runs left (see `cache::sweep`).
+fn sweep(parent: &Path, prefix: &str) {
+    for d in crate::cache::sweep(parent, prefix) {
+        emit(Event::Note { msg: &format!("kernel: removed {}, left by an interrupted run", d.display()) });
+    }
 }
 
 fn make(tree: &Path, build: &Path, arch: Arch) -> Command {

@@ -7,6 +7,23 @@ use crate::error::{Error, IoContext, Result};
 use crate::vm::Arch;
 use std::path::Path;
 
+/// Which kernel "Debian's current kernel" is: its trial id (`debian-<release>`)
+/// and whether klpt has it unpacked already. Reads the private apt's
+/// metadata only (refreshing its lists); downloads no package.
+pub fn peek(arch: Arch) -> Result<(String, bool)> {
+    let apt = Apt::new(&apt::host_codename(), arch.deb)?;
+    apt.update()?;
+    let image_pkg = apt.resolve(arch.deb_kernel_meta, "linux-image-")?;
+    let id = format!("debian-{}", release_of(&image_pkg));
+    let ready = crate::cache::root().join("kernels").join(&id).join(".klpt-ready").exists();
+    Ok((id, ready))
+}
+
+/// `linux-image-6.1.0-50-amd64[-unsigned]` → `6.1.0-50-amd64`.
+fn release_of(image_pkg: &str) -> String {
+    image_pkg.trim_start_matches("linux-image-").trim_end_matches("-unsigned").to_string()
+}
+
 pub fn current(arch: Arch) -> Result<Kernel> {
     let apt = Apt::new(&apt::host_codename(), arch.deb)?;
     apt.update()?;
@@ -14,7 +31,7 @@ pub fn current(arch: Arch) -> Result<Kernel> {
     let headers_pkg = apt.resolve(arch.deb_headers_meta, "linux-headers-")?;
     let common_pkg = apt.resolve(&headers_pkg, "linux-headers-")?;
     let kbuild_pkg = apt.resolve(&headers_pkg, "linux-kbuild-")?;
-    let release = image_pkg.trim_start_matches("linux-image-").trim_end_matches("-unsigned").to_string();
+    let release = release_of(&image_pkg);
     let id = format!("debian-{release}");
     let root = crate::cache::root().join("kernels").join(&id);
     if !root.join(".klpt-ready").exists() {
@@ -72,4 +89,13 @@ fn unpack(debs: &[std::path::PathBuf], root: &Path, release: &str, common_pkg: &
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "write marker".into())?;
     let tmp = tmp.keep();
     crate::cache::publish(&tmp, root).ctx(|| format!("move kernel into {}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn release_from_the_image_package() {
+        assert_eq!(super::release_of("linux-image-6.1.0-50-amd64"), "6.1.0-50-amd64");
+        assert_eq!(super::release_of("linux-image-6.1.0-50-amd64-unsigned"), "6.1.0-50-amd64");
+    }
 }

@@ -49,6 +49,47 @@ pub fn resolve(spec: Option<&str>, arch: Arch) -> crate::error::Result<Kernel> {
     }
 }
 
+/// What `--kernel` names, as far as it can be known without fetching,
+/// building or installing anything.
+pub enum Peek {
+    /// Available: fetched or built already, or a build directory.
+    Ready(Box<Kernel>),
+    /// Not available yet: its id when klpt can tell it (Debian's kernel,
+    /// from the package metadata), and what makes it available.
+    Absent { id: Option<String>, how: String },
+}
+
+/// [`resolve`] without side effects beyond klpt's private apt metadata: no
+/// package download, no kernel build, no host install. A kernel already in
+/// the cache is opened as `resolve` would.
+pub fn peek(spec: Option<&str>, arch: Arch) -> crate::error::Result<Peek> {
+    match spec {
+        None | Some("debian") => {
+            let (id, ready) = debian::peek(arch)?;
+            if ready {
+                return Ok(Peek::Ready(Box::new(debian::current(arch)?)));
+            }
+            Ok(Peek::Absent { id: Some(id), how: format!("Debian's kernel for {} is not downloaded yet: `klpt run` (without --list) fetches it", arch.name) })
+        }
+        Some(s) if s == "source" || s.starts_with("source:") => {
+            let series: Vec<PathBuf> = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
+            let spec = build::Spec { src: None, arch, series };
+            match build::cached(&spec)? {
+                Some(dir) => {
+                    let mut k = dir::open(&dir, arch)?;
+                    k.id = source_id(s, &k.release);
+                    Ok(Peek::Ready(Box::new(k)))
+                }
+                None => {
+                    let series: String = spec.series.iter().map(|p| format!(" --series {}", p.display())).collect();
+                    Ok(Peek::Absent { id: None, how: format!("`--kernel {s}` for {} is not built yet: build it with `klpt kernel build --arch {}{series}`", arch.name, arch.name) })
+                }
+            }
+        }
+        Some(path) => dir::open(std::path::Path::new(path), arch).map(|k| Peek::Ready(Box::new(k))),
+    }
+}
+
 /// `src-7.2.13` or `src-7.2.13+v2-replace-set`: short, stable trial names.
 fn source_id(spec: &str, release: &str) -> String {
     let series: Vec<String> = spec

@@ -82,6 +82,11 @@ pub fn source_tree(k: &Kernel) -> Result<PathBuf> {
         })
 }
 
+/// The scripts of `k`'s tree, read without building anything (for `--list`).
+pub fn scripts_of(k: &Kernel) -> Result<Vec<Script>> {
+    scripts::discover(&source_tree(k)?.join(SUITE))
+}
+
 /// Every file below `dir`, sorted, as (relative path, content).
 fn tree_files(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();

@@ -261,6 +261,7 @@ impl Suite {
             ssh_ready_secs: None,
             notes: Vec::new(),
             retries: 0,
+            step_secs: Vec::new(),
         }
     }
 
@@ -326,7 +327,7 @@ impl Suite {
         let mut deadline = Instant::now() + self.scenario_timeout;
         let mut stop: Option<&'static str> = None;
         let cmd = format!("cd {GUEST_DIR} && PATH={PATH} exec ./{}", script.file);
-        let streamed = b.guest.exec_stream(&cmd, Duration::from_millis(25), |chunk| {
+        let streamed = b.guest.exec_watch(&cmd, Duration::from_millis(25), |chunk| {
             let t = t0.elapsed().as_secs_f64();
             match chunk {
                 Chunk::Stdout(s) => {
@@ -482,6 +483,19 @@ pub fn trials(suites: &[Arc<Suite>], outcomes: runner::Outcomes, args: &libtest_
         s.request(si);
     }
     v
+}
+
+/// The trials of the selftests of `kernel` (already fetched or built) for
+/// `--list`: named as [`trials`] names them; their bodies never run.
+pub fn listing(arch: crate::vm::Arch, kernel: &crate::kernel::Kernel) -> Result<Vec<libtest_mimic::Trial>> {
+    let scripts = super::build::scripts_of(kernel)?;
+    let mut v = Vec::new();
+    for s in &scripts {
+        for sc in &s.scenarios {
+            v.push(libtest_mimic::Trial::test(format!("{}/{}/{}", arch.name, kernel.id, s.case_id(sc)), || Err("listed, not prepared".into())));
+        }
+    }
+    Ok(v)
 }
 
 /// Prepares a target whose guest carries the selftests of `kernel`'s tree.

@@ -6,8 +6,11 @@ use crate::case::Case;
 use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
 use std::collections::BTreeMap;
+use crate::cache::Scratch;
+use crate::event::{emit, try_stage, Event};
+use crate::vm::cleanup::spawn_group;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 /// One module's generated source.
 pub struct Source {
@@ -15,16 +18,22 @@ pub struct Source {
     pub c: String,
 }
 
-/// All modules of a case, targets first.
+/// All modules of a case klpt generates (not the prebuilt ones), targets first.
 pub fn sources(case: &Case, fields: &KlpFields) -> Vec<Source> {
-    let targets = case.doc.targets.iter().map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
-    let patches = (0..case.doc.livepatches.len()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, fields) });
+    let targets = case.doc.targets.iter().filter(|t| t.ko.is_none()).map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
+    let patches = (0..case.doc.livepatches.len()).filter(|&i| case.doc.livepatches[i].ko.is_none()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, fields) });
     targets.chain(patches).collect()
 }
 
 /// Builds (or reuses) every module; returns module name → `.ko` path.
+/// Prebuilt modules are checked against the kernel first: a mismatch is
+/// found before anything compiles or boots.
 pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap<String, PathBuf>> {
+    sweep();
     let mut out = BTreeMap::new();
+    for m in super::prebuilt::of(case) {
+        out.insert(m.name.to_string(), super::prebuilt::prepare(&m, k)?);
+    }
     for s in sources(case, fields) {
         let ko = build_one(&s, k)?;
         out.insert(s.name, ko);
@@ -32,7 +41,23 @@ pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap
     Ok(out)
 }
 
-fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
+/// Removes the partial module builds (and prebuilt copies) of killed runs
+/// (see `cache::sweep`).
+pub fn sweep() {
+    let root = crate::cache::dir("modules");
+    for prefix in [BUILD_PREFIX, PREBUILT_PREFIX] {
+        for d in crate::cache::sweep(&root, prefix) {
+            emit(Event::Note { msg: &format!("modules: removed {}, left by an interrupted run", d.display()) });
+        }
+    }
+}
+
+/// Module builds happen in `modules/.build-XXXX` and are renamed into place when done.
+const BUILD_PREFIX: &str = ".build-";
+/// Prebuilt modules are copied into `modules/.prebuilt-XXXX` first, likewise.
+pub(super) const PREBUILT_PREFIX: &str = ".prebuilt-";
+
+pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
     let key = crate::cache::Hasher::new()
         .part("kernel", &k.build_hash)
         .part("arch", k.arch.name)
@@ -46,27 +71,35 @@ fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
     if ko.exists() {
         return Ok(ko);
     }
-    let tmp = crate::vm::cleanup::TempDir::new_in(&root, ".build-").ctx(|| "create module build dir".into())?;
-    std::fs::write(tmp.path().join(format!("{}.c", s.name)), &s.c).ctx(|| "write module source".into())?;
-    std::fs::write(tmp.path().join("Kbuild"), format!("obj-m := {}.o\n", s.name)).ctx(|| "write Kbuild".into())?;
-    kbuild(k, tmp.path()).map_err(|output| Error::ModuleBuild { module: s.name.clone(), output })?;
-    let built = tmp.keep();
-    crate::cache::publish(&built, &dest).ctx(|| format!("store module in {}", dest.display()))?;
+    try_stage(&format!("modules: building {} for {}", s.name, k.id), || -> Result<()> {
+        let tmp = Scratch::new(&root, BUILD_PREFIX).ctx(|| "create module build dir".into())?;
+        std::fs::write(tmp.path().join(format!("{}.c", s.name)), &s.c).ctx(|| "write module source".into())?;
+        std::fs::write(tmp.path().join("Kbuild"), format!("obj-m := {}.o\n", s.name)).ctx(|| "write Kbuild".into())?;
+        kbuild(k, tmp.path()).map_err(|output| Error::ModuleBuild { module: s.name.clone(), output })?;
+        tmp.publish(&dest).ctx(|| format!("store module in {}", dest.display()))
+    })?;
     Ok(ko)
 }
 
 /// `make -C <build tree> M=<dir> modules`; the error is the compiler's output.
+/// make runs in its own process group, killed with its compilers on
+/// interruption, and dies with klpt (see `cleanup::spawn_group`).
 pub fn kbuild(k: &Kernel, dir: &Path) -> std::result::Result<(), String> {
-    let out = Command::new("make")
-        .arg("-C")
+    let mut cmd = Command::new("make");
+    cmd.arg("-C")
         .arg(&k.build_dir)
         .arg(format!("M={}", dir.display()))
         .arg(format!("ARCH={}", k.arch.kbuild))
         .arg(format!("CROSS_COMPILE={}", k.arch.cross_compile()))
         .arg("modules")
         .env("LC_ALL", "C")
-        .output()
-        .map_err(|e| format!("cannot run make: {e}"))?;
+        // gcc's own temporary files go into the build directory, and with it.
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let (child, _group) = spawn_group(&mut cmd).map_err(|e| format!("cannot run make: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| format!("cannot wait for make: {e}"))?;
     if out.status.success() {
         return Ok(());
     }

@@ -2,5 +2,7 @@
 
 pub mod build;
 pub mod gen;
+pub mod ko;
+pub mod prebuilt;
 
 pub use gen::{parse_signature, KlpFields};

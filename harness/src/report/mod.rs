@@ -20,7 +20,9 @@ pub enum Cause {
     /// QEMU exited, or the connection to the guest broke with no crash on
     /// the console.
     GuestLost,
-    /// klpt itself failed: local I/O, a module that does not build.
+    /// klpt could not set the case up or failed itself: local I/O, a
+    /// module that does not build, a prebuilt module built for another
+    /// kernel.
     HarnessError,
 }
 
@@ -84,6 +86,9 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Fresh guests this trial needed beyond the first (a lost guest is retried once).
     pub retries: u32,
+    /// Each step that ran in the final attempt: its kind (`load`, `assert`,
+    /// ...) and host seconds.
+    pub step_secs: Vec<(&'static str, f64)>,
 }
 
 impl Outcome {
@@ -172,7 +177,7 @@ mod tests {
     use super::*;
 
     fn o(name: &str, status: Status) -> Outcome {
-        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0 }
+        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0, step_secs: vec![] }
     }
 
     #[test]

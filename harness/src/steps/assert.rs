@@ -23,15 +23,26 @@ pub struct Snapshot {
     pub modules: BTreeSet<String>,
 }
 
-/// Single-quotes a string for the guest's shell.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "'\\''"))
+pub use crate::quote::sh_quote;
+
+/// The guest script that prints a [`Snapshot`] for `a`, as klpt took it
+/// before one command per step (a process per attribute).
+pub fn snapshot_script(a: &Assertion) -> String {
+    snapshot_script_with(a, false)
 }
 
-/// The guest script that prints a [`Snapshot`] for `a`.
-pub fn snapshot_script(a: &Assertion) -> String {
+/// The guest script that prints a [`Snapshot`] for `a`. With `builtins`,
+/// sysfs attributes and /proc/modules are read with the shell's `read`
+/// (their first line, what the parser keeps) instead of a process each.
+pub fn snapshot_script_with(a: &Assertion, builtins: bool) -> String {
     let mut s = String::new();
-    if a.patches.is_some() {
+    if a.patches.is_some() && builtins {
+        s.push_str(&format!(
+            "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
+             for a in \"$p\"/*; do n=${{a##*/}}; v=; if [ -f \"$a\" ]; then read -r v < \"$a\"; echo \"{TAG}A $n $v\"; \
+             elif [ -f \"$a/patched\" ]; then read -r v < \"$a/patched\"; echo \"{TAG}O $n $v\"; elif [ -d \"$a\" ]; then echo \"{TAG}O $n ?\"; fi; done; done 2>/dev/null; cd /\n"
+        ));
+    } else if a.patches.is_some() {
         s.push_str(&format!(
             "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
              for a in \"$p\"/*; do n=${{a##*/}}; if [ -f \"$a\" ]; then echo \"{TAG}A $n $(head -c 200 \"$a\" 2>/dev/null)\"; \
@@ -44,7 +55,9 @@ pub fn snapshot_script(a: &Assertion) -> String {
     for (i, (path, _)) in a.modes.iter().enumerate() {
         s.push_str(&format!("echo \"{TAG}D {i} $(stat -c %a {} 2>&1)\"\n", sh_quote(path)));
     }
-    if !a.modules.is_empty() {
+    if !a.modules.is_empty() && builtins {
+        s.push_str(&format!("m=; while read -r n r; do m=\"$m $n\"; done < /proc/modules; echo \"{TAG}M$m\"\n"));
+    } else if !a.modules.is_empty() {
         s.push_str(&format!("echo \"{TAG}M $(cut -d' ' -f1 /proc/modules | tr '\\n' ' ')\"\n"));
     }
     s
@@ -265,6 +278,23 @@ mod tests {
         assert!(check_dmesg(&d, &w).is_empty());
         let rev = DmesgExpect { events: vec![Regex::new("complete").unwrap(), Regex::new("enabling").unwrap()], ..Default::default() };
         assert!(check_dmesg(&rev, &w)[0].contains("not found after"));
+    }
+
+    #[test]
+    fn dmesg_counts_lines_one_event_each() {
+        // Each event consumes one line: a regex listed twice needs two
+        // lines, and under `strict` a second copy of a line listed once is
+        // an unexpected line. Together: "exactly once" / "exactly twice".
+        let refusal = "livepatch: symbol 'f' not found in symbol table";
+        let once = vec![rec(1, "klpt: tainting kernel"), rec(2, refusal)];
+        let twice = vec![rec(1, refusal), rec(2, "x"), rec(3, refusal)];
+        let ev = |n: usize, strict: bool| DmesgExpect { events: vec![Regex::new("not found in symbol table").unwrap(); n], strict, ..Default::default() };
+        assert!(check_dmesg(&ev(1, true), &once).is_empty());
+        let p = check_dmesg(&ev(1, true), &twice);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("(strict): unexpected line") && p[0].contains("[    0.003000]"), "{p:?}");
+        assert!(check_dmesg(&ev(2, true), &twice).is_empty());
+        assert!(check_dmesg(&ev(2, false), &once)[0].contains("not found after"));
     }
 
     #[test]

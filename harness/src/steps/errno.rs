@@ -1,6 +1,6 @@
-//! Errno names and the C library's messages for them. Busybox tools in the
-//! guest report failures as `strerror()` text, so an errno is recovered by
-//! matching that text.
+//! Errno names and the C library's messages for them. The guest's tools
+//! report failures as `strerror()` text, so an errno is recovered by matching
+//! that text; kmod's insmod words four errnos its own way (see [`KMOD`]).
 
 /// (name, number, glibc strerror text)
 const TABLE: &[(&str, i32, &str)] = &[
@@ -57,9 +57,23 @@ pub fn same(a: &str, b: &str) -> bool {
 /// Busybox's own wording for some errors (ash's redirections).
 const BUSYBOX: &[(&str, &str)] = &[("nonexistent directory", "ENOENT")];
 
+/// kmod's insmod (`tools/insmod.c`, `mod_strerror`): "ERROR: could not
+/// insert module X: <text>", with these texts instead of `strerror()` for
+/// the errnos the module loader gives a module-specific meaning.
+const KMOD: &[(&str, &str)] = &[
+    ("Invalid module format", "ENOEXEC"),
+    ("Unknown symbol in module", "ENOENT"),
+    ("Module has wrong symbol version", "ESRCH"),
+    ("Invalid parameters", "EINVAL"),
+];
+
 /// The errno whose message appears in a tool's error output, if any.
 pub fn from_message(text: &str) -> Option<&'static str> {
-    TABLE.iter().find(|(_, _, msg)| text.contains(msg)).map(|(n, ..)| *n).or_else(|| BUSYBOX.iter().find(|(m, _)| text.contains(m)).map(|(_, n)| *n))
+    TABLE
+        .iter()
+        .find(|(_, _, msg)| text.contains(msg))
+        .map(|(n, ..)| *n)
+        .or_else(|| KMOD.iter().chain(BUSYBOX).find(|(m, _)| text.contains(m)).map(|(_, n)| *n))
 }
 
 #[cfg(test)]
@@ -75,5 +89,21 @@ mod tests {
         assert_eq!(from_message("all fine"), None);
         assert!(same("EWOULDBLOCK", "EAGAIN"));
         assert!(is_known("EWOULDBLOCK") && !is_known("EFOO"));
+    }
+
+    #[test]
+    fn recovers_errno_from_kmod_insmod_messages() {
+        let kmod = |what: &str| format!("insmod: ERROR: could not insert module /root/x.ko: {what}\n");
+        assert_eq!(from_message(&kmod("Invalid parameters")), Some("EINVAL"));
+        assert_eq!(from_message(&kmod("Unknown symbol in module")), Some("ENOENT"));
+        assert_eq!(from_message(&kmod("Invalid module format")), Some("ENOEXEC"));
+        assert_eq!(from_message(&kmod("Module has wrong symbol version")), Some("ESRCH"));
+        // Every other errno is strerror() text, as with busybox.
+        assert_eq!(from_message(&kmod("File exists")), Some("EEXIST"));
+        assert_eq!(from_message(&kmod("Device or resource busy")), Some("EBUSY"));
+        assert_eq!(from_message(&kmod("Operation not permitted")), Some("EPERM"));
+        assert_eq!(from_message("insmod: ERROR: could not load module /root/y.ko: No such file or directory"), Some("ENOENT"));
+        // Every kmod wording names a known errno.
+        assert!(KMOD.iter().all(|(_, n)| is_known(n)));
     }
 }

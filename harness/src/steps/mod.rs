@@ -5,5 +5,6 @@ pub mod errno;
 pub mod health;
 pub mod kmsg;
 pub mod run;
+pub mod script;
 
 pub use run::{Session, Stop};

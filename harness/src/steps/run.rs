@@ -2,11 +2,20 @@
 //! `timeout:`, else the case's) that bounds every guest command it runs;
 //! waits poll state in the guest against that deadline, never fixed sleeps.
 //! After every step the kernel log is fetched and health-checked.
+//!
+//! A step is one guest command ([`super::script`]): its action, the waits
+//! after it (or an assertion's snapshot) and the kernel-log sync travel
+//! together, and a `wait:` step is one command that polls in the guest and
+//! streams its rounds. The step's deadline bounds the command until the
+//! step's own work is over; the sync after it has the harness budget, as a
+//! separate sync command had. The path of before (one command per action,
+//! wait and sync) stays for `klpt bench --steps` ([`Session::legacy`]).
 
 use super::assert::{self, sh_quote, Verdict};
 use super::errno;
 use super::health;
 use super::kmsg::{self, Record};
+use super::script::{self, Part, Section};
 use crate::case::{Action, Assertion, Case, Cond, Requires, Step};
 use crate::kernel::caps::Caps;
 use crate::vm::ssh::{Guest, Output};
@@ -15,10 +24,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The loader: exactly one `finit_module` per load (busybox's insmod falls
-/// back to `init_module` when `finit_module` fails, so a refused livepatch
-/// would enter `klp_enable_patch` twice).
-pub const INSMOD: &str = "insmod";
+/// The loader: kmod's insmod, exactly one `finit_module` per load (see
+/// [`crate::image::INSMOD`]).
+pub use crate::image::INSMOD;
 
 /// Why a case stopped.
 #[derive(Debug)]
@@ -75,7 +83,66 @@ pub struct Session<'a> {
     deadline: Instant,
     /// The running step's timeout in seconds, for messages.
     step_secs: u64,
+    /// Run steps the way klpt did before one command per step: a command
+    /// for the action, one per wait and one for the log sync. Only for
+    /// `klpt bench --steps`, which compares the two.
+    pub legacy: bool,
+    /// The kind and host seconds of each step that ran (steps skipped by
+    /// `when:` are not counted).
+    pub step_times: Vec<(&'static str, f64)>,
 }
+
+/// How a step command's kernel-log sync went.
+enum Synced {
+    /// The taint value; the new records are in.
+    Done(u64),
+    /// The transport failed or timed out during the sync.
+    Failed(Stop),
+    /// The command did not get to its sync (it failed earlier, or ended):
+    /// a separate sync command fetches the log, as before.
+    Missing,
+}
+
+/// What one composed command gave.
+struct Ran {
+    parser: script::Parser,
+    /// The transport's failure, if any, and whether it came before the
+    /// step's own work was over (then it is the step's failure).
+    error: Option<(Stop, bool)>,
+    stderr: String,
+    status: i32,
+}
+
+impl Ran {
+    /// The output of part `i`, a command. A command that ended the step's
+    /// shell itself (`kill $$`) has the whole command's status and output,
+    /// as when it ran alone.
+    fn output(&self, i: usize) -> Result<Output, Stop> {
+        match self.parser.get(&format!("p{i}")) {
+            Some(s) => Ok(Output { status: s.status(), stdout: s.body.clone(), stderr: self.stderr.clone() }),
+            None if (0..i).all(|j| self.parser.get(&format!("p{j}")).is_some_and(|s| s.status() == 0)) => {
+                Ok(Output { status: self.status, stdout: self.parser.rest(), stderr: self.stderr.clone() })
+            }
+            None => Err(self.ended_early(i)),
+        }
+    }
+
+    /// Whether wait part `i` saw its condition hold, and what it reported if not.
+    fn waited(&self, i: usize) -> Result<(bool, String), Stop> {
+        match self.parser.get(&format!("p{i}")) {
+            Some(s) => Ok((s.status() == 0, s.body.clone())),
+            None => Err(self.ended_early(i)),
+        }
+    }
+
+    fn ended_early(&self, i: usize) -> Stop {
+        Stop::Harness(format!("the step's guest command ended (exit status {}) before its part {i} was done; its output:\n{}{}", self.status, self.parser.rest(), self.stderr))
+    }
+}
+
+/// Seconds a `wait:` step's guest loop sleeps between rounds (awoken at
+/// once when the host has seen enough).
+const POLL: &str = "0.05";
 
 /// Budget of harness-side guest commands outside a step's own work
 /// (upload, kernel-log sync, capability probes, artifact collection).
@@ -102,6 +169,8 @@ impl<'a> Session<'a> {
             notes: Vec::new(),
             deadline: Instant::now() + HARNESS,
             step_secs: HARNESS.as_secs(),
+            legacy: false,
+            step_times: Vec::new(),
         };
         s.taint_baseline = s.sync()?;
         s.window_start = s.records.len();
@@ -234,10 +303,307 @@ impl<'a> Session<'a> {
                 return Ok(());
             }
         }
+        let t0 = Instant::now();
+        self.step_secs = self.step_timeout(step);
+        self.deadline = t0 + Duration::from_secs(self.step_secs);
+        let r = if self.legacy { self.run_legacy(step) } else { self.run_one(step) };
+        self.step_times.push((kind(&step.action), t0.elapsed().as_secs_f64()));
+        r
+    }
+
+    /// A step in one guest command (a `wait:` in one streaming command).
+    fn run_one(&mut self, step: &Step) -> StepResult {
         let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
         let before = self.records.len();
-        self.step_secs = self.step_timeout(step);
-        self.deadline = Instant::now() + Duration::from_secs(self.step_secs);
+        let what = format!("step {} (line {}): {}", step.index + 1, step.line, step.label);
+        let (result, synced) = match &step.action {
+            Action::Wait { until, .. } => self.wait_one(until, &what),
+            a => self.act_one(a, &what),
+        };
+        let synced = match synced {
+            Synced::Done(t) => Ok(t),
+            Synced::Failed(e) => Err(e),
+            Synced::Missing => self.sync(),
+        };
+        // The step's own failure is the one reported; a log sync that fails
+        // after it (the guest may be gone) only adds a note.
+        let taint = match (synced, &result) {
+            (Ok(t), _) => t,
+            (Err(e), Err(_)) => {
+                self.notes.push(format!("the kernel-log sync after the failed step failed too: {}", e.message()));
+                return result;
+            }
+            (Err(e), Ok(())) => return Err(e),
+        };
+        if !is_check {
+            self.window_start = before;
+        }
+        result?;
+        self.health(taint, step)
+    }
+
+    /// Runs a composed command (nonce `nonce`), handing each section to
+    /// `on` as it arrives; `on` returns true to stop a streaming command.
+    /// Until the `work` section the step's deadline bounds it, after it the
+    /// harness budget (the sync).
+    fn run_composed(&mut self, nonce: &str, cmd: &str, hold_stdin: bool, on: &mut dyn FnMut(&mut Self, &Section) -> bool) -> Ran {
+        let guest = self.guest;
+        let step_deadline = self.deadline;
+        let mut parser = script::Parser::new(nonce);
+        let mut work_over: Option<Instant> = None;
+        let mut stop = false;
+        let res = guest.exec_stream(cmd, hold_stdin, &mut |chunk| {
+            let new = parser.feed(chunk);
+            let from = parser.sections.len() - new;
+            for sec in &parser.sections[from..] {
+                if sec.name == "work" && work_over.is_none() {
+                    work_over = Some(Instant::now());
+                }
+                if !stop && on(self, sec) {
+                    stop = true;
+                }
+            }
+            script_flow(work_over, step_deadline, stop)
+        });
+        match res {
+            Ok(o) => Ran { parser, error: None, stderr: o.stderr, status: o.status },
+            Err(e) => {
+                let in_work = work_over.is_none();
+                let stop = match e {
+                    crate::error::Error::SshTimeout(_) if in_work => self.timed_out(),
+                    crate::error::Error::SshTimeout(_) => Stop::Timeout(format!("the kernel-log sync after the step did not finish within {}s", HARNESS.as_secs())),
+                    other => other.into(),
+                };
+                Ran { parser, error: Some((stop, in_work)), stderr: String::new(), status: -1 }
+            }
+        }
+    }
+
+    /// The next sync's tag: numbered, and unguessable for what runs before it.
+    fn next_sync(&mut self, nonce: &str) -> script::Sync {
+        self.sync_n += 1;
+        script::Sync { tag: format!("{}{} {}", kmsg::SYNC_TAG, self.sync_n, &nonce[..12]), offset: self.kmsg_offset }
+    }
+
+    /// Takes in the sync sections of `ran` (a sync from byte `offset`).
+    fn take_sync(&mut self, ran: &mut Ran, offset: u64) -> Synced {
+        if let Some((e, false)) = ran.error.take() {
+            return Synced::Failed(e);
+        }
+        let (Some(taint), Some(log)) = (ran.parser.get("taint"), ran.parser.get("log")) else { return Synced::Missing };
+        let taint = taint.body.trim().parse().unwrap_or(0);
+        let complete = script::complete_lines(&log.body).to_string();
+        self.kmsg_offset = offset + complete.len() as u64;
+        self.add_records(&complete);
+        Synced::Done(taint)
+    }
+
+    /// Appends the records of complete log lines not seen yet.
+    fn add_records(&mut self, complete: &str) {
+        let last = self.records.last().map(|r| r.seq);
+        self.records.extend(kmsg::parse(complete, last));
+    }
+
+    /// Centiseconds the guest may spend before `until`, or None when the
+    /// step's deadline has passed.
+    fn guest_budget(&self, until: Instant) -> Option<u64> {
+        if self.deadline <= Instant::now() {
+            return None;
+        }
+        Some((until.saturating_duration_since(Instant::now()).as_millis() / 10) as u64)
+    }
+
+    /// An action or assertion step as one command.
+    fn act_one(&mut self, a: &Action, what: &str) -> (StepResult, Synced) {
+        // The guest gives up a second before the host would, so a condition
+        // that never holds is a verdict, not a timeout.
+        let Some(end_cs) = self.guest_budget(self.deadline).map(|cs| cs.saturating_sub(100)) else { return (Err(self.timed_out()), Synced::Missing) };
+        let parts = self.plan(a);
+        let nonce = script::nonce();
+        let sync = self.next_sync(&nonce);
+        let cmd = script::step_script(&nonce, what, end_cs, &parts, &sync, &script::Paths::default());
+        let mut ran = self.run_composed(&nonce, &cmd, false, &mut |_, _| false);
+        let result = match &ran.error {
+            Some((_, true)) => {
+                let (e, _) = ran.error.take().expect("checked");
+                return (Err(e), Synced::Missing);
+            }
+            // Judged before the sync's records are in: an assertion's dmesg
+            // window ends where the previous step's sync ended, as before.
+            _ => self.judge(a, &ran),
+        };
+        let synced = self.take_sync(&mut ran, sync.offset);
+        (result, synced)
+    }
+
+    /// The parts of an action's command (see [`Self::judge`]).
+    fn plan(&self, a: &Action) -> Vec<Part> {
+        let value_is = |file: &str, v: &str| format!("__v=; read -r __v < {file}; [ \"$__v\" = {v} ]");
+        match a {
+            Action::Load { module, args, wait, .. } => {
+                let mut p = vec![Part::Run(load_command(module, args))];
+                if *wait && self.case.livepatch(module).is_some() {
+                    p.push(Part::Wait { cond: value_is(&format!("/sys/kernel/livepatch/{module}/transition"), "0"), report: None });
+                }
+                p
+            }
+            Action::Disable { patch, wait, .. } => {
+                let mut p = vec![Part::Run(format!("echo 0 > /sys/kernel/livepatch/{patch}/enabled"))];
+                if *wait {
+                    p.push(Part::Wait { cond: format!("[ ! -d /sys/kernel/livepatch/{patch} ]"), report: None });
+                }
+                p
+            }
+            Action::Force { patch, .. } => vec![Part::Run(format!("echo 1 > /sys/kernel/livepatch/{patch}/force"))],
+            Action::Write { path, value, .. } => vec![Part::Run(format!("echo {} > {}", sh_quote(value), sh_quote(path)))],
+            Action::Unload { module, refused } => {
+                let mut p = Vec::new();
+                if refused.is_none() {
+                    // A patch drops its module reference only after its
+                    // transition and free finish: wait for that, then unload.
+                    let f = format!("/sys/module/{module}/refcnt");
+                    p.push(Part::Wait { cond: format!("__v=0; read -r __v < {f}; [ \"$__v\" = 0 ]"), report: Some(format!("cat {f}")) });
+                }
+                p.push(Part::Run(format!("rmmod {module}")));
+                p.push(Part::Wait { cond: format!("[ ! -d /sys/module/{module} ]"), report: None });
+                p
+            }
+            Action::Park { module, function } | Action::Release { module, function } => {
+                let (word, state) = if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
+                let f = format!("/proc/{module}/{function}");
+                vec![Part::Run(format!("echo {word} > {f}")), Part::Wait { cond: value_is(&f, state), report: None }]
+            }
+            Action::Call { module, parked, function, .. } => vec![Part::Run(call_command(module, parked, function))],
+            Action::Shell { command, .. } => vec![Part::Run(command.clone())],
+            Action::Assert(a) => {
+                let script = assert::snapshot_script_with(a, true);
+                if script.is_empty() {
+                    vec![]
+                } else {
+                    vec![Part::Snapshot(script)]
+                }
+            }
+            Action::Wait { .. } => unreachable!("a wait step is its own streaming command"),
+        }
+    }
+
+    /// The verdict on an action's command, from its parts' sections; the
+    /// same checks and messages as running the parts one by one.
+    fn judge(&mut self, a: &Action, ran: &Ran) -> StepResult {
+        let t = self.step_secs;
+        match a {
+            Action::Load { module, wait, refused, .. } => {
+                let out = ran.output(0)?;
+                expect_outcome("insmod", &out, refused.as_deref())?;
+                if out.status == 0 && *wait && self.case.livepatch(module).is_some() && !ran.waited(1)?.0 {
+                    return Err(Stop::Verdict(format!("the patching transition of {module} did not finish within {t}s{}", self.stuck_hint())));
+                }
+                Ok(())
+            }
+            Action::Disable { patch, wait, refused } => {
+                let out = ran.output(0)?;
+                expect_outcome("disable", &out, refused.as_deref())?;
+                if out.status == 0 && *wait && !ran.waited(1)?.0 {
+                    return Err(Stop::Verdict(format!("{patch} did not finish unpatching within {t}s{}", self.stuck_hint())));
+                }
+                Ok(())
+            }
+            Action::Force { refused, .. } => expect_outcome("force", &ran.output(0)?, refused.as_deref()),
+            Action::Write { path, value, refused } => expect_outcome(&format!("write {value:?} to {path}"), &ran.output(0)?, refused.as_deref()),
+            Action::Unload { module, refused } => {
+                let mut i = 0;
+                if refused.is_none() {
+                    let (ok, refcnt) = ran.waited(0)?;
+                    if !ok {
+                        return Err(Stop::Verdict(format!("rmmod {module}: module still in use (refcnt {}) after {t}s", refcnt.trim())));
+                    }
+                    i = 1;
+                }
+                let out = ran.output(i)?;
+                expect_outcome("rmmod", &out, refused.as_deref())?;
+                if out.status == 0 && !ran.waited(i + 1)?.0 {
+                    return Err(Stop::Verdict(format!("{module} still present in /sys/module {t}s after rmmod")));
+                }
+                Ok(())
+            }
+            Action::Park { module, function } | Action::Release { module, function } => {
+                let (word, state) = if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
+                expect_outcome(word, &ran.output(0)?, None)?;
+                if !ran.waited(1)?.0 {
+                    return Err(Stop::Verdict(format!("/proc/{module}/{function} did not become `{state}` within {t}s")));
+                }
+                Ok(())
+            }
+            Action::Call { module, parked, function, prints } => call_verdict(module, parked, function, prints.as_ref(), &ran.output(0)?),
+            Action::Shell { command, status } => shell_verdict(command, *status, &ran.output(0)?),
+            Action::Assert(a) => {
+                let out = match ran.parser.get("p0") {
+                    Some(s) => s.body.clone(),
+                    None if assert::snapshot_script_with(a, true).is_empty() => String::new(),
+                    None => return Err(ran.ended_early(0)),
+                };
+                let v = assert::evaluate(a, &assert::parse_snapshot(a, &out), self.window(), &self.case.doc.requires.sysfs);
+                verdict_result(v, &mut self.notes)
+            }
+            Action::Wait { .. } => unreachable!("a wait step is its own streaming command"),
+        }
+    }
+
+    /// A `wait:` step as one command: the guest takes a snapshot (and reads
+    /// the log, for a dmesg condition) every round and streams it; klpt
+    /// evaluates each round and tells the guest to stop once it holds.
+    fn wait_one(&mut self, until: &Assertion, what: &str) -> (StepResult, Synced) {
+        let t = self.step_secs;
+        // The last round keeps up to a second to report what it saw.
+        let give_up = self.deadline - Duration::from_secs(1).min(Duration::from_secs(t) / 2);
+        let Some(end_cs) = self.guest_budget(give_up) else { return (Err(self.timed_out()), Synced::Missing) };
+        let nonce = script::nonce();
+        let sync = self.next_sync(&nonce);
+        let snapshot = assert::snapshot_script_with(until, true);
+        let cmd = script::wait_script(&nonce, what, end_cs, &snapshot, until.dmesg.is_some(), POLL, &sync, &script::Paths::default());
+        let mut snap = String::new();
+        let mut last: Option<Verdict> = None;
+        let mut ran = self.run_composed(&nonce, &cmd, true, &mut |s, sec| match sec.name.as_str() {
+            "snap" => {
+                snap = sec.body.clone();
+                false
+            }
+            "rlog" => {
+                s.add_records(script::complete_lines(&sec.body));
+                false
+            }
+            "round" => {
+                let v = assert::evaluate(until, &assert::parse_snapshot(until, &snap), s.window(), &s.case.doc.requires.sysfs);
+                let done = v.ok() || !v.missing_required.is_empty();
+                last = Some(v);
+                done
+            }
+            _ => false,
+        });
+        if let Some((_, true)) = &ran.error {
+            let (e, _) = ran.error.take().expect("checked");
+            return (Err(e), Synced::Missing);
+        }
+        let settled = last.as_ref().is_some_and(|v| v.ok() || !v.missing_required.is_empty());
+        let synced = self.take_sync(&mut ran, sync.offset);
+        // A condition that never held is judged once more on the whole log
+        // up to the final sync, as the last round of a sync-per-round wait was.
+        let v = match (settled, last) {
+            (true, Some(v)) => v,
+            (false, Some(_)) => assert::evaluate(until, &assert::parse_snapshot(until, &snap), self.window(), &self.case.doc.requires.sysfs),
+            (_, None) => return (Err(ran.ended_early(0)), synced),
+        };
+        let result = verdict_result(v, &mut self.notes).map_err(|e| match e {
+            Stop::Verdict(m) => Stop::Verdict(format!("still not true after {t}s:\n{m}")),
+            s => s,
+        });
+        (result, synced)
+    }
+
+    /// A step the way klpt ran steps before one command per step.
+    fn run_legacy(&mut self, step: &Step) -> StepResult {
+        let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
+        let before = self.records.len();
         let result = self.act(&step.action);
         // The step's own failure is the one reported; a log sync that fails
         // after it (the guest may be gone) only adds a note.
@@ -315,32 +681,13 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Action::Call { module, parked, function, prints } => {
-                let f = format!("/proc/{module}/{parked}");
-                let script = format!(
-                    "echo {} > {f} || exit 1; while [ \"$(cat {f}.call)\" = pending ]; do usleep 10000; done; cat {f}.call",
-                    sh_quote(&format!("call {function}"))
-                );
-                let out = self.sh(&script)?;
-                if out.status != 0 {
-                    let why = match errno::from_message(&out.stderr) {
-                        Some("ESRCH") => format!("no worker is parked in {module}.{parked}: park it first"),
-                        _ => out.stderr.trim().to_string(),
-                    };
-                    return Err(Stop::Verdict(format!("call {function} from the worker parked in {module}.{parked}: {why}")));
-                }
-                match prints.as_ref().and_then(|m| assert::match_text(m, &out.stdout)) {
-                    Some(msg) => Err(Stop::Verdict(format!("{function}() called by the task parked in {module}.{parked}: {msg}"))),
-                    None => Ok(()),
-                }
+                let out = self.sh(&call_command(module, parked, function))?;
+                call_verdict(module, parked, function, prints.as_ref(), &out)
             }
             Action::Shell { command, status } => {
                 let out = self.sh(command)?;
-                if out.status != *status {
-                    return Err(Stop::Verdict(format!("`{command}`: expected exit status {status}, got {}\n{}{}", out.status, out.stdout, out.stderr)));
-                }
-                Ok(())
+                shell_verdict(command, *status, &out)
             }
-            // Parsed and validated by the case layer; running it is not written yet.
             Action::Assert(a) => {
                 let v = self.check(a)?;
                 verdict_result(v, &mut self.notes)
@@ -403,6 +750,57 @@ impl<'a> Session<'a> {
             let _ = std::fs::write(dir.join("failed-step.txt"), format!("step {} (line {}): {}\n{:#?}\n", s.index + 1, s.line, s.label, s.action));
         }
     }
+}
+
+/// The step's kind, as case files name it.
+pub fn kind(a: &Action) -> &'static str {
+    match a {
+        Action::Load { .. } => "load",
+        Action::Disable { .. } => "disable",
+        Action::Write { .. } => "write",
+        Action::Force { .. } => "force",
+        Action::Unload { .. } => "unload",
+        Action::Park { .. } => "park",
+        Action::Release { .. } => "release",
+        Action::Wait { .. } => "wait",
+        Action::Shell { .. } => "shell",
+        Action::Assert(_) => "assert",
+        Action::Call { .. } => "call",
+    }
+}
+
+/// How long a composed command may take from now: the step's deadline
+/// until its own work is over, then the harness budget for the sync.
+fn script_flow(work_over: Option<Instant>, step_deadline: Instant, stop: bool) -> crate::vm::ssh::Flow {
+    crate::vm::ssh::Flow { deadline: work_over.map(|t| t + HARNESS).unwrap_or(step_deadline), stop }
+}
+
+/// The guest command of a `call:` step: ask the parked worker, wait until
+/// it has answered, print what the function printed.
+fn call_command(module: &str, parked: &str, function: &str) -> String {
+    let f = format!("/proc/{module}/{parked}");
+    format!("echo {} > {f} || exit 1; while [ \"$(cat {f}.call)\" = pending ]; do usleep 10000; done; cat {f}.call", sh_quote(&format!("call {function}")))
+}
+
+fn call_verdict(module: &str, parked: &str, function: &str, prints: Option<&crate::case::Matcher>, out: &Output) -> StepResult {
+    if out.status != 0 {
+        let why = match errno::from_message(&out.stderr) {
+            Some("ESRCH") => format!("no worker is parked in {module}.{parked}: park it first"),
+            _ => out.stderr.trim().to_string(),
+        };
+        return Err(Stop::Verdict(format!("call {function} from the worker parked in {module}.{parked}: {why}")));
+    }
+    match prints.and_then(|m| assert::match_text(m, &out.stdout)) {
+        Some(msg) => Err(Stop::Verdict(format!("{function}() called by the task parked in {module}.{parked}: {msg}"))),
+        None => Ok(()),
+    }
+}
+
+fn shell_verdict(command: &str, status: i32, out: &Output) -> StepResult {
+    if out.status != status {
+        return Err(Stop::Verdict(format!("`{command}`: expected exit status {status}, got {}\n{}{}", out.status, out.stdout, out.stderr)));
+    }
+    Ok(())
 }
 
 fn verdict_result(v: Verdict, notes: &mut Vec<String>) -> StepResult {

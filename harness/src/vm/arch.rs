@@ -28,6 +28,9 @@ pub struct Arch {
     pub deb_headers_meta: &'static str,
     /// Oldest QEMU major version that runs this guest correctly under TCG.
     pub min_qemu: Option<u32>,
+    /// ELF `e_machine` and byte order of the kernel's modules.
+    pub elf_machine: u16,
+    pub big_endian: bool,
 }
 
 pub const X86_64: Arch = Arch {
@@ -45,6 +48,8 @@ pub const X86_64: Arch = Arch {
     deb_kernel_meta: "linux-image-amd64",
     deb_headers_meta: "linux-headers-amd64",
     min_qemu: None,
+    elf_machine: 62 /* EM_X86_64 */,
+    big_endian: false,
 };
 
 pub const ARM64: Arch = Arch {
@@ -62,6 +67,8 @@ pub const ARM64: Arch = Arch {
     deb_kernel_meta: "linux-image-arm64",
     deb_headers_meta: "linux-headers-arm64",
     min_qemu: None,
+    elf_machine: 183 /* EM_AARCH64 */,
+    big_endian: false,
 };
 
 pub const S390X: Arch = Arch {
@@ -79,6 +86,8 @@ pub const S390X: Arch = Arch {
     deb_kernel_meta: "linux-image-s390x",
     deb_headers_meta: "linux-headers-s390x",
     min_qemu: Some(8),
+    elf_machine: 22 /* EM_S390 */,
+    big_endian: true,
 };
 
 pub const PPC64LE: Arch = Arch {
@@ -96,6 +105,8 @@ pub const PPC64LE: Arch = Arch {
     deb_kernel_meta: "linux-image-powerpc64le",
     deb_headers_meta: "linux-headers-powerpc64le",
     min_qemu: None,
+    elf_machine: 21 /* EM_PPC64 */,
+    big_endian: false,
 };
 
 pub const ALL: [Arch; 4] = [X86_64, ARM64, S390X, PPC64LE];

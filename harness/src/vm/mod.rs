@@ -4,6 +4,8 @@ pub mod arch;
 pub mod binary;
 pub mod cleanup;
 pub mod qemu;
+pub mod qmp;
+pub mod snapshot;
 pub mod ssh;
 
 pub use arch::{Arch, ARCHES};

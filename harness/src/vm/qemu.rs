@@ -27,6 +27,10 @@ pub struct VmConfig {
     pub accel: Accel,
     /// Where the console is written (kept as an artifact).
     pub console_log: PathBuf,
+    /// A QMP monitor socket to create.
+    pub qmp: Option<PathBuf>,
+    /// Start from this saved state (`-incoming`) instead of booting.
+    pub incoming: Option<PathBuf>,
     pub extra_cmdline: String,
 }
 
@@ -50,6 +54,8 @@ struct Shared {
 }
 
 pub struct Vm {
+    /// Holds a restored guest's monitor socket; removed with the guest.
+    _scratch: Option<cleanup::TempDir>,
     pid: i32,
     shared: Arc<Shared>,
     pub ssh_port: u16,
@@ -119,6 +125,13 @@ pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
     if a.native_panic {
         args.extend(["-action".into(), "panic=exit-failure".into()]);
     }
+    if let Some(q) = &cfg.qmp {
+        args.extend(["-qmp".into(), format!("unix:{},server=on,wait=off", q.display())]);
+    }
+    if let Some(state) = &cfg.incoming {
+        // QEMU runs `exec:` migrations through /bin/sh.
+        args.extend(["-incoming".into(), format!("exec:cat {}", crate::quote::sh_quote(&state.display().to_string()))]);
+    }
     args
 }
 
@@ -150,7 +163,31 @@ impl Vm {
         let s = shared.clone();
         let log = cfg.console_log.clone();
         std::thread::spawn(move || tail_console(&log, &s));
-        Ok(Vm { pid, shared, ssh_port: port, started, cfg, kept: false })
+        Ok(Vm { _scratch: None, pid, shared, ssh_port: port, started, cfg, kept: false })
+    }
+
+    /// Starts a guest from a saved ready state (see [`super::snapshot`]):
+    /// ready as soon as QEMU has loaded the state and runs the guest.
+    pub fn restore(cfg: VmConfig, state: &Path, timeout: Duration) -> Result<(Vm, Ready)> {
+        let scratch = cleanup::TempDir::new("klpt-qmp-").map_err(|e| Error::Vm(format!("monitor dir: {e}")))?;
+        let qmp_path = scratch.path().join("qmp.sock");
+        let mut vm = Vm::boot(VmConfig { qmp: Some(qmp_path.clone()), incoming: Some(state.to_path_buf()), ..cfg })?;
+        vm._scratch = Some(scratch);
+        let deadline = Instant::now() + timeout;
+        let gone = |vm: &Vm, e: Error| match vm.settle(Duration::from_secs(2)) {
+            Fate { exited: Some(x), .. } => Error::Vm(format!("QEMU exited while restoring the saved guest ({x})")),
+            _ => e,
+        };
+        let mut qmp = super::qmp::Qmp::connect(&qmp_path, timeout).map_err(|e| gone(&vm, e))?;
+        loop {
+            match qmp.status().map_err(|e| gone(&vm, e))?.as_str() {
+                "running" => break,
+                _ if Instant::now() >= deadline => return Err(Error::Vm(format!("the restored guest was not running after {}s", timeout.as_secs()))),
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        let ready = Ready { host_secs: vm.started.elapsed().as_secs_f64(), guest_uptime: 0.0 };
+        Ok((vm, ready))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ConsoleState> {

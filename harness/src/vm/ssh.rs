@@ -28,7 +28,7 @@ pub fn ssh_command(port: u16) -> String {
     format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
 }
 
-/// Output of a streamed command as it arrives ([`Guest::exec_stream`]).
+/// Output of a watched command as it arrives ([`Guest::exec_watch`]).
 pub enum Chunk<'a> {
     Stdout(&'a str),
     Stderr(&'a str),
@@ -57,13 +57,21 @@ impl Utf8Carry {
     }
 }
 
-/// A command's first line, cut at 60 characters, for messages.
+/// A command's first line, shortened, for messages.
 fn shown(cmd: &str) -> String {
     let first = cmd.lines().next().unwrap_or("");
     match first.char_indices().nth(60) {
         Some((i, _)) => format!("{}…", &first[..i]),
         None => first.to_string(),
     }
+}
+
+/// What a streaming command's reader does next.
+pub struct Flow {
+    /// When the command, from now on, must have produced more output or ended.
+    pub deadline: Instant,
+    /// Ask the command to stop (see [`Guest::exec_stream`]).
+    pub stop: bool,
 }
 
 pub struct Output {
@@ -101,10 +109,8 @@ impl Guest {
         sess.set_timeout(15_000);
         sess.handshake().map_err(|e| format!("handshake: {e}"))?;
         let (key, _) = client_key().map_err(|e| e.to_string())?;
-        if sess.userauth_pubkey_file("root", None, &key, None).is_err() {
-            // The image also allows root's empty password (guest is reachable only from 127.0.0.1).
-            sess.userauth_password("root", "").map_err(|e| format!("authentication: {e}"))?;
-        }
+        // klpt's key is the only way in: the image locks root's password.
+        sess.userauth_pubkey_file("root", None, &key, None).map_err(|e| format!("authentication with {}: {e}", key.display()))?;
         Ok(Guest { sess, port })
     }
 
@@ -147,7 +153,10 @@ impl Guest {
     /// watch the guest and its own deadlines. `on` returning
     /// `ControlFlow::Break` abandons the command. `Ok(Some(status))` when it
     /// exited, `Ok(None)` when abandoned; an error means the transport broke.
-    pub fn exec_stream(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
+    /// Unlike [`Guest::exec_stream`] (stdout only, blocking reads bounded by
+    /// a deadline), it polls both streams, so a silent command never blocks
+    /// the watcher.
+    pub fn exec_watch(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
         let shown = shown(cmd);
         let err = |e: std::io::Error| Error::Ssh(format!("`{shown}`: {e}"));
         self.sess.set_timeout(60_000);
@@ -197,6 +206,70 @@ impl Guest {
         self.sess.set_blocking(true);
         ch.wait_close().map_err(|e| err(e.into()))?;
         Ok(Some(ch.exit_status().map_err(|e| err(e.into()))?))
+    }
+
+    /// Runs `cmd` and hands its stdout to `on` as it arrives (first with
+    /// no data, for the initial [`Flow`]). Each read waits until the
+    /// deadline `on` last returned: a command still running then is
+    /// [`Error::SshTimeout`], a broken transport [`Error::Ssh`]. With
+    /// `hold_stdin`, the command's stdin stays open until `on` asks to stop:
+    /// klpt then writes `stop` and a newline and closes it.
+    pub fn exec_stream(&self, cmd: &str, hold_stdin: bool, on: &mut dyn FnMut(&[u8]) -> Flow) -> Result<Output> {
+        let shown = shown(cmd);
+        let err = |e: std::io::Error| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                Error::SshTimeout(format!("`{shown}` did not finish in time"))
+            } else {
+                Error::Ssh(format!("`{shown}`: {e}"))
+            }
+        };
+        let mut flow = on(&[]);
+        self.set_deadline(flow.deadline).map_err(err)?;
+        let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
+        ch.exec(cmd).map_err(|e| err(e.into()))?;
+        let mut stdin_open = hold_stdin;
+        if !hold_stdin {
+            ch.send_eof().map_err(|e| err(e.into()))?;
+        }
+        let mut stdout = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            if flow.stop && stdin_open {
+                stdin_open = false;
+                // The command may have ended on its own meanwhile: a closed
+                // channel shows in the next read, not here.
+                let _ = ch.write_all(b"stop\n").and_then(|()| ch.flush());
+                let _ = ch.send_eof();
+            }
+            self.set_deadline(flow.deadline).map_err(err)?;
+            match ch.read(&mut buf) {
+                // End of stdout (libssh2's eof() would stay false while
+                // stderr data waits to be read).
+                Ok(0) => break,
+                Ok(n) => {
+                    stdout.extend_from_slice(&buf[..n]);
+                    flow = on(&buf[..n]);
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let mut stderr = Vec::new();
+        self.set_deadline(flow.deadline).map_err(err)?;
+        ch.stderr().read_to_end(&mut stderr).map_err(err)?;
+        ch.wait_close().map_err(|e| err(e.into()))?;
+        let status = ch.exit_status().map_err(|e| err(e.into()))?;
+        Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+    }
+
+    /// Bounds the session's next blocking call by `deadline`; one already
+    /// passed is a timeout.
+    fn set_deadline(&self, deadline: Instant) -> std::io::Result<()> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
+        }
+        self.sess.set_timeout(left.as_millis().clamp(1, u32::MAX as u128) as u32);
+        Ok(())
     }
 
     /// Copies a file into the guest.
