@@ -42,5 +42,8 @@ ip route add default via 10.0.2.2
 mkdir -p /etc/dropbear
 dropbearkey -t ed25519 -f /etc/dropbear/dropbear_ed25519_host_key >/dev/null 2>>/run/dropbear.log
 dropbear -r /etc/dropbear/dropbear_ed25519_host_key -E -p 22 2>>/run/dropbear.log
+# What a recipe adds to the boot (`files:` under /etc/klpt/init.d).
+for f in /etc/klpt/init.d/*.sh; do [ -f "$f" ] && . "$f"; done
+
 echo "KLPT-READY uptime=$(cut -d' ' -f1 /proc/uptime)"
 while :; do sleep 3600; done

@@ -15,6 +15,7 @@ pub mod event;
 pub mod host;
 pub mod image;
 pub mod kernel;
+pub mod kselftest;
 pub mod modules;
 pub mod quote;
 pub mod report;

@@ -94,9 +94,32 @@ enum Cmd {
         #[arg(long)]
         test_threads: Option<usize>,
     },
+    /// Build the kernel tree's livepatch selftests (tools/testing/selftests/livepatch)
+    /// and run them in klpt's guest, each scenario a trial.
+    Selftests {
+        /// Filters on trial names, as with `cargo test`
+        /// (e.g. `kselftest/test-callbacks/`).
+        filters: Vec<String>,
+        #[command(flatten)]
+        k: KernelArgs,
+        /// Write KTAP (kernel selftest format) here.
+        #[arg(long)]
+        ktap: Option<PathBuf>,
+        /// Write JUnit XML here.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// Where consoles and script transcripts go.
+        #[arg(long, default_value = "klpt-artifacts")]
+        artifacts: PathBuf,
+        /// Seconds a scenario may run without a verdict before it counts as hung.
+        #[arg(long, default_value = "240")]
+        scenario_timeout: u64,
+        #[command(flatten)]
+        t: TestArgs,
+    },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
-        /// Cases to time (default: cases/stock).
+        /// Cases to time (default: cases/stock; with --versus-kselftest, cases/kselftest).
         paths: Vec<PathBuf>,
         #[command(flatten)]
         k: KernelArgs,
@@ -110,6 +133,11 @@ enum Cmd {
         /// commands (as before) and as one, and compare the step costs.
         #[arg(long, conflicts_with_all = ["kernel_builds", "boots"])]
         steps: bool,
+        /// Instead: run the kernel tree's livepatch selftests and klpt's cases
+        /// (default: cases/kselftest) on the same kernel build, one guest at
+        /// a time, and compare their wall time.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "boots", "steps"])]
+        versus_kselftest: bool,
     },
 }
 
@@ -204,7 +232,16 @@ fn main() -> ExitCode {
         Cmd::Gen { case, k } => gen(case, k),
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
-        Cmd::Bench { paths, k, boots, kernel_builds, steps } => {
+        Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
+        Cmd::Bench { paths, k, versus_kselftest: true, .. } => {
+            let paths = if paths.is_empty() { vec![klpt::project_root().join("cases/kselftest")] } else { paths };
+            load_cases(&paths).and_then(|cases| {
+                let a = arches(&k.arches)?;
+                let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
+                klpt::bench::versus_kselftest(&cases, &a, &kernels, k.accel).map_err(|e| e.to_string())
+            })
+        }
+        Cmd::Bench { paths, k, boots, kernel_builds, steps, .. } => {
             let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
             load_cases(&paths).and_then(|cases| {
                 let a = arches(&k.arches)?;
@@ -321,13 +358,7 @@ fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, t: TestArgs) -> Result<ExitCode, String> {
-    // Words naming files or directories are case paths; the rest filter trials.
-    let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
-    let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
-    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
-    let arches = arches(&k.arches)?;
+fn libtest_args(filters: &[String], t: TestArgs) -> libtest_mimic::Arguments {
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
     args.filter = filters.first().cloned();
     args.list = t.list;
@@ -338,8 +369,61 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     args.test_threads = Some(t.test_threads.unwrap_or_else(runner::default_parallel_guests));
     args.quiet = t.quiet;
     args.nocapture = t.nocapture;
+    args
+}
+
+fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, scenario_timeout: u64, t: TestArgs) -> Result<ExitCode, String> {
+    let arches = arches(&k.arches)?;
+    // Debian's kernels come without their tree: default to the one klpt builds.
+    let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
+    let mut args = libtest_args(&filters, t);
+    // The drivers run the scripts (one guest per target at a time); trial
+    // threads only wait for their scenario. Two or more make libtest print
+    // each result as one line, not around the drivers' progress lines.
+    args.test_threads = Some(args.test_threads.unwrap_or(2));
+    if args.list {
+        // Names only: the scripts are read from the kernel's tree; nothing is built.
+        let mut trials = Vec::new();
+        for a in &arches {
+            for kernel in &kernels {
+                let what = format!("{} ({kernel})", a.name);
+                match klpt::kernel::peek(Some(kernel), *a).map_err(|e| format!("{what}: {e}"))? {
+                    klpt::kernel::Peek::Ready(kr) => trials.extend(klpt::kselftest::run::listing(*a, &kr).map_err(|e| format!("{what}: {e}"))?),
+                    klpt::kernel::Peek::Absent { how, .. } => return Err(format!("{what}: cannot list its selftests before it is built: {how}")),
+                }
+            }
+        }
+        return Ok(libtest_mimic::run(&args, trials).exit_code());
+    }
+    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
+    let mut suites = Vec::new();
+    for a in &arches {
+        for kernel in &kernels {
+            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), k.accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
+            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, &artifacts).with_timeout(Duration::from_secs(scenario_timeout)));
+        }
+    }
+    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
+    let trials = klpt::kselftest::trials(&suites, outcomes.clone(), &args);
+    let conclusion = libtest_mimic::run(&args, trials);
+    for s in &suites {
+        s.finish();
+    }
+    runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
+    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, t: TestArgs) -> Result<ExitCode, String> {
+    // Words naming files or directories are case paths; the rest filter trials.
+    let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
+    let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
+    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
+    let arches = arches(&k.arches)?;
+    let mut args = libtest_args(&filters, t);
+    args.test_threads = Some(args.test_threads.unwrap_or_else(runner::default_parallel_guests));
     let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
-    if t.list {
+    if args.list {
         // Names only: nothing installed, fetched (beyond apt metadata) or built.
         let ids = kernel_ids(&arches, &kernels)?;
         return Ok(libtest_mimic::run(&args, runner::listing(&ids, &cases)).exit_code());

@@ -42,10 +42,18 @@ pub struct Options {
 
 impl Target {
     pub fn prepare(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice) -> Result<Target> {
+        let mut t = Self::prepare_with(arch, kernel_spec, accel, crate::image::build)?;
+        t.saved_state = saved_state(&t);
+        Ok(t)
+    }
+
+    /// [`Target::prepare`] with another guest image, made by `image` for the
+    /// kernel, and no saved guest: its guests boot.
+    pub fn prepare_with(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice, image: impl FnOnce(&Kernel) -> Result<PathBuf>) -> Result<Target> {
         crate::host::ensure(&[arch])?;
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
-        let initrd = crate::image::build(&kernel)?;
+        let initrd = image(&kernel)?;
         let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
@@ -59,7 +67,6 @@ impl Target {
             }
         };
         emit(Event::Note { msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel) });
-        t.saved_state = saved_state(&t);
         Ok(t)
     }
 
@@ -141,12 +148,18 @@ pub struct Booted {
 /// How long a guest whose connection broke gets to exit and drain its
 /// console before klpt decides what happened (a panicking guest exits
 /// well within it; `panic=-1` reboots and QEMU's `-no-reboot` exits).
-const SETTLE: Duration = Duration::from_secs(5);
+pub const SETTLE: Duration = Duration::from_secs(5);
 
 pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Booted> {
-    let cfg = t.vm_config(case.doc.smp, &dir.join("console.log"));
+    boot_smp(t, case.doc.smp, dir, opts)
+}
+
+/// A logged-in guest with `smp` vCPUs, its console in `dir/console.log`:
+/// restored from the target's saved guest when it has one and `smp` is 1.
+pub fn boot_smp(t: &Target, smp: u32, dir: &Path, opts: &Options) -> Result<Booted> {
+    let cfg = t.vm_config(smp, &dir.join("console.log"));
     // The saved guest has one vCPU; a case that asks for more boots.
-    let vm = match (&t.saved_state, case.doc.smp) {
+    let vm = match (&t.saved_state, smp) {
         (Some(state), 1) => Vm::restore(cfg, state, opts.boot_timeout)?.0,
         _ => {
             let vm = Vm::boot(cfg)?;

@@ -1,6 +1,8 @@
 //! Guest images: an initramfs per (architecture, kernel modules), built from
-//! the recipe in `images/` with Debian packages of the guest's architecture,
-//! cached by the hash of everything that goes in.
+//! a recipe in `images/` with Debian packages of the guest's architecture,
+//! cached by the hash of everything that goes in. `guest.yaml` is the normal
+//! guest; a recipe may `extends:` another (e.g. `selftests.yaml`, the
+//! kernel's selftests' userland on top of it), and callers may add files.
 
 mod cpio;
 mod elf;
@@ -15,13 +17,74 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Recipe {
+    /// Another recipe (a file name in the same directory) whose lists this
+    /// one extends and whose `init` it inherits unless it names its own.
+    #[serde(default)]
+    extends: Option<String>,
+    #[serde(default)]
     packages: Vec<String>,
+    /// Paths inside the packages; copied with their libraries.
+    #[serde(default)]
     binaries: Vec<String>,
-    /// The kmod binary (one of `binaries`) that [`INSMOD`] links to.
-    insmod: String,
+    /// Command names, looked up in bin, sbin, usr/bin and usr/sbin of the
+    /// unpacked packages (wherever this Debian release puts them) and
+    /// installed at that path, a package's symlink as a symlink.
+    #[serde(default)]
+    commands: Vec<String>,
+    /// `path: command`: a symlink at `path` to where `command` was
+    /// installed, unless `path` already exists (`bin/stat: stat` for
+    /// scripts that hard-code `/bin/stat`; `usr/bin/awk: mawk` for the
+    /// link Debian's maintainer scripts would make).
+    #[serde(default)]
+    links: std::collections::BTreeMap<String, String>,
+    /// `guest path: file`, a file of the recipe directory copied into the image.
+    #[serde(default)]
+    files: std::collections::BTreeMap<String, String>,
+    /// The kmod binary (one of `binaries`) that [`INSMOD`] links to
+    /// (inherited through `extends:`).
+    #[serde(default)]
+    insmod: Option<String>,
     #[serde(default)]
     kernel_modules: Vec<String>,
-    init: String,
+    #[serde(default)]
+    init: Option<String>,
+}
+
+/// A file a caller adds to an image: (path in the guest, mode, content).
+pub type Extra = (String, u32, Vec<u8>);
+
+/// A recipe with its `extends:` chain merged (lists deduplicated, the
+/// nearest `init` wins), and the text of every file in the chain for the
+/// cache key.
+fn load_recipe(dir: &Path, name: &str, depth: usize) -> Result<(Recipe, String)> {
+    let path = dir.join(name);
+    let text = std::fs::read_to_string(&path).ctx(|| format!("read image recipe {}", path.display()))?;
+    let mut r: Recipe = serde_norway::from_str(&text).map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let Some(base_name) = r.extends.take() else { return Ok((r, text)) };
+    if depth > 8 {
+        return Err(Error::Other(format!("{}: `extends:` chain is deeper than 8 recipes (a cycle?)", path.display())));
+    }
+    let (mut base, base_text) = load_recipe(dir, &base_name, depth + 1)?;
+    fn merge(into: &mut Vec<String>, more: Vec<String>) {
+        for m in more {
+            if !into.contains(&m) {
+                into.push(m);
+            }
+        }
+    }
+    merge(&mut base.packages, r.packages);
+    merge(&mut base.binaries, r.binaries);
+    merge(&mut base.commands, r.commands);
+    merge(&mut base.kernel_modules, r.kernel_modules);
+    base.links.extend(r.links);
+    base.files.extend(r.files);
+    if r.init.is_some() {
+        base.init = r.init;
+    }
+    if r.insmod.is_some() {
+        base.insmod = r.insmod;
+    }
+    Ok((base, format!("{base_text}\n---\n{text}")))
 }
 
 /// klpt's module loader in the guest: a symlink named `insmod` to kmod, which
@@ -48,16 +111,29 @@ pub fn recipes_dir() -> PathBuf {
     std::env::var_os("KLPT_IMAGES").map(PathBuf::from).unwrap_or_else(|| crate::project_root().join("images"))
 }
 
-/// Builds (or reuses) the initramfs for `k`; returns its path.
+/// Builds (or reuses) the normal guest's initramfs for `k`; returns its path.
 pub fn build(k: &Kernel) -> Result<PathBuf> {
+    build_recipe(k, "guest.yaml", &[])
+}
+
+/// Builds (or reuses) the initramfs of recipe `name` (in [`recipes_dir`])
+/// for `k`, with `extra` files added; returns its path.
+pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> {
     let dir = recipes_dir();
-    let recipe_path = dir.join("guest.yaml");
-    let recipe_text = std::fs::read_to_string(&recipe_path).ctx(|| format!("read image recipe {}", recipe_path.display()))?;
-    let recipe: Recipe = serde_norway::from_str(&recipe_text).map_err(|e| Error::Other(format!("{}: {e}", recipe_path.display())))?;
-    if !recipe.binaries.contains(&recipe.insmod) {
-        return Err(Error::Other(format!("{}: `insmod: {}` is not one of `binaries`", recipe_path.display(), recipe.insmod)));
+    let recipe_path = dir.join(name);
+    let (recipe, recipe_text) = load_recipe(&dir, name, 0)?;
+    let insmod = recipe.insmod.clone().ok_or_else(|| Error::Other(format!("{}: no `insmod:` (nor in what it extends)", recipe_path.display())))?;
+    if !recipe.binaries.contains(&insmod) {
+        return Err(Error::Other(format!("{}: `insmod: {insmod}` is not one of `binaries`", recipe_path.display())));
     }
-    let init = std::fs::read(dir.join(&recipe.init)).ctx(|| format!("read {}", dir.join(&recipe.init).display()))?;
+    let init_name = recipe.init.clone().ok_or_else(|| Error::Other(format!("{}: no `init:` (nor in what it extends)", recipe_path.display())))?;
+    let init = std::fs::read(dir.join(&init_name)).ctx(|| format!("read {}", dir.join(&init_name).display()))?;
+    let mut files: Vec<Extra> = Vec::new();
+    for (guest, file) in &recipe.files {
+        let data = std::fs::read(dir.join(file)).ctx(|| format!("read {}", dir.join(file).display()))?;
+        files.push((guest.clone(), 0o755, data));
+    }
+    files.extend(extra.iter().cloned());
     let apt = Apt::new(&apt::host_codename(), k.arch.deb)?;
     apt.update()?;
     let debs = apt.download(&recipe.packages)?;
@@ -69,26 +145,66 @@ pub fn build(k: &Kernel) -> Result<PathBuf> {
     for (path, mode, text) in FIXED {
         h.part("fixed", format!("{path} {mode:o} {text}"));
     }
+    for (path, mode, data) in &files {
+        h.part("file", path).part("mode", mode.to_le_bytes()).part("data", data);
+    }
     for d in &debs {
         h.part("deb", d.file_name().unwrap_or_default().to_string_lossy().as_bytes());
     }
     for m in &modules {
         h.file("module", m).ctx(|| format!("read {}", m.display()))?;
     }
-    let out = crate::cache::dir("images").join(format!("{}-{}.cpio", k.arch.name, h.hex()));
+    let stem = name.trim_end_matches(".yaml");
+    let out = crate::cache::dir("images").join(if stem == "guest" { format!("{}-{}.cpio", k.arch.name, h.hex()) } else { format!("{}-{stem}-{}.cpio", k.arch.name, h.hex()) });
     if out.exists() {
         return Ok(out);
     }
-    crate::event::stage(&format!("image: building {} initramfs", k.arch.name), || assemble(&recipe, &debs, &modules, &init, &pubkey, k, &out))?;
+    crate::event::stage(&format!("image: building {} initramfs ({name})", k.arch.name), || assemble(&recipe, &debs, &modules, &init, &files, &pubkey, k, &out))?;
     Ok(out)
 }
 
-fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8], pubkey: &str, k: &Kernel, out: &Path) -> Result<()> {
+/// Where `name` lives among the unpacked packages' command directories.
+fn find_command(root: &Path, name: &str) -> Option<PathBuf> {
+    ["bin", "sbin", "usr/bin", "usr/sbin"].iter().map(|d| Path::new(d).join(name)).find(|p| root.join(p).symlink_metadata().is_ok() && resolve_in(root, p).is_file())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8], files: &[Extra], pubkey: &str, k: &Kernel, out: &Path) -> Result<()> {
     let stage = crate::vm::cleanup::TempDir::new("klpt-image-").ctx(|| "create staging dir".into())?;
     for d in debs {
         apt::unpack(d, stage.path())?;
     }
-    let bins: Vec<PathBuf> = recipe.binaries.iter().map(PathBuf::from).collect();
+    let mut bins: Vec<PathBuf> = recipe.binaries.iter().map(PathBuf::from).collect();
+    // Commands: a package's symlink (sbin/insmod -> /bin/kmod) stays a
+    // symlink, its target is copied.
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
+    let mut installed = std::collections::BTreeMap::new();
+    for c in &recipe.commands {
+        let p = find_command(stage.path(), c).ok_or_else(|| Error::Other(format!("image recipe: no package listed provides the command `{c}` (in bin, sbin, usr/bin or usr/sbin)")))?;
+        match std::fs::read_link(stage.path().join(&p)) {
+            Ok(target) => {
+                let real = resolve_in(stage.path(), &p);
+                let rel = real.strip_prefix(stage.path()).map(Path::to_path_buf).unwrap_or_default();
+                if !bins.contains(&rel) {
+                    bins.push(rel);
+                }
+                links.push((p.clone(), target.to_string_lossy().into_owned()));
+            }
+            Err(_) => {
+                if !bins.contains(&p) {
+                    bins.push(p.clone());
+                }
+            }
+        }
+        installed.insert(c.clone(), p);
+    }
+    for (path, cmd) in &recipe.links {
+        let target = installed.get(cmd).ok_or_else(|| Error::Other(format!("image recipe: link {path} -> `{cmd}`, which is not one of `commands`")))?;
+        let path = PathBuf::from(path);
+        if !bins.contains(&path) && !links.iter().any(|(l, _)| *l == path) {
+            links.push((path, format!("/{}", target.display())));
+        }
+    }
     let libs = elf::closure(stage.path(), &bins, k.arch.triplet)?;
 
     let tmp = tempfile::NamedTempFile::new_in(out.parent().expect("cache dir")).ctx(|| "create image file".into())?;
@@ -98,8 +214,9 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "lib", "lib/modules", "var", "var/log"] {
         dirs.insert(PathBuf::from(d));
     }
+    let extra_paths: Vec<PathBuf> = files.iter().map(|(p, ..)| PathBuf::from(p.trim_start_matches('/'))).collect();
     let insmod = PathBuf::from(INSMOD.trim_start_matches('/'));
-    for p in bins.iter().chain(libs.iter()).chain([&insmod]) {
+    for p in bins.iter().chain(libs.iter()).chain(links.iter().map(|(l, _)| l)).chain(extra_paths.iter()).chain([&insmod]) {
         for a in p.ancestors().skip(1) {
             if !a.as_os_str().is_empty() {
                 dirs.insert(a.to_path_buf());
@@ -117,7 +234,14 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     }
     // A merged-/usr layout may leave binaries where PATH does not look.
     io(c.symlink("bin/sh", "busybox"))?;
-    io(c.symlink(INSMOD, &format!("/{}", recipe.insmod.trim_start_matches('/'))))?;
+    for (l, target) in &links {
+        io(c.symlink(&l.to_string_lossy(), target))?;
+    }
+    for (path, mode, data) in files {
+        io(c.file(path, *mode, data))?;
+    }
+    let kmod = recipe.insmod.as_deref().unwrap_or_default();
+    io(c.symlink(INSMOD, &format!("/{}", kmod.trim_start_matches('/'))))?;
     let mut order = String::new();
     for m in modules {
         let name = m.file_name().unwrap_or_default().to_string_lossy().to_string();

@@ -28,6 +28,35 @@ pub fn ssh_command(port: u16) -> String {
     format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
 }
 
+/// Output of a watched command as it arrives ([`Guest::exec_watch`]).
+pub enum Chunk<'a> {
+    Stdout(&'a str),
+    Stderr(&'a str),
+    /// Nothing arrived within the poll interval.
+    Idle,
+}
+
+/// Bytes to text across chunk boundaries: a UTF-8 sequence split between
+/// two reads is decoded once whole.
+#[derive(Default)]
+struct Utf8Carry(Vec<u8>);
+
+impl Utf8Carry {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.0.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.0) {
+            Ok(_) => self.0.len(),
+            // An incomplete sequence at the end waits for the next read.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.0.len(),
+        };
+        let rest = self.0.split_off(valid);
+        let text = String::from_utf8_lossy(&self.0).into_owned();
+        self.0 = rest;
+        text
+    }
+}
+
 /// A command's first line, shortened, for messages.
 fn shown(cmd: &str) -> String {
     let first = cmd.lines().next().unwrap_or("");
@@ -119,6 +148,66 @@ impl Guest {
         Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
     }
 
+    /// Runs `cmd`, handing its stdout and stderr to `on` as they arrive, and
+    /// [`Chunk::Idle`] after every `poll` without output, so the caller can
+    /// watch the guest and its own deadlines. `on` returning
+    /// `ControlFlow::Break` abandons the command. `Ok(Some(status))` when it
+    /// exited, `Ok(None)` when abandoned; an error means the transport broke.
+    /// Unlike [`Guest::exec_stream`] (stdout only, blocking reads bounded by
+    /// a deadline), it polls both streams, so a silent command never blocks
+    /// the watcher.
+    pub fn exec_watch(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
+        let shown = shown(cmd);
+        let err = |e: std::io::Error| Error::Ssh(format!("`{shown}`: {e}"));
+        self.sess.set_timeout(60_000);
+        let mut ch = self.sess.channel_session().map_err(|e| err(e.into()))?;
+        ch.exec(cmd).map_err(|e| err(e.into()))?;
+        ch.send_eof().map_err(|e| err(e.into()))?;
+        self.sess.set_blocking(false);
+        let streamed = (|| -> Result<bool> {
+            let mut buf = vec![0u8; 16384];
+            let (mut out, mut errs) = (Utf8Carry::default(), Utf8Carry::default());
+            loop {
+                let mut got = false;
+                for id in [0, 1] {
+                    match ch.stream(id).read(&mut buf) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            got = true;
+                            let text = if id == 0 { out.push(&buf[..n]) } else { errs.push(&buf[..n]) };
+                            let c = if id == 0 { Chunk::Stdout(&text) } else { Chunk::Stderr(&text) };
+                            if on(c).is_break() {
+                                return Ok(false);
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Err(err(e)),
+                    }
+                }
+                if got {
+                    continue;
+                }
+                if ch.eof() {
+                    return Ok(true);
+                }
+                if on(Chunk::Idle).is_break() {
+                    return Ok(false);
+                }
+                std::thread::sleep(poll);
+            }
+        })();
+        if !matches!(streamed, Ok(true)) {
+            // Freeing an open channel in blocking mode waits for the guest's
+            // close, which a dead guest never sends: free it non-blocking.
+            drop(ch);
+            self.sess.set_blocking(true);
+            return streamed.map(|_| None);
+        }
+        self.sess.set_blocking(true);
+        ch.wait_close().map_err(|e| err(e.into()))?;
+        Ok(Some(ch.exit_status().map_err(|e| err(e.into()))?))
+    }
+
     /// Runs `cmd` and hands its stdout to `on` as it arrives (first with
     /// no data, for the initial [`Flow`]). Each read waits until the
     /// deadline `on` last returned: a command still running then is
@@ -190,5 +279,20 @@ impl Guest {
             return Err(Error::Ssh(format!("copy to {path}: {}", out.stderr.trim())));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Carry;
+
+    #[test]
+    fn a_character_split_across_reads_is_decoded_whole() {
+        let mut c = Utf8Carry::default();
+        let bytes = "a…b".as_bytes();
+        assert_eq!(c.push(&bytes[..2]), "a");
+        assert_eq!(c.push(&bytes[2..3]), "");
+        assert_eq!(c.push(&bytes[3..]), "…b");
+        assert_eq!(c.push(b"\xff!"), "\u{fffd}!");
     }
 }
