@@ -174,7 +174,7 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
             let cases: Vec<&Case> = cases.iter().filter(|c| c.runs_on(arch.name)).collect();
             let t0 = Instant::now();
             for c in &cases {
-                crate::modules::build::build_all(c, &t.kernel, &t.caps.klp_fields)?;
+                crate::modules::build::build_all(c, &t.kernel, &t.caps)?;
             }
             let case_builds = t0.elapsed().as_secs_f64();
             let selftest_builds = built.build_secs;
