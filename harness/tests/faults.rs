@@ -23,10 +23,8 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system") {
-            if cmdline.contains(marker) {
-                out.push(pid);
-            }
+        if (cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system")) && cmdline.contains(marker) {
+            out.push(pid);
         }
     }
     out
