@@ -51,6 +51,11 @@ enum Cmd {
         /// Leave a failed case's guest running for inspection.
         #[arg(long)]
         keep_failed: bool,
+        /// Also run the kernel tree's livepatch selftests (as `klpt selftests`
+        /// does, one more guest per target), their scenarios as trials next
+        /// to the cases' and in the same reports.
+        #[arg(long)]
+        kselftest: bool,
         #[command(flatten)]
         t: TestArgs,
     },
@@ -220,7 +225,7 @@ fn main() -> ExitCode {
     klpt::vm::cleanup::install_signal_handlers();
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, t } => run(words, k, ktap, junit, artifacts, keep_failed, t),
+        Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, kselftest, t } => run(words, k, ktap, junit, artifacts, keep_failed, kselftest, t),
         Cmd::Check { paths } => check(paths),
         Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series } } => arches(&a).and_then(|a| {
             for arch in a {
@@ -383,26 +388,10 @@ fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: 
     args.test_threads = Some(args.test_threads.unwrap_or(2));
     if args.list {
         // Names only: the scripts are read from the kernel's tree; nothing is built.
-        let mut trials = Vec::new();
-        for a in &arches {
-            for kernel in &kernels {
-                let what = format!("{} ({kernel})", a.name);
-                match klpt::kernel::peek(Some(kernel), *a).map_err(|e| format!("{what}: {e}"))? {
-                    klpt::kernel::Peek::Ready(kr) => trials.extend(klpt::kselftest::run::listing(*a, &kr).map_err(|e| format!("{what}: {e}"))?),
-                    klpt::kernel::Peek::Absent { how, .. } => return Err(format!("{what}: cannot list its selftests before it is built: {how}")),
-                }
-            }
-        }
-        return Ok(libtest_mimic::run(&args, trials).exit_code());
+        return Ok(libtest_mimic::run(&args, kselftest_listing(&arches, &kernels)?).exit_code());
     }
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
-    let mut suites = Vec::new();
-    for a in &arches {
-        for kernel in &kernels {
-            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), k.accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
-            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, &artifacts).with_timeout(Duration::from_secs(scenario_timeout)));
-        }
-    }
+    let suites = kselftest_suites(&arches, &kernels, k.accel, &artifacts, Duration::from_secs(scenario_timeout))?;
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let trials = klpt::kselftest::trials(&suites, outcomes.clone(), &args);
     let conclusion = libtest_mimic::run(&args, trials);
@@ -414,7 +403,7 @@ fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: 
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, t: TestArgs) -> Result<ExitCode, String> {
+fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, kselftest: bool, t: TestArgs) -> Result<ExitCode, String> {
     // Words naming files or directories are case paths; the rest filter trials.
     let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
     let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
@@ -426,15 +415,51 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     if args.list {
         // Names only: nothing installed, fetched (beyond apt metadata) or built.
         let ids = kernel_ids(&arches, &kernels)?;
-        return Ok(libtest_mimic::run(&args, runner::listing(&ids, &cases)).exit_code());
+        let mut trials = runner::listing(&ids, &cases);
+        if kselftest {
+            trials.extend(kselftest_listing(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>())?);
+        }
+        return Ok(libtest_mimic::run(&args, trials).exit_code());
     }
     let targets = prepare(&arches, &kernels, k.accel)?;
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
+    let suites = if kselftest { kselftest_suites(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>(), k.accel, &artifacts, klpt::kselftest::run::SCENARIO_TIMEOUT)? } else { Vec::new() };
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
-    let trials = runner::trials(&targets, &cases, opts, outcomes.clone());
+    let mut trials = runner::trials(&targets, &cases, opts, outcomes.clone());
+    trials.extend(klpt::kselftest::trials(&suites, outcomes.clone(), &args));
     let conclusion = libtest_mimic::run(&args, trials);
+    for s in &suites {
+        s.finish();
+    }
     runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
     runner::wait_for_kept_guests();
     Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// The selftests' trials for `--list`, read from the kernels' trees.
+fn kselftest_listing(arches: &[Arch], kernels: &[String]) -> Result<Vec<libtest_mimic::Trial>, String> {
+    let mut trials = Vec::new();
+    for a in arches {
+        for kernel in kernels {
+            let what = format!("{} ({kernel})", a.name);
+            match klpt::kernel::peek(Some(kernel), *a).map_err(|e| format!("{what}: {e}"))? {
+                klpt::kernel::Peek::Ready(kr) => trials.extend(klpt::kselftest::run::listing(*a, &kr).map_err(|e| format!("{what}: {e}"))?),
+                klpt::kernel::Peek::Absent { how, .. } => return Err(format!("{what}: cannot list its selftests before it is built: {how}")),
+            }
+        }
+    }
+    Ok(trials)
+}
+
+/// Builds the selftests of every (arch, kernel) and their guests' images.
+fn kselftest_suites(arches: &[Arch], kernels: &[String], accel: AccelChoice, artifacts: &std::path::Path, timeout: Duration) -> Result<Vec<Arc<klpt::kselftest::Suite>>, String> {
+    let mut suites = Vec::new();
+    for a in arches {
+        for kernel in kernels {
+            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
+            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts).with_timeout(timeout));
+        }
+    }
+    Ok(suites)
 }

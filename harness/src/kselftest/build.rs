@@ -9,9 +9,9 @@ use super::scripts::{self, Script};
 use crate::apt::{self, Apt};
 use crate::cache::Hasher;
 use crate::error::{Error, IoContext, Result};
-use crate::event::stage;
+use crate::cache::Scratch;
+use crate::event::{emit, try_stage, Event};
 use crate::kernel::Kernel;
-use crate::vm::cleanup::TempDir;
 use crate::vm::Arch;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -139,12 +139,14 @@ pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
     let dest = root.join(format!("{}-{}", k.arch.name, h.hex()));
     let dir = dest.join("livepatch");
     if dest.join(".klpt-built").exists() {
-        crate::event::emit(crate::event::Event::Cached { what: &format!("kselftest build {}", dir.display()) });
+        emit(Event::Cached { what: &format!("kselftest build {}", dir.display()) });
         return Ok(Built { tree, scripts, dir, build_secs: None });
     }
+    sweep(&root);
     let t0 = Instant::now();
-    let tmp = TempDir::new_in(&root, ".build-").ctx(|| "create kselftest build dir".into())?;
-    stage(&format!("kselftest: building {} test_modules and {HELPER} ({} scripts) from {}", k.arch.name, scripts.len(), tree.display()), || -> Result<()> {
+    // Locked while it lives, so a later run's sweep tells it from a killed run's.
+    let tmp = Scratch::new(&root, ".build-").ctx(|| "create kselftest build dir".into())?;
+    try_stage(&format!("kselftest: building {} test_modules and {HELPER} ({} scripts) from {}", k.arch.name, scripts.len(), tree.display()), || -> Result<()> {
         // Out of tree, in a copy: the kernel tree is never written to.
         let work = tmp.path().join("work/test_modules");
         std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
@@ -180,7 +182,7 @@ pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
         std::fs::write(tmp.path().join(".klpt-built"), tree.display().to_string()).ctx(|| "mark kselftest build".into())
     })?;
     let _ = std::fs::remove_dir_all(tmp.path().join("work"));
-    crate::cache::publish(&tmp.keep(), &dest).ctx(|| format!("store {}", dest.display()))?;
+    tmp.publish(&dest).ctx(|| format!("store {}", dest.display()))?;
     Ok(Built { tree, scripts, dir, build_secs: Some(t0.elapsed().as_secs_f64()) })
 }
 
@@ -216,15 +218,24 @@ fn sysroot(arch: Arch) -> Result<PathBuf> {
     for d in &debs {
         h.part("deb", d.file_name().unwrap_or_default().to_string_lossy().as_bytes());
     }
-    let dest = crate::cache::dir("sysroot").join(format!("{}-{}", arch.name, h.hex()));
+    let root = crate::cache::dir("sysroot");
+    let dest = root.join(format!("{}-{}", arch.name, h.hex()));
     if dest.join(".klpt-ready").exists() {
         return Ok(dest);
     }
-    let tmp = TempDir::new_in(&crate::cache::dir("sysroot"), ".unpack-").ctx(|| "create sysroot dir".into())?;
+    sweep(&root);
+    let tmp = Scratch::new(&root, ".build-").ctx(|| "create sysroot dir".into())?;
     for d in &debs {
         apt::unpack(d, tmp.path())?;
     }
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark sysroot".into())?;
-    crate::cache::publish(&tmp.keep(), &dest).ctx(|| format!("store {}", dest.display()))?;
+    tmp.publish(&dest).ctx(|| format!("store {}", dest.display()))?;
     Ok(dest)
+}
+
+/// Removes what a killed run left in `root` (never a live run's build).
+fn sweep(root: &Path) {
+    for d in crate::cache::sweep(root, ".build-") {
+        emit(Event::Note { msg: &format!("kselftest: removed {}, left by an interrupted run", d.display()) });
+    }
 }

@@ -304,6 +304,27 @@ impl<'a> Parser<'a> {
         self.next = self.script.scenarios.len();
     }
 
+    /// The kernel log (the console) shows that `start_test` began the
+    /// scenario titled `title` (its `===== TEST: <title> =====` line), whose
+    /// `TEST:` output may never have left a dying guest: it becomes the
+    /// running scenario, unless it already is or lies behind.
+    pub fn started_per_log(&mut self, title: &str, t: f64) {
+        if self.done {
+            return;
+        }
+        if self.running.as_ref().is_some_and(|r| self.script.scenarios[r.pos].title == title) {
+            return;
+        }
+        if !self.script.scenarios[self.next..].iter().any(|s| s.title == title) {
+            return;
+        }
+        self.start(title, t);
+        self.partial_started = true;
+        if let Some(r) = &mut self.running {
+            r.notes.push("its start reached the kernel log; its TEST line never left the guest".into());
+        }
+    }
+
     /// The script never finished (the guest crashed, hung or was lost) at
     /// host time `t`: the running scenario, or the next one when none had
     /// started, is [`Verdict::Interrupted`]; the rest did not run. Returns

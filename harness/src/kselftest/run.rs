@@ -323,6 +323,7 @@ impl Suite {
         emit(Event::Begin { what: &label });
         let t0 = Instant::now();
         let mut parser = Parser::new(script);
+        let console_mark = b.vm.console_len();
         let mut last_start: Option<usize> = None;
         let mut deadline = Instant::now() + self.scenario_timeout;
         let mut stop: Option<&'static str> = None;
@@ -381,6 +382,12 @@ impl Suite {
                 emit(Event::Done { what: &format!("{label}: exit {status}, {ok} ok"), secs: t });
             }
             Some(i) => {
+                // start_test logs `===== TEST: <title> =====` before it
+                // works: the console knows the scenario a dying guest was in
+                // even when its TEST output never left the guest.
+                if let Some(title) = last_logged_start(&b.vm.console_since(console_mark)) {
+                    parser.started_per_log(&title, t);
+                }
                 let at = parser.interrupt(t);
                 let lost = i.cause == Cause::GuestLost;
                 emit(Event::Warn { msg: &format!("{label}: {} in scenario {}", i.cause.as_str(), at.map(|a| format!("{a:02}")).unwrap_or_else(|| "-".into())) });
@@ -450,6 +457,15 @@ impl Suite {
             },
         }
     }
+}
+
+/// The title in the last `===== TEST: <title> =====` line (start_test's
+/// kernel-log line) of console text.
+pub fn last_logged_start(console: &str) -> Option<String> {
+    console.lines().rev().find_map(|l| {
+        let i = l.find("===== TEST: ")?;
+        l[i + 12..].trim_end().strip_suffix(" =====").map(str::to_string)
+    })
 }
 
 /// One libtest trial per scenario of every script; each pushes its outcome

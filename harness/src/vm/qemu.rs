@@ -258,6 +258,17 @@ impl Vm {
         tail(&self.state().text, n)
     }
 
+    /// Bytes of console text read so far: a mark for [`Vm::console_since`].
+    pub fn console_len(&self) -> usize {
+        self.state().text.len()
+    }
+
+    /// The console text read since `mark` (from [`Vm::console_len`]).
+    pub fn console_since(&self, mark: usize) -> String {
+        let st = self.state();
+        st.text.get(mark.min(st.text.len())..).unwrap_or_default().to_string()
+    }
+
     pub fn exited(&self) -> Option<String> {
         self.state().exited.clone()
     }

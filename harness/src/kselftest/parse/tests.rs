@@ -227,3 +227,27 @@ fn a_title_the_source_does_not_spell_out_takes_the_next_scenario() {
     assert_eq!(verdicts(&v), [Verdict::Ok, Verdict::Ok]);
     assert!(v[1].notes.iter().any(|n| n.contains("computed $name")));
 }
+
+#[test]
+fn the_kernel_log_names_the_scenario_whose_test_line_never_arrived() {
+    // test-lost: 01 printed ok, then the guest was lost right after 02's
+    // start_test; only the console had `===== TEST: the ssh server dies =====`.
+    let s = made_up("lost");
+    let mut p = Parser::new(&s);
+    p.stdout("TEST: before the loss ... ok\n", 1.0);
+    let console = "[    2.1] livepatch kselftest timestamp: 2026\n[    2.3] ===== TEST: the ssh server dies =====\n";
+    let title = crate::kselftest::run::last_logged_start(console).unwrap();
+    assert_eq!(title, "the ssh server dies");
+    p.started_per_log(&title, 2.0);
+    // A later TEST line for the same scenario does not start it twice.
+    p.stdout("TEST: the ssh server dies ... ", 2.5);
+    assert_eq!(p.interrupt(3.0), Some(2));
+    let d = p.decided();
+    assert_eq!(verdicts(d), [Verdict::Ok, Verdict::Interrupted]);
+    assert!(d[1].notes.iter().any(|n| n.contains("never left the guest")), "{:?}", d[1].notes);
+    // A title behind the running scenario changes nothing.
+    let mut p = Parser::new(&s);
+    p.stdout("TEST: before the loss ... ok\nTEST: the ssh server dies ... ", 1.0);
+    p.started_per_log("before the loss", 2.0);
+    assert_eq!(p.running(), Some((2, "the ssh server dies")));
+}
