@@ -206,6 +206,20 @@ fn refused(case: &Case, module: &str, what: &str, problems: &[String]) -> String
     out.s
 }
 
+/// A module's source up to its header, once the checks every module shares
+/// (parameters, includes) and the caller's `problems` allow it; else the
+/// whole refused module.
+fn begin(case: &Case, name: &str, what: &str, params: &[Param], code: &ModuleCode, mut problems: Vec<String>) -> Result<Out, String> {
+    check_params(&mut problems, params);
+    check_includes(&mut problems, code);
+    if !problems.is_empty() {
+        return Err(refused(case, name, what, &problems));
+    }
+    let mut out = Out::new(case, name);
+    header(&mut out, case, what, code);
+    Ok(out)
+}
+
 /// `includes:` entries are header paths and nothing else.
 fn check_includes(problems: &mut Vec<String>, code: &ModuleCode) {
     for inc in &code.includes {
@@ -722,18 +736,10 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
             check_ident(&mut problems, "object name", &o.name);
         }
     }
-    check_params(&mut problems, &lp.params);
-    check_includes(&mut problems, &lp.code);
-    if !problems.is_empty() {
-        return refused(case, &lp.name, &format!("Livepatch module {}", lp.name), &problems);
-    }
-    let mut out = Out::new(case, &lp.name);
-    header(
-        &mut out,
-        case,
-        &format!("Livepatch module {}", lp.name),
-        &lp.code,
-    );
+    let mut out = match begin(case, &lp.name, &format!("Livepatch module {}", lp.name), &lp.params, &lp.code, problems) {
+        Ok(out) => out,
+        Err(refused) => return refused,
+    };
     // Declared first so that case code can name the patch (klp_get_state()).
     out.line("static struct klp_patch klpt_patch;\n#define KLPT_PATCH (&klpt_patch)\n");
     if !lp.states.is_empty() {
@@ -948,18 +954,10 @@ pub fn target_c(case: &Case, t: &Target) -> String {
     for f in &t.functions {
         check_ident(&mut problems, "function name", &f.name);
     }
-    check_params(&mut problems, &t.params);
-    check_includes(&mut problems, &t.code);
-    if !problems.is_empty() {
-        return refused(case, &t.name, &format!("Target module {}", t.name), &problems);
-    }
-    let mut out = Out::new(case, &t.name);
-    header(
-        &mut out,
-        case,
-        &format!("Target module {}", t.name),
-        &t.code,
-    );
+    let mut out = match begin(case, &t.name, &format!("Target module {}", t.name), &t.params, &t.code, problems) {
+        Ok(out) => out,
+        Err(refused) => return refused,
+    };
     params(&mut out, &t.params);
     let texts: Vec<&str> = [&t.code.c, &t.code.init, &t.code.exit]
         .into_iter()

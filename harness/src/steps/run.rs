@@ -332,7 +332,6 @@ impl<'a> Session<'a> {
 
     /// A step in one guest command (a `wait:` in one streaming command).
     fn run_one(&mut self, step: &Step) -> StepResult {
-        let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
         let before = self.records.len();
         let what = format!("step {} (line {}): {}", step.index + 1, step.line, step.label);
         let (result, synced) = match &step.action {
@@ -344,8 +343,13 @@ impl<'a> Session<'a> {
             Synced::Failed(e) => Err(e),
             Synced::Missing => self.sync(),
         };
-        // The step's own failure is the one reported; a log sync that fails
-        // after it (the guest may be gone) only adds a note.
+        self.finish(step, result, synced, before)
+    }
+
+    /// Ends a step: the step's own failure is the one reported (a log sync
+    /// that fails after it, the guest may be gone, only adds a note); an
+    /// action opens the next dmesg window at `before`; then the health check.
+    fn finish(&mut self, step: &Step, result: StepResult, synced: Result<u64, Stop>, before: usize) -> StepResult {
         let taint = match (synced, &result) {
             (Ok(t), _) => t,
             (Err(e), Err(_)) => {
@@ -354,7 +358,7 @@ impl<'a> Session<'a> {
             }
             (Err(e), Ok(())) => return Err(e),
         };
-        if !is_check {
+        if !matches!(step.action, Action::Assert(_) | Action::Wait { .. }) {
             self.window_start = before;
         }
         result?;
@@ -657,24 +661,10 @@ impl<'a> Session<'a> {
 
     /// A step the way klpt ran steps before one command per step.
     fn run_legacy(&mut self, step: &Step) -> StepResult {
-        let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
         let before = self.records.len();
         let result = self.act(&step.action);
-        // The step's own failure is the one reported; a log sync that fails
-        // after it (the guest may be gone) only adds a note.
-        let taint = match (self.sync(), &result) {
-            (Ok(t), _) => t,
-            (Err(e), Err(_)) => {
-                self.notes.push(format!("the kernel-log sync after the failed step failed too: {}", e.message()));
-                return result;
-            }
-            (Err(e), Ok(())) => return Err(e),
-        };
-        if !is_check {
-            self.window_start = before;
-        }
-        result?;
-        self.health(taint, step)
+        let synced = self.sync();
+        self.finish(step, result, synced, before)
     }
 
     fn act(&mut self, a: &Action) -> StepResult {
