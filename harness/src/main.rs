@@ -307,6 +307,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
         kernels.into_iter().map(Some).collect()
     };
     let targets = prepare(&arches(&a)?, &kernels, AccelChoice::Auto)?;
+    runner::prebuild(&targets, &cases);
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
@@ -422,6 +423,13 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
         return Ok(libtest_mimic::run(&args, trials).exit_code());
     }
     let targets = prepare(&arches, &kernels, k.accel)?;
+    // Modules for the trials this run selects only (libtest's filter words).
+    let selected: Vec<Arc<Case>> = cases
+        .iter()
+        .filter(|c| targets.iter().any(|t| selects(&args, &runner::trial_name(t, c))))
+        .cloned()
+        .collect();
+    runner::prebuild(&targets, &selected);
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let suites = if kselftest { kselftest_suites(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>(), k.accel, &artifacts, klpt::kselftest::run::SCENARIO_TIMEOUT)? } else { Vec::new() };
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
@@ -462,4 +470,10 @@ fn kselftest_suites(arches: &[Arch], kernels: &[String], accel: AccelChoice, art
         }
     }
     Ok(suites)
+}
+
+/// Whether libtest's filter and `--skip` words let the trial `name` run.
+fn selects(args: &libtest_mimic::Arguments, name: &str) -> bool {
+    let hit = |f: &str| if args.exact { name == f } else { name.contains(f) };
+    args.filter.as_deref().is_none_or(hit) && !args.skip.iter().any(|s| hit(s))
 }

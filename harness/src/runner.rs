@@ -467,3 +467,12 @@ mod tests {
         );
     }
 }
+
+/// Builds, before the first guest starts, every module the run's cases need
+/// on each target in one Kbuild call per target (see `modules::build::build_batch`).
+pub fn prebuild(targets: &[Arc<Target>], cases: &[Arc<Case>]) {
+    for t in targets {
+        let mine: Vec<&Case> = cases.iter().map(|c| c.as_ref()).filter(|c| c.runs_on(t.arch.name) && t.caps.missing(&c.doc.requires, None).is_empty()).collect();
+        crate::modules::build::build_batch(&mine, &t.kernel, &t.caps);
+    }
+}

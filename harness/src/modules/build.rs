@@ -62,7 +62,8 @@ const BUILD_PREFIX: &str = ".build-";
 /// Prebuilt modules are copied into `modules/.prebuilt-XXXX` first, likewise.
 pub(super) const PREBUILT_PREFIX: &str = ".prebuilt-";
 
-pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
+/// Where the module built from `s` for `k` is cached (its `.ko` inside).
+fn cached(s: &Source, k: &Kernel) -> PathBuf {
     let key = crate::cache::Hasher::new()
         .part("kernel", &k.build_hash)
         .part("arch", k.arch.name)
@@ -70,12 +71,72 @@ pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
         .part("name", &s.name)
         .part("c", &s.c)
         .hex();
-    let root = crate::cache::dir("modules");
-    let dest = root.join(format!("{}-{key}", s.name));
+    crate::cache::dir("modules").join(format!("{}-{key}", s.name))
+}
+
+/// Builds every module `cases` need on `k` that is not cached yet in one
+/// Kbuild call with a job per core, each module in a subdirectory of one
+/// scratch tree (`obj-m += m0/ m1/ ...`): one `make` instead of one per
+/// module. Best effort: when the batch fails (a module that does not
+/// compile), each case builds its own modules as before, which names the
+/// culprit at its case's line.
+pub fn build_batch(cases: &[&Case], k: &Kernel, caps: &Caps) {
+    sweep();
+    let mut todo: BTreeMap<PathBuf, Source> = BTreeMap::new();
+    for c in cases {
+        for s in sources(c, caps) {
+            let dest = cached(&s, k);
+            if !dest.join(format!("{}.ko", s.name)).exists() {
+                todo.insert(dest, s);
+            }
+        }
+    }
+    // Kbuild refuses two modules of one name in one build (modules-check):
+    // a name's second version goes into the next call.
+    let mut rounds: Vec<BTreeMap<PathBuf, Source>> = Vec::new();
+    for (dest, s) in todo {
+        match rounds.iter_mut().find(|r| !r.values().any(|o| o.name == s.name)) {
+            Some(r) => {
+                r.insert(dest, s);
+            }
+            None => rounds.push(BTreeMap::from([(dest, s)])),
+        }
+    }
+    for round in rounds.into_iter().filter(|r| r.len() > 1) {
+        batch(round, k);
+    }
+}
+
+fn batch(todo: BTreeMap<PathBuf, Source>, k: &Kernel) {
+    let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let what = format!("modules: building {} modules for {} in one Kbuild call (-j{jobs})", todo.len(), k.id);
+    let _ = try_stage(&what, || -> Result<()> {
+        let root = crate::cache::dir("modules");
+        let tmp = Scratch::new(&root, BUILD_PREFIX).ctx(|| "create module build dir".into())?;
+        let mut top = String::new();
+        for (i, s) in todo.values().enumerate() {
+            let d = tmp.path().join(format!("m{i}"));
+            std::fs::create_dir(&d).ctx(|| "create module build dir".into())?;
+            std::fs::write(d.join(format!("{}.c", s.name)), &s.c).ctx(|| "write module source".into())?;
+            std::fs::write(d.join("Kbuild"), format!("obj-m := {}.o\n", s.name)).ctx(|| "write Kbuild".into())?;
+            top.push_str(&format!("obj-m += m{i}/\n"));
+        }
+        std::fs::write(tmp.path().join("Kbuild"), top).ctx(|| "write Kbuild".into())?;
+        kbuild_jobs(k, tmp.path(), jobs).map_err(|output| Error::ModuleBuild { module: format!("{} modules in one batch", todo.len()), output })?;
+        for (i, dest) in todo.keys().enumerate() {
+            crate::cache::publish(&tmp.path().join(format!("m{i}")), dest).ctx(|| format!("store module in {}", dest.display()))?;
+        }
+        Ok(())
+    });
+}
+
+pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
+    let dest = cached(s, k);
     let ko = dest.join(format!("{}.ko", s.name));
     if ko.exists() {
         return Ok(ko);
     }
+    let root = crate::cache::dir("modules");
     try_stage(&format!("modules: building {} for {}", s.name, k.id), || -> Result<()> {
         let tmp = Scratch::new(&root, BUILD_PREFIX).ctx(|| "create module build dir".into())?;
         std::fs::write(tmp.path().join(format!("{}.c", s.name)), &s.c).ctx(|| "write module source".into())?;
@@ -90,8 +151,13 @@ pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
 /// make runs in its own process group, killed with its compilers on
 /// interruption, and dies with klpt (see `cleanup::spawn_group`).
 pub fn kbuild(k: &Kernel, dir: &Path) -> std::result::Result<(), String> {
+    kbuild_jobs(k, dir, 1)
+}
+
+/// [`kbuild`] with `jobs` parallel jobs.
+fn kbuild_jobs(k: &Kernel, dir: &Path, jobs: usize) -> std::result::Result<(), String> {
     let mut cmd = Command::new("make");
-    cmd.arg("-C")
+    cmd.arg(format!("-j{jobs}")).arg("-C")
         .arg(&k.build_dir)
         .arg(format!("M={}", dir.display()))
         .arg(format!("ARCH={}", k.arch.kbuild))
