@@ -184,7 +184,7 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
             let id = format!("{}/{}", arch.name, kt.kernel.id);
 
             println!("\n== {id}: the kernel's livepatch selftests ({n_scripts} scripts, one guest at a time) ==");
-            let suite = crate::kselftest::Suite::new(std::sync::Arc::new(kt), built, &opts.artifacts);
+            let suite = crate::kselftest::Suite::new(std::sync::Arc::new(kt), built, &opts.artifacts, crate::kselftest::run::SCENARIO_TIMEOUT);
             let t1 = Instant::now();
             let (outs, _) = suite.run_all();
             let kwall = t1.elapsed().as_secs_f64();

@@ -458,7 +458,7 @@ fn kselftest_suites(arches: &[Arch], kernels: &[String], accel: AccelChoice, art
     for a in arches {
         for kernel in kernels {
             let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
-            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts).with_timeout(timeout));
+            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts, timeout));
         }
     }
     Ok(suites)
