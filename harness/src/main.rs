@@ -344,8 +344,8 @@ fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
 fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
     let c = case::load(&path).map_err(|e| e.to_string())?;
     let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
-    let fields = match klpt::kernel::peek(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())? {
-        klpt::kernel::Peek::Ready(kernel) => klpt::kernel::caps::Caps::probe(&kernel).klp_fields,
+    let caps = match klpt::kernel::peek(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())? {
+        klpt::kernel::Peek::Ready(kernel) => klpt::kernel::caps::Caps::probe(&kernel),
         klpt::kernel::Peek::Absent { id, how } => {
             let fields = klpt::modules::gen::stock_fields();
             eprintln!(
@@ -353,10 +353,10 @@ fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
                 fields.iter().cloned().collect::<Vec<_>>().join(", "),
                 id.as_deref().unwrap_or("the kernel")
             );
-            fields
+            klpt::kernel::caps::Caps { klp_fields: fields, ..Default::default() }
         }
     };
-    for s in klpt::modules::build::sources(&c, &fields) {
+    for s in klpt::modules::build::sources(&c, &caps) {
         println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
     }
     for m in klpt::modules::prebuilt::of(&c) {

@@ -255,7 +255,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     if let Err(e) = std::fs::create_dir_all(dir) {
         return fail(Cause::HarnessError, format!("cannot create artifacts dir {}: {e}", dir.display()));
     }
-    let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps.klp_fields) {
+    let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps) {
         Ok(m) => m,
         Err(e @ Error::Setup(_)) => return fail(Cause::HarnessError, e.to_string()),
         Err(e) => return fail(Cause::HarnessError, e.to_string()),

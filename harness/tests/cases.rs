@@ -45,6 +45,7 @@ const BAD: &[(&str, &[&str])] = &[
     ("deep-nesting", &["deep-nesting.yaml:2:", "nests deeper than 64 levels"]),
     ("bad-call", &["bad-call.yaml:11:12: `klpt_b9.b9_fn` is not a parking function", "`b9_busy` is a parking function"]),
     ("bad-args", &["bad-args.yaml:4:41: `default` must be an integer", "module argument `verbose;` is not `name=value`"]),
+    ("bad-callbacks", &["bad-callbacks.yaml:5:16: `../secret.h` is not a header path", "bad-callbacks.yaml:8:9: missing `set:`", "bad-callbacks.yaml:11:32: unknown callback `post_pach`", "did you mean `post_patch`", "bad-callbacks.yaml:14:24: `post_patch` returns nothing", "bad-callbacks.yaml:15:23: parameter `ret` is a bool, not an int", "bad-callbacks.yaml:19:5: `trace` takes `off`"]),
 ];
 
 fn tests_dir() -> PathBuf {

@@ -23,10 +23,8 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
         let cmdline = String::from_utf8_lossy(&cmdline);
-        if cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system") {
-            if cmdline.contains(marker) {
-                out.push(pid);
-            }
+        if (cmdline.starts_with("qemu-system") || cmdline.contains("/qemu-system")) && cmdline.contains(marker) {
+            out.push(pid);
         }
     }
     out
@@ -175,6 +173,31 @@ fn qemu_killed(t: &Target) -> Result<(), Failed> {
     Ok(())
 }
 
+/// A wait whose condition never holds is a kernel verdict that says what
+/// was seen, reported within its timeout, not a step timeout.
+fn wait_never_true(t: &Target) -> Result<(), Failed> {
+    let t0 = Instant::now();
+    let (out, dir) = run(t, "wait-never-true", "wait")?;
+    let (cause, first) = failure(&out)?;
+    expect(cause == Cause::KernelVerdict, "a condition that never holds must be a verdict", &out)?;
+    expect(first == "kernel verdict: step 1 (line 3) `wait for the impossible`: still not true after 3s:", &format!("first line: {first}"), &out)?;
+    expect(out.to_string_lossy().contains("/proc/cmdline: expected to contain \"klpt-never-there\", got"), "the message must say what was seen", &out)?;
+    let secs = t0.elapsed().as_secs();
+    expect(secs < 30, &format!("took {secs}s for a 3 s wait"), &out)?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// Output that imitates klpt's section markers, `exit`, comments, syntax
+/// errors and fake sync tags stay the step's own; a wait on a message
+/// logged later sees it.
+fn hostile_output(t: &Target) -> Result<(), Failed> {
+    let (out, dir) = run(t, "hostile-output", "hostile")?;
+    expect(matches!(out.status, Status::Pass), "the case must pass", &out)?;
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 /// Two cases started from the same saved guest share nothing: the first
 /// loads a patch, logs, and crashes its kernel; the second sees none of it.
 fn isolation(t: &Target) -> Result<(), Failed> {
@@ -217,9 +240,11 @@ fn main() {
         }
     };
     type Fault = fn(&Target) -> Result<(), Failed>;
-    let faults: [(&str, Fault); 5] = [
+    let faults: [(&str, Fault); 7] = [
         ("fault/panic-is-a-crash", panics),
         ("fault/step-timeout", step_hangs),
+        ("fault/wait-never-true", wait_never_true),
+        ("steps/hostile-output", hostile_output),
         ("fault/ssh-server-killed", ssh_server_killed),
         ("fault/qemu-killed", qemu_killed),
         ("snapshot/cases-share-nothing", isolation),

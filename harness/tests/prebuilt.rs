@@ -279,7 +279,7 @@ fn other_kernel(t: &Target) -> Result<Kernel, String> {
 
 fn vermagic_mismatch(t: &Target, other: &Result<Kernel, String>, opts: &Options, scratch: &Path) -> Result<(), Failed> {
     let other = other.as_ref().map_err(|e| Failed::from(e.as_str()))?;
-    let built = build_elsewhere(&other, &scratch.join("src-other"), &[("klpt_pb_offband", OFFBAND_C)])?;
+    let built = build_elsewhere(other, &scratch.join("src-other"), &[("klpt_pb_offband", OFFBAND_C)])?;
     let theirs = vermagic_of(&built.join("klpt_pb_offband.ko"))?;
     let case = write_case(scratch, "vermagic-mismatch", MISMATCH_CASE, &built, &["klpt_pb_offband"])?;
     let out = runner::run_case(t, &case, opts);

@@ -5,7 +5,9 @@ use super::model::*;
 use super::value::{describe, suggest, Checker};
 use serde_norway::Value;
 
-const KEYS: &[&str] = &["patches", "files", "modes", "dmesg", "modules"];
+const KEYS: &[&str] = &["patches", "files", "modes", "dmesg", "modules", "traced"];
+/// The function tracer's buffer (the guest mounts tracefs here).
+pub const TRACE: &str = "/sys/kernel/tracing/trace";
 const MATCHER: &[&str] = &["equals", "contains", "not_contains", "matches"];
 
 impl Checker<'_> {
@@ -60,6 +62,31 @@ impl Checker<'_> {
         }
         if let Some(x) = m.get("dmesg") {
             a.dmesg = self.dmesg(&format!("{p}.dmesg"), x);
+        }
+        if let Some(x) = m.get("traced") {
+            // Sugar for a word match on the trace buffer, as functions.sh's
+            // check_traced_functions() greps it.
+            let tp = format!("{p}.traced");
+            let names = self.one_or_more(&tp, x);
+            for (ip, f) in names {
+                if !super::is_symbol(&f) {
+                    self.err(
+                        &ip,
+                        format!("`{f}` is not a function name"),
+                        "a symbol name: letters, digits, `_`, `.`",
+                    );
+                    continue;
+                }
+                let word = format!(
+                    r"(?m)(^|[^A-Za-z0-9_.]){}([^A-Za-z0-9_.]|$)",
+                    regex::escape(&f)
+                );
+                let matcher = Matcher {
+                    matches: self.regex(&ip, &word),
+                    ..Matcher::default()
+                };
+                a.files.push((TRACE.to_string(), matcher));
+            }
         }
         if let Some(x) = m.get("modules") {
             let mp = format!("{p}.modules");
@@ -141,12 +168,7 @@ impl Checker<'_> {
                         .livepatches
                         .iter()
                         .find(|l| l.name == name && l.ko.is_none())
-                        .map(|l| {
-                            l.functions
-                                .iter()
-                                .map(|f| f.object.as_str())
-                                .collect::<Vec<_>>()
-                        });
+                        .map(Livepatch::object_names);
                     for (o, ov) in self.entries(&kp, val, "`objects: {vmlinux: 1}`") {
                         let op = format!("{kp}.{o}");
                         match &objects {

@@ -23,6 +23,8 @@ const DEFAULT_TIMEOUT: u64 = 30;
 /// The kernel's MODULE_NAME_LEN (64 - sizeof(unsigned long)) minus the NUL.
 const MAX_MODULE_NAME: usize = 55;
 const PARAM_TYPES: &[&str] = &["int", "uint", "bool", "charp"];
+/// Elements of an array parameter (the selftests size theirs by NR_CPUS).
+const MAX_ARRAY: i128 = 8192;
 const U32: i128 = u32::MAX as i128;
 /// `unsigned long` on every architecture klpt runs (all 64-bit).
 const ULONG: i128 = u64::MAX as i128;
@@ -113,6 +115,7 @@ impl Checker<'_> {
                 self.module_name(&format!("livepatches[{i}].name"), &l.name, &mut names);
             }
         }
+        super::code::implied_requires(&mut d);
         Some(d)
     }
 
@@ -166,13 +169,14 @@ impl Checker<'_> {
         }
     }
 
-    /// `name:` (a C identifier) and a non-empty `functions:` list.
+    /// `name:` (a C identifier) and the `functions:` list, which may be
+    /// absent (a module of callbacks or C only) but not empty.
     fn module_parts<'v>(&mut self, p: &str, m: &'v Mapping) -> (Option<String>, &'v [Value]) {
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x));
         let fp = format!("{p}.functions");
-        let functions = match self.required(p, m, "functions", "list them under `functions:`") {
+        let functions = match m.get("functions") {
             Some(f) => self.list(&fp, f).unwrap_or_default(),
             None => &[],
         };
@@ -185,7 +189,7 @@ impl Checker<'_> {
                     "module `{}` has no functions",
                     name.as_deref().unwrap_or("?")
                 ),
-                "list them under `functions:`",
+                "list them under `functions:`, or drop the key",
             );
         }
         (name, functions)
@@ -195,12 +199,28 @@ impl Checker<'_> {
         if super::prebuilt::is_prebuilt(v) {
             return self.prebuilt_target(p, v);
         }
-        let m = self.map(p, v, &["name", "params", "functions"])?;
+        let keys: Vec<&str> = ["name", "params", "functions", "log", "kprobes"]
+            .iter()
+            .chain(super::code::CODE_KEYS)
+            .copied()
+            .collect();
+        let m = self.map(p, v, &keys)?;
         let (name, fs) = self.module_parts(p, m);
+        if !["functions", "c", "init", "exit", "log", "kprobes"]
+            .iter()
+            .any(|k| m.contains_key(*k))
+        {
+            self.err(
+                p,
+                format!("target `{}` does nothing", name.as_deref().unwrap_or("?")),
+                "list `functions:`, or give it C code (`c:`, `init:`, `exit:`) or `log: true`",
+            );
+        }
+        let params = self.params(p, m);
         let functions: Vec<TargetFunc> = fs
             .iter()
             .enumerate()
-            .filter_map(|(j, f)| self.target_func(&format!("{p}.functions[{j}]"), f))
+            .filter_map(|(j, f)| self.target_func(&format!("{p}.functions[{j}]"), f, &params))
             .collect();
         let mut seen = BTreeSet::new();
         for (j, f) in functions.iter().enumerate() {
@@ -212,17 +232,41 @@ impl Checker<'_> {
                 );
             }
         }
-        let params = self.params(p, m);
+        let log = m
+            .get("log")
+            .and_then(|x| self.boolean(&format!("{p}.log"), x))
+            .unwrap_or(false);
+        if let Some(n) = &name {
+            for (j, f) in functions.iter().enumerate() {
+                if f.name == format!("{n}_init") || f.name == format!("{n}_exit") {
+                    self.err(
+                        &format!("{p}.functions[{j}].name"),
+                        format!(
+                            "`{}` is the name of the module's own init or exit function",
+                            f.name
+                        ),
+                        "rename the function",
+                    );
+                }
+            }
+        }
+        let kprobes = match m.get("kprobes") {
+            Some(k) => self.kprobes(&format!("{p}.kprobes"), k, &params),
+            None => Vec::new(),
+        };
         Some(Target {
-            name: name?,
             params,
             functions,
             ko: None,
+            log,
+            kprobes,
+            code: self.module_code(p, m),
+            name: name?,
         })
     }
 
-    fn target_func(&mut self, p: &str, v: &Value) -> Option<TargetFunc> {
-        let m = self.map(p, v, &["name", "prints", "park"])?;
+    fn target_func(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<TargetFunc> {
+        let m = self.map(p, v, &["name", "prints", "park", "work"])?;
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x))?;
@@ -241,7 +285,67 @@ impl Checker<'_> {
                 "drop `prints:` or `park:`",
             );
         }
-        Some(TargetFunc { name, prints, park })
+        let work = m
+            .get("work")
+            .and_then(|x| self.work(&format!("{p}.work"), x, params));
+        if work.is_some() && (park || prints.is_some()) {
+            self.err(
+                &format!("{p}.work"),
+                "a work function neither parks nor prints",
+                "drop `prints:` and `park:`, or `work:`",
+            );
+        }
+        Some(TargetFunc {
+            name,
+            prints,
+            park,
+            work,
+        })
+    }
+
+    /// `work: true` or `work: {block: PARAM}` with PARAM a bool parameter.
+    fn work(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<Work> {
+        if let Value::Bool(b) = v {
+            if !b {
+                self.err(p, "`work: false` declares nothing", "drop the key");
+            }
+            return b.then(Work::default);
+        }
+        if !v.is_mapping() {
+            let msg = format!("`work` must be true or a mapping, not {}", describe(v));
+            self.err(p, msg, "e.g. `work: {block: block_transition}`");
+            return None;
+        }
+        let m = self.map(p, v, &["block"])?;
+        let bp = format!("{p}.block");
+        let block = self
+            .required(
+                p,
+                m,
+                "block",
+                "a bool parameter that keeps the function busy while true",
+            )
+            .and_then(|x| self.string(&bp, x))?;
+        match params.iter().find(|q| q.name == block) {
+            Some(q) if q.ty == "bool" => {}
+            Some(q) => self.err(
+                &bp,
+                format!("parameter `{block}` is a {}, not a bool", q.ty),
+                "declare it with `type: bool`",
+            ),
+            None => {
+                let names: Vec<&str> = params.iter().map(|q| q.name.as_str()).collect();
+                self.err(
+                    &bp,
+                    format!("the module has no parameter `{block}`"),
+                    format!(
+                        "declare it under the module's `params:`, e.g. `{{name: {block}, type: bool}}`{}",
+                        suggest(&block, &names)
+                    ),
+                );
+            }
+        }
+        Some(Work { block: Some(block) })
     }
 
     fn livepatch(&mut self, p: &str, v: &Value) -> Option<Livepatch> {
@@ -259,19 +363,56 @@ impl Checker<'_> {
                 "params",
                 "states",
                 "functions",
+                "objects",
+                "includes",
+                "c",
+                "init",
+                "exit",
             ],
         )?;
         let (name, fs) = self.module_parts(p, m);
-        let functions = fs
+        if !m.contains_key("functions") && !m.contains_key("objects") {
+            self.err(
+                p,
+                format!(
+                    "livepatch `{}` patches nothing",
+                    name.as_deref().unwrap_or("?")
+                ),
+                "list `functions:`, or `objects:` with callbacks",
+            );
+        }
+        let functions: Vec<PatchedFunc> = fs
             .iter()
             .enumerate()
             .filter_map(|(j, f)| self.patched_func(&format!("{p}.functions[{j}]"), f))
             .collect();
-        let states = match m.get("states") {
-            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| c.state(sp, sv)),
+        let params = self.params(p, m);
+        let states: Vec<State> = match m.get("states") {
+            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| {
+                c.state(sp, sv, &params)
+            }),
+            None => Vec::new(),
+        };
+        self.state_names(p, &states);
+        let mut new_names = BTreeSet::new();
+        for (j, f) in functions.iter().enumerate() {
+            if let Some(n) = &f.new_name {
+                if !new_names.insert(n.clone()) {
+                    self.err(
+                        &format!("{p}.functions[{j}].new_name"),
+                        format!("two replacement functions are named `{n}`"),
+                        "give each its own `new_name:`",
+                    );
+                }
+            }
+        }
+        let objects = match m.get("objects") {
+            Some(o) => self.objects(p, o, &params),
             None => Vec::new(),
         };
         Some(Livepatch {
+            objects,
+            code: self.module_code(p, m),
             replace: m
                 .get("replace")
                 .and_then(|x| self.boolean(&format!("{p}.replace"), x))
@@ -283,7 +424,7 @@ impl Checker<'_> {
                 .get("replace_set")
                 .and_then(|x| self.integer(&format!("{p}.replace_set"), x, 0..=U32))
                 .map(|n| n as u32),
-            params: self.params(p, m),
+            params,
             states,
             functions,
             ko: None,
@@ -291,18 +432,52 @@ impl Checker<'_> {
         })
     }
 
-    /// `struct klp_state`: `unsigned long id`, `unsigned int version`.
-    fn state(&mut self, p: &str, v: &Value) -> Option<State> {
-        let m = self.map(p, v, &["id", "version"])?;
+    /// `struct klp_state`: `unsigned long id`, `unsigned int version`, and
+    /// what klpt generates around it.
+    fn state(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<State> {
+        let m = self.map(
+            p,
+            v,
+            &[
+                "id",
+                "version",
+                "data",
+                "callbacks",
+                "is_shadow",
+                "block_disable",
+            ],
+        )?;
         let id = self
             .required(p, m, "id", "")
             .and_then(|x| self.integer(&format!("{p}.id"), x, 0..=ULONG));
         let version = m
             .get("version")
             .map(|x| self.integer(&format!("{p}.version"), x, 0..=U32));
+        let data = m
+            .get("data")
+            .and_then(|x| self.state_data(&format!("{p}.data"), x));
+        let callbacks = match m.get("callbacks") {
+            Some(c) => {
+                let known = self.known.fields("klp_state_callbacks");
+                let known: Vec<&str> = known.into_iter().collect();
+                let returning: Vec<&str> = super::code::STATE_CALLBACKS_RETURNING
+                    .iter()
+                    .copied()
+                    .filter(|n| known.contains(n))
+                    .collect();
+                self.callbacks(&format!("{p}.callbacks"), c, &known, &returning, params)
+            }
+            None => Vec::new(),
+        };
+        let mut flag = |k: &str| m.get(k).and_then(|x| self.boolean(&format!("{p}.{k}"), x));
+        let (is_shadow, block_disable) = (flag("is_shadow"), flag("block_disable"));
         Some(State {
             id: id? as u64,
             version: version.unwrap_or(Some(0))? as u32,
+            data,
+            callbacks,
+            is_shadow,
+            block_disable,
         })
     }
 
@@ -310,12 +485,63 @@ impl Checker<'_> {
         let m = self.map(
             p,
             v,
-            &["object", "name", "sympos", "marker", "signature", "body"],
+            &[
+                "object",
+                "name",
+                "syscall",
+                "sympos",
+                "marker",
+                "signature",
+                "body",
+                "new_name",
+            ],
         )?;
-        let name = self
-            .required(p, m, "name", "the function's name in the kernel")
-            .and_then(|x| self.string(&format!("{p}.name"), x))?;
-        self.ident(&format!("{p}.name"), "function name", &name);
+        let syscall = match (m.get("name"), m.get("syscall")) {
+            (_, None) => None,
+            (None, Some(x)) => {
+                let sp = format!("{p}.syscall");
+                let sc = self.string(&sp, x)?;
+                self.ident(&sp, "syscall name", &sc);
+                if m.contains_key("object") || m.contains_key("sympos") || m.contains_key("marker")
+                {
+                    self.err(
+                        &sp,
+                        "a syscall is a vmlinux function, patched with `signature:` and `body:`",
+                        "drop `object:`, `sympos:` and `marker:`",
+                    );
+                }
+                Some(sc)
+            }
+            (Some(_), Some(_)) => {
+                self.err(
+                    &format!("{p}.syscall"),
+                    "a function has `name:` or `syscall:`, not both",
+                    "`syscall: getpid` finds the entry point's symbol on each architecture",
+                );
+                return None;
+            }
+        };
+        let name = match &syscall {
+            Some(sc) => format!("sys_{sc}"),
+            None => {
+                let name = self
+                    .required(
+                        p,
+                        m,
+                        "name",
+                        "the function's name in the kernel (or `syscall:`)",
+                    )
+                    .and_then(|x| self.string(&format!("{p}.name"), x))?;
+                self.ident(&format!("{p}.name"), "function name", &name);
+                name
+            }
+        };
+        let new_name = m.get("new_name").and_then(|x| {
+            let np = format!("{p}.new_name");
+            let n = self.string(&np, x)?;
+            self.ident(&np, "function name", &n);
+            Some(n)
+        });
         let object = m
             .get("object")
             .map(|x| self.string(&format!("{p}.object"), x))
@@ -361,6 +587,8 @@ impl Checker<'_> {
             marker,
             signature,
             body,
+            new_name,
+            syscall,
         })
     }
 
@@ -384,7 +612,7 @@ impl Checker<'_> {
 
     /// A module parameter; its `default:` must be a value of its type.
     fn param(&mut self, p: &str, v: &Value) -> Option<Param> {
-        let m = self.map(p, v, &["name", "type", "default"])?;
+        let m = self.map(p, v, &["name", "type", "default", "array"])?;
         let name = self
             .required(p, m, "name", "")
             .and_then(|x| self.string(&format!("{p}.name"), x))?;
@@ -412,14 +640,27 @@ impl Checker<'_> {
             (Some(d), "bool") => self.boolean(&dp, d).is_some(),
             (Some(d), _) => self.string(&dp, d).is_some(),
         };
+        let ap = format!("{p}.array");
+        let array = match m.get("array") {
+            None => None,
+            Some(a) => Some(self.integer(&ap, a, 1..=MAX_ARRAY)? as u32),
+        };
+        if array.is_some() && m.contains_key("default") {
+            self.err(
+                &ap,
+                "an array parameter has no default",
+                "drop `default:`; its elements are given at load",
+            );
+        }
         ok.then(|| Param {
             name,
             ty,
             default: m.get("default").cloned(),
+            array,
         })
     }
 
-    /// `{config: [...], sysfs: [...], kallsyms: [...], klp_patch: [...]}`, every name checked.
+    /// `{config: [...], sysfs: [...], kallsyms: [...], klp_patch: [...], ...}`, every name checked.
     pub fn requires(&mut self, p: &str, v: &Value) -> Requires {
         let Some(m) = self.map(p, v, super::known::KINDS) else {
             return Requires::default();
@@ -434,9 +675,12 @@ impl Checker<'_> {
             sysfs: list("sysfs"),
             kallsyms: list("kallsyms"),
             klp_patch: list("klp_patch"),
+            klp_object: list("klp_object"),
+            klp_state: list("klp_state"),
+            klp_state_callbacks: list("klp_state_callbacks"),
         };
         let known = self.known;
-        let (sysfs, fields) = (known.sysfs_names(), known.klp_patch_names());
+        let sysfs = known.sysfs_names();
         let from_file = "the names klpt knows are in cases/capabilities.yaml; a new kernel revision's names are added there";
         for (i, c) in r.config.iter().enumerate() {
             let sym = c.strip_prefix("CONFIG_").unwrap_or(c);
@@ -455,11 +699,7 @@ impl Checker<'_> {
             }
         }
         for (i, s) in r.kallsyms.iter().enumerate() {
-            if s.is_empty()
-                || !s
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b))
-            {
+            if !super::is_symbol(s) {
                 let hint = "a symbol name: letters, digits, `_`, `.`, `$`";
                 self.err(
                     &format!("{p}.kallsyms[{i}]"),
@@ -478,14 +718,17 @@ impl Checker<'_> {
                 );
             }
         }
-        for (i, f) in r.klp_patch.iter().enumerate() {
-            if !fields.contains(&f.as_str()) {
-                let msg = format!("unknown struct klp_patch field `{f}`");
-                self.err(
-                    &format!("{p}.klp_patch[{i}]"),
-                    msg,
-                    format!("{from_file}{}", suggest(f, &fields)),
-                );
+        for (kind, list) in r.structs() {
+            let fields = known.fields(kind);
+            for (i, f) in list.iter().enumerate() {
+                if !fields.contains(&f.as_str()) {
+                    let msg = format!("unknown struct {kind} field `{f}`");
+                    self.err(
+                        &format!("{p}.{kind}[{i}]"),
+                        msg,
+                        format!("{from_file}{}", suggest(f, &fields)),
+                    );
+                }
             }
         }
         r

@@ -38,13 +38,29 @@ pub struct Known {
     pub patch_attributes: BTreeMap<String, Values>,
     pub object_attributes: BTreeMap<String, Values>,
     pub klp_patch: BTreeSet<String>,
+    /// Fields of `struct klp_object`, `struct klp_state` and (newer kernels)
+    /// `struct klp_state_callbacks` that a case may require or use.
+    #[serde(default)]
+    pub klp_object: BTreeSet<String>,
+    #[serde(default)]
+    pub klp_state: BTreeSet<String>,
+    #[serde(default)]
+    pub klp_state_callbacks: BTreeSet<String>,
     /// Groups of atoms (`klp_patch.replace_set`) no kernel has together.
     #[serde(default)]
     pub exclusive: Vec<Vec<String>>,
 }
 
 /// The kinds of names `requires:` and `when:` take.
-pub const KINDS: &[&str] = &["config", "sysfs", "kallsyms", "klp_patch"];
+pub const KINDS: &[&str] = &[
+    "config",
+    "sysfs",
+    "kallsyms",
+    "klp_patch",
+    "klp_object",
+    "klp_state",
+    "klp_state_callbacks",
+];
 
 impl Known {
     /// Names `requires.sysfs` may use: patch and object attributes.
@@ -56,8 +72,16 @@ impl Known {
             .collect()
     }
 
-    pub fn klp_patch_names(&self) -> Vec<&str> {
-        self.klp_patch.iter().map(String::as_str).collect()
+    /// The known fields of struct `kind` (one of `model::STRUCTS`).
+    pub fn fields(&self, kind: &str) -> Vec<&str> {
+        let set = match kind {
+            "klp_patch" => &self.klp_patch,
+            "klp_object" => &self.klp_object,
+            "klp_state" => &self.klp_state,
+            "klp_state_callbacks" => &self.klp_state_callbacks,
+            _ => return Vec::new(),
+        };
+        set.iter().map(String::as_str).collect()
     }
 
     /// The list for `case_file`: the override next to it, else the built-in one.
@@ -107,7 +131,9 @@ impl Known {
     fn is_atom(&self, atom: &str) -> bool {
         match atom.split_once('.') {
             Some(("sysfs", n)) => self.sysfs_names().contains(&n),
-            Some(("klp_patch", n)) => self.klp_patch.contains(n),
+            Some((kind, n)) if super::model::STRUCTS.contains(&kind) => {
+                self.fields(kind).contains(&n)
+            }
             Some(("config" | "kallsyms", n)) => !n.is_empty(),
             _ => false,
         }

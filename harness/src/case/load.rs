@@ -84,8 +84,11 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
         known: &known,
         errors: Vec::new(),
     };
-    let doc = c.doc(&value);
+    let mut doc = c.doc(&value);
     let steps = doc.as_ref().map(|d| c.steps(d)).unwrap_or_default();
+    if let Some(d) = doc.as_mut() {
+        super::code::implied_by_steps(&mut d.requires, &steps);
+    }
     // A step that did not parse would make the simulation report its consequences.
     if let Some(d) = doc.as_ref().filter(|d| d.steps.len() == steps.len()) {
         c.check_sequence(&d.requires, &steps);
@@ -115,6 +118,13 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
             Err(CaseErrors(errors))
         }
     }
+}
+
+/// A kernel symbol name as kallsyms lists it (`__x64_sys_getpid`, `foo.cold`).
+pub fn is_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b))
 }
 
 pub fn is_c_ident(s: &str) -> bool {

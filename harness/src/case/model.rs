@@ -13,14 +13,56 @@ pub struct Requires {
     pub kallsyms: Vec<String>,
     /// Fields of `struct klp_patch` in the kernel's `include/linux/livepatch.h`.
     pub klp_patch: Vec<String>,
+    /// Fields of `struct klp_object` there.
+    pub klp_object: Vec<String>,
+    /// Fields of `struct klp_state` there.
+    pub klp_state: Vec<String>,
+    /// Fields of `struct klp_state_callbacks` there (newer kernels only).
+    pub klp_state_callbacks: Vec<String>,
 }
+
+/// The structs of `include/linux/livepatch.h` whose fields `requires:` names.
+pub const STRUCTS: &[&str] = &[
+    "klp_patch",
+    "klp_object",
+    "klp_state",
+    "klp_state_callbacks",
+];
 
 impl Requires {
     pub fn is_empty(&self) -> bool {
         self.config.is_empty()
             && self.sysfs.is_empty()
             && self.kallsyms.is_empty()
-            && self.klp_patch.is_empty()
+            && self.structs().iter().all(|(_, l)| l.is_empty())
+    }
+
+    /// Each of [`STRUCTS`] with the fields required of it.
+    pub fn structs(&self) -> [(&'static str, &Vec<String>); 4] {
+        [
+            ("klp_patch", &self.klp_patch),
+            ("klp_object", &self.klp_object),
+            ("klp_state", &self.klp_state),
+            ("klp_state_callbacks", &self.klp_state_callbacks),
+        ]
+    }
+
+    /// The field list of struct `kind` (one of [`STRUCTS`]).
+    pub fn fields_mut(&mut self, kind: &str) -> &mut Vec<String> {
+        match kind {
+            "klp_object" => &mut self.klp_object,
+            "klp_state" => &mut self.klp_state,
+            "klp_state_callbacks" => &mut self.klp_state_callbacks,
+            _ => &mut self.klp_patch,
+        }
+    }
+
+    /// Adds `kind.field` unless it is there.
+    pub fn add_field(&mut self, kind: &str, field: &str) {
+        let l = self.fields_mut(kind);
+        if !l.iter().any(|f| f == field) {
+            l.push(field.to_string());
+        }
     }
 }
 
@@ -37,12 +79,93 @@ pub struct Param {
     /// `int`, `uint`, `bool` or `charp`.
     pub ty: String,
     pub default: Option<serde_norway::Value>,
+    /// `module_param_array` of at most this many elements; the number given
+    /// at load is in `<name>_count`.
+    pub array: Option<u32>,
+}
+
+/// C text from the case and the case-file line its text starts on, for the
+/// `#line` directive that makes gcc report errors at the case's lines.
+#[derive(Debug, Clone)]
+pub struct Code {
+    pub text: String,
+    pub line: usize,
+}
+
+/// What a callback prints when it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Log {
+    /// The selftest modules' `callback_info()` line:
+    /// `<callback>_callback: vmlinux` or `<callback>_callback: <module> -> <state>`.
+    #[default]
+    Info,
+    Off,
+    Text(String),
+}
+
+/// One callback (`pre_patch`, ...) of an object or a state.
+#[derive(Debug, Clone, Default)]
+pub struct Callback {
+    pub log: Log,
+    /// Errno name the callback fails with (callbacks that return int only).
+    pub fail: Option<String>,
+    /// An `int` parameter of the module whose value the callback returns.
+    pub returns: Option<String>,
+    /// C statements run after the log line (and the state helpers).
+    pub body: Option<Code>,
+}
+
+/// A `klp_object` declared under `objects:`: callbacks, possibly no functions.
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// `vmlinux` or a module name.
+    pub name: String,
+    /// Callback name (`pre_patch`, ...) → what it does, in declaration order.
+    pub callbacks: Vec<(String, Callback)>,
+}
+
+/// Module-scope C of a generated module.
+#[derive(Debug, Clone, Default)]
+pub struct ModuleCode {
+    /// Header paths for `#include <...>`, e.g. `linux/slab.h`.
+    pub includes: Vec<String>,
+    /// Declarations and functions, before the generated functions.
+    pub c: Option<Code>,
+    /// Statements at the start of module init (may `return -E...;`).
+    pub init: Option<Code>,
+    /// Statements at the end of module exit.
+    pub exit: Option<Code>,
 }
 
 #[derive(Debug, Clone)]
 pub struct State {
     pub id: u64,
     pub version: u32,
+    /// The selftests' test_klp_state*.c lifecycle of `state->data`.
+    pub data: Option<StateData>,
+    /// `struct klp_state_callbacks` (newer kernels): name → what it does.
+    pub callbacks: Vec<(String, Callback)>,
+    /// `struct klp_state.is_shadow` (newer kernels).
+    pub is_shadow: Option<bool>,
+    /// `struct klp_state.block_disable` (newer kernels).
+    pub block_disable: Option<bool>,
+}
+
+/// A system state change kept in `state->data`, as test_klp_state.c keeps
+/// console_loglevel: object `object`'s callbacks call
+/// `allocate_<name>_state()` (pre_patch), `fix_<variable>()` (post_patch:
+/// saves `variable`, sets it to `set`), `restore_<variable>()`
+/// (pre_unpatch) and `free_<name>_state()` (post_unpatch), logging what
+/// they do in the selftest modules' words. With `migrate`, a patch that
+/// replaces one with the same state takes its data over and leaves the
+/// variable alone (test_klp_state2.c).
+#[derive(Debug, Clone)]
+pub struct StateData {
+    pub name: String,
+    pub variable: String,
+    pub set: String,
+    pub migrate: bool,
+    pub object: String,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +180,28 @@ pub struct PatchedFunc {
     /// Long form: `"<return type> (<parameters>)"`, e.g. `int (struct seq_file *m, void *v)`.
     pub signature: Option<String>,
     pub body: Option<String>,
+    /// The replacement function's name (default `klpt_<index>_<name>`), e.g.
+    /// for a step that traces it.
+    pub new_name: Option<String>,
+    /// `syscall: getpid`: the function is the syscall's entry point, whose
+    /// symbol differs per architecture (`__x64_sys_getpid`, ...); it is
+    /// looked up in the guest's /proc/kallsyms when the patch is loaded.
+    /// `name` is then `sys_<syscall>`.
+    pub syscall: Option<String>,
+}
+
+/// The symbols a syscall's entry point may have, in the order they are
+/// looked up: the architectures' syscall wrappers, then the plain name.
+pub fn syscall_symbols(syscall: &str) -> Vec<String> {
+    ["__x64_sys_", "__arm64_sys_", "__s390x_sys_", "sys_"]
+        .iter()
+        .map(|p| format!("{p}{syscall}"))
+        .collect()
+}
+
+/// The module parameter that carries a syscall's symbol to `klp_func.old_name`.
+pub fn syscall_param(function_index: usize) -> String {
+    format!("klpt_sym_{function_index}")
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +218,25 @@ pub struct Livepatch {
     /// A prebuilt module (`ko:`, resolved against the case file's
     /// directory) instead of a generated one; its `params` are read from it.
     pub ko: Option<std::path::PathBuf>,
+    /// Objects with callbacks, in declaration order (the kernel runs the
+    /// callbacks of a patch's objects in this order, then the objects only
+    /// `functions:` name).
+    pub objects: Vec<Object>,
+    pub code: ModuleCode,
+}
+
+impl Livepatch {
+    /// The names of its `klp_object`s: those under `objects:` in their
+    /// order, then those only `functions:` name, in first-use order.
+    pub fn object_names(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.objects.iter().map(|o| o.name.as_str()).collect();
+        for f in &self.functions {
+            if !out.contains(&f.object.as_str()) {
+                out.push(&f.object);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +247,34 @@ pub struct TargetFunc {
     /// A parking function: writing `park` to its proc file makes a worker
     /// sleep inside it until `release` is written.
     pub park: bool,
+    /// A work function (`void (struct work_struct *)`), queued at module
+    /// init as the selftests' busy module does.
+    pub work: Option<Work>,
+}
+
+/// A kprobe a target module registers.
+#[derive(Debug, Clone)]
+pub struct Kprobe {
+    pub symbol: String,
+    /// Whether it has a post handler (which makes an ftrace-based kprobe
+    /// IPMODIFY, exclusive with a livepatch): fixed, or a bool parameter.
+    pub post_handler: PostHandler,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostHandler {
+    Always(bool),
+    Param(String),
+}
+
+/// A work function's behaviour, that of `test_klp_callbacks_busy.c`: it logs
+/// `<fn> enter`, stays inside while the `block` parameter is true, logs
+/// `<fn> exit`. Module init waits until it entered (and, unblocked, until it
+/// returned); module exit clears `block` and waits for it.
+#[derive(Debug, Clone, Default)]
+pub struct Work {
+    /// A `bool` parameter of the module.
+    pub block: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -92,6 +284,12 @@ pub struct Target {
     pub functions: Vec<TargetFunc>,
     /// A prebuilt module (`ko:`) instead of a generated one, as for livepatches.
     pub ko: Option<std::path::PathBuf>,
+    /// Module init and exit log `<module>_init` / `<module>_exit`, as the
+    /// selftests' target modules do.
+    pub log: bool,
+    /// Kprobes registered at init and unregistered at exit (test_klp_kprobe.c).
+    pub kprobes: Vec<Kprobe>,
+    pub code: ModuleCode,
 }
 
 /// The top level of a case file, before steps are interpreted.
@@ -203,6 +401,24 @@ pub enum Action {
         status: i32,
     },
     Assert(Assertion),
+    /// Starts `count` copies of a program in the background, as group `name`.
+    Spawn {
+        name: String,
+        /// A program klpt builds for the guest (`getpid`: calls getpid() in a loop).
+        program: Option<String>,
+        /// Or a shell command.
+        command: Option<String>,
+        count: u32,
+    },
+    /// Kills the processes of a spawned group and waits until they are gone.
+    Kill {
+        name: String,
+    },
+    /// Stops and clears the function tracer, then (with a function) traces
+    /// that function, as functions.sh's trace_function()/cleanup_tracing().
+    Trace {
+        function: Option<String>,
+    },
     /// The worker parked in `module`'s parking function `parked` calls
     /// `module`'s function `function` and records what it printed.
     Call {

@@ -40,6 +40,8 @@ impl Checker<'_> {
             states: Vec::new(),
             functions: Vec::new(),
             ko: Some(ko),
+            objects: Vec::new(),
+            code: Default::default(),
         })
     }
 
@@ -50,6 +52,9 @@ impl Checker<'_> {
             params,
             functions: Vec::new(),
             ko: Some(ko),
+            log: false,
+            kprobes: Vec::new(),
+            code: Default::default(),
         })
     }
 
@@ -132,6 +137,7 @@ impl Checker<'_> {
                 name,
                 ty,
                 default: None,
+                array: None,
             })
             .collect();
         Some((name, path, params))

@@ -20,16 +20,11 @@ fn atoms(r: &Requires) -> BTreeSet<String> {
         .config
         .iter()
         .map(|c| format!("config.{}", c.strip_prefix("CONFIG_").unwrap_or(c)));
-    let rest = [
-        ("sysfs", &r.sysfs),
-        ("kallsyms", &r.kallsyms),
-        ("klp_patch", &r.klp_patch),
-    ];
+    let rest = [("sysfs", &r.sysfs), ("kallsyms", &r.kallsyms)]
+        .into_iter()
+        .chain(r.structs());
     config
-        .chain(
-            rest.into_iter()
-                .flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}"))),
-        )
+        .chain(rest.flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}"))))
         .collect()
 }
 
@@ -160,6 +155,7 @@ impl Checker<'_> {
 /// One run of the steps that `runs` selects (by position in `steps`).
 fn simulate(steps: &[Step], runs: impl Fn(usize) -> bool) -> Vec<Problem> {
     let mut loaded: BTreeSet<&str> = BTreeSet::new();
+    let mut running: BTreeSet<&str> = BTreeSet::new();
     let mut out = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         if !runs(i) {
@@ -203,6 +199,24 @@ fn simulate(steps: &[Step], runs: impl Fn(usize) -> bool) -> Vec<Problem> {
                     format!("target `{module}` is not loaded at this point"),
                     "load it in an earlier step",
                 )
+            }
+            Action::Spawn { name, .. } if !running.insert(name) => fail(
+                format!("group `{name}` is already running at this point"),
+                "kill it first, or give this group another name",
+            ),
+            Action::Kill { name } if !running.remove(name.as_str()) => fail(
+                format!("no group `{name}` is running at this point"),
+                "start it with `spawn:` in an earlier step",
+            ),
+            Action::Load { args, .. } => {
+                for g in super::steps::groups(args) {
+                    if !running.contains(g) {
+                        fail(
+                            format!("group `{g}` is not running at this point, so `${{{g}}}` names no process"),
+                            "spawn it in an earlier step, and kill it after this one",
+                        );
+                    }
+                }
             }
             _ => {}
         }

@@ -8,8 +8,12 @@ use serde_norway::{Mapping, Value};
 
 const KINDS: &[&str] = &[
     "load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell",
-    "call",
+    "call", "spawn", "kill", "trace", "sysctl",
 ];
+/// Programs klpt builds for the guest and `spawn:` can start.
+pub const PROGRAMS: &[&str] = &["getpid"];
+/// At most this many copies per `spawn:` (the selftest starts one per CPU, at most 128).
+const MAX_SPAWN: i128 = 128;
 const META: &[&str] = &["name", "when", "timeout", "warnings"];
 
 impl Checker<'_> {
@@ -172,6 +176,12 @@ impl Checker<'_> {
             "write" => self.write(d, p, v)?,
             "shell" => self.shell(p, v)?,
             "call" => self.call(d, p, v)?,
+            "spawn" => self.spawn(p, v)?,
+            "trace" => self.trace(p, v)?,
+            "sysctl" => self.sysctl(p, v)?,
+            "kill" => Action::Kill {
+                name: self.group_name(p, v)?,
+            },
             "assert" => Action::Assert(self.assertion(d, p, v, &[])?),
             "wait" => {
                 let until = self.assertion(d, p, v, &["timeout"])?;
@@ -464,6 +474,131 @@ impl Checker<'_> {
         })
     }
 
+    /// A spawned group's name: a C identifier, so it reads as `${name}` in `args:`.
+    fn group_name(&mut self, p: &str, v: &Value) -> Option<String> {
+        let n = self.string(p, v)?;
+        self.ident(p, "group name", &n);
+        Some(n)
+    }
+
+    /// `spawn: {program: getpid | command: "...", count: N, as: NAME}`.
+    fn spawn(&mut self, p: &str, v: &Value) -> Option<Action> {
+        let m = self.map(p, v, &["program", "command", "count", "as"])?;
+        let name = self
+            .required(
+                p,
+                m,
+                "as",
+                "a name for the group, for `kill:` and `${name}` in `args:`",
+            )
+            .and_then(|x| self.group_name(&format!("{p}.as"), x));
+        let count = m
+            .get("count")
+            .map(|x| self.integer(&format!("{p}.count"), x, 1..=MAX_SPAWN))
+            .unwrap_or(Some(1));
+        let (program, command) = match (m.get("program"), m.get("command")) {
+            (Some(x), None) => {
+                let pp = format!("{p}.program");
+                let prog = self.string(&pp, x)?;
+                if !PROGRAMS.contains(&prog.as_str()) {
+                    self.err(
+                        &pp,
+                        format!("klpt builds no program `{prog}`"),
+                        format!(
+                            "one of {} (`getpid` calls getpid() in a loop, as the selftests' test_klp-call_getpid), or a `command:`{}",
+                            PROGRAMS.join(", "),
+                            suggest(&prog, PROGRAMS)
+                        ),
+                    );
+                }
+                (Some(prog), None)
+            }
+            (None, Some(x)) => (None, Some(self.text(&format!("{p}.command"), x)?)),
+            _ => {
+                self.err(
+                    p,
+                    "`spawn:` needs exactly one of `program:` or `command:`",
+                    "e.g. `spawn: {program: getpid, count: 2, as: callers}`",
+                );
+                return None;
+            }
+        };
+        Some(Action::Spawn {
+            name: name?,
+            program,
+            command,
+            count: count? as u32,
+        })
+    }
+
+    /// `trace: {function: NAME}` or `trace: off`.
+    fn trace(&mut self, p: &str, v: &Value) -> Option<Action> {
+        if v.as_str() == Some("off") {
+            return Some(Action::Trace { function: None });
+        }
+        if !v.is_mapping() {
+            let msg = format!(
+                "`trace` takes `off` or `{{function: NAME}}`, not {}",
+                super::value::describe(v)
+            );
+            self.err(
+                p,
+                msg,
+                "e.g. `trace: {function: cmdline_proc_show}`, later `trace: off`",
+            );
+            return None;
+        }
+        let m = self.map(p, v, &["function"])?;
+        let fp = format!("{p}.function");
+        let f = self
+            .required(p, m, "function", "the function to trace")
+            .and_then(|x| self.string(&fp, x))?;
+        if !super::is_symbol(&f) {
+            self.err(
+                &fp,
+                format!("`{f}` is not a function name"),
+                "a symbol name: letters, digits, `_`, `.`",
+            );
+        }
+        Some(Action::Trace { function: Some(f) })
+    }
+
+    /// `sysctl: {name: kernel.ftrace_enabled, value: 0, refused: EBUSY}`:
+    /// a write to /proc/sys/kernel/ftrace_enabled.
+    fn sysctl(&mut self, p: &str, v: &Value) -> Option<Action> {
+        let m = self.map(p, v, &["name", "value", "refused"])?;
+        let np = format!("{p}.name");
+        let name = self
+            .required(p, m, "name", "e.g. `kernel.ftrace_enabled`")
+            .and_then(|x| self.string(&np, x))?;
+        let ok = name.split('.').count() >= 2
+            && name.split('.').all(|c| {
+                !c.is_empty()
+                    && c.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+            });
+        if !ok {
+            self.err(
+                &np,
+                format!("`{name}` is not a sysctl name"),
+                "dotted lower-case words, e.g. `kernel.ftrace_enabled`",
+            );
+        }
+        let vp = format!("{p}.value");
+        let value = match self.required(p, m, "value", "what to set")? {
+            n @ Value::Number(_) => self
+                .integer(&vp, n, i64::MIN.into()..=u64::MAX.into())
+                .map(|n| n.to_string()),
+            x => self.text(&vp, x),
+        };
+        let refused = self.refused(p, Some(m));
+        Some(Action::Write {
+            path: format!("/proc/sys/{}", name.replace('.', "/")),
+            value: value?,
+            refused,
+        })
+    }
+
     /// `call: {parked: MODULE.PARKFN, function: FN, prints: MATCHER}`.
     fn call(&mut self, d: &CaseDoc, p: &str, v: &Value) -> Option<Action> {
         let m = self.map(p, v, &["parked", "function", "prints"])?;
@@ -491,6 +626,11 @@ impl Checker<'_> {
         let ((module, parked), function) = (parked?, function?);
         if let Some(t) = d.targets.iter().find(|t| t.name == module) {
             match t.functions.iter().find(|f| f.name == function) {
+                Some(f) if f.work.is_some() => self.err(
+                    &fp,
+                    format!("`{function}` is a work function"),
+                    "call a function without `park:` or `work:`; a work function runs with `write: {path: /proc/MODULE/FN, value: run}`",
+                ),
                 Some(f) if !f.park => {}
                 Some(_) => self.err(
                     &fp,
@@ -519,6 +659,23 @@ impl Checker<'_> {
             prints,
         })
     }
+}
+
+/// The groups `${name}` in a load's arguments refer to.
+pub fn groups(args: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = args;
+    while let Some(i) = rest.find("${") {
+        let after = &rest[i + 2..];
+        match after.find('}') {
+            Some(j) => {
+                out.push(&after[..j]);
+                rest = &after[j + 1..];
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 /// Whitespace-separated words; double quotes group, as the kernel's

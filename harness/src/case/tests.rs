@@ -3,7 +3,7 @@
 use super::*;
 use std::path::Path;
 
-fn errs(src: &str) -> String {
+pub(super) fn errs(src: &str) -> String {
     match parse(Path::new("cases/t.yaml"), src) {
         Ok(_) => String::new(),
         Err(e) => e.to_string(),
@@ -11,13 +11,13 @@ fn errs(src: &str) -> String {
 }
 
 /// `src` with `from` replaced (which must occur) by `to`.
-fn edit(src: &str, from: &str, to: &str) -> String {
+pub(super) fn edit(src: &str, from: &str, to: &str) -> String {
     assert!(src.contains(from), "{from:?} not in the test case");
     src.replacen(from, to, 1)
 }
 
 /// Asserts that the edit is rejected with all of `needles` in the message.
-fn rejects(src: &str, from: &str, to: &str, needles: &[&str]) {
+pub(super) fn rejects(src: &str, from: &str, to: &str, needles: &[&str]) {
     let e = errs(&edit(src, from, to));
     assert!(!e.is_empty(), "accepted: {from:?} -> {to:?}");
     for n in needles {
@@ -26,7 +26,7 @@ fn rejects(src: &str, from: &str, to: &str, needles: &[&str]) {
     assert!(e.contains("hint:"), "{from:?} -> {to:?}: no hint in\n{e}");
 }
 
-const GOOD: &str = "description: d\nlivepatches:\n  - name: lp1\n    functions:\n      - name: cmdline_proc_show\n        marker: hi\nsteps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n";
+pub(super) const GOOD: &str = "description: d\nlivepatches:\n  - name: lp1\n    functions:\n      - name: cmdline_proc_show\n        marker: hi\nsteps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n";
 
 /// Uses every key of the format once.
 const FULL: &str = r#"description: everything

@@ -10,6 +10,9 @@ pub struct Caps {
     pub config: BTreeMap<String, String>,
     pub symbols: BTreeSet<String>,
     pub klp_fields: BTreeSet<String>,
+    /// Fields of the other structs of `include/linux/livepatch.h` cases
+    /// name (`klp_object`, `klp_state`, `klp_state_callbacks`).
+    pub structs: BTreeMap<String, BTreeSet<String>>,
     /// Whether `symbols` could be read at all (no System.map: not checked).
     pub have_symbols: bool,
 }
@@ -23,14 +26,23 @@ impl Caps {
             Some(_) => (BTreeSet::new(), false),
             None => (BTreeSet::new(), false),
         };
-        let klp_fields = k
+        let header = k
             .source_dirs
             .iter()
             .chain(std::iter::once(&k.build_dir))
             .find_map(|d| std::fs::read_to_string(d.join("include/linux/livepatch.h")).ok())
-            .map(|h| struct_fields(&h, "klp_patch"))
             .unwrap_or_default();
-        Caps { config, symbols, klp_fields, have_symbols }
+        let klp_fields = struct_fields(&header, "klp_patch");
+        let structs = crate::case::STRUCTS.iter().filter(|s| **s != "klp_patch").map(|s| (s.to_string(), struct_fields(&header, s))).collect();
+        Caps { config, symbols, klp_fields, structs, have_symbols }
+    }
+
+    /// Whether `struct kind` of the kernel's livepatch.h has `field`.
+    pub fn has_field(&self, kind: &str, field: &str) -> bool {
+        match kind {
+            "klp_patch" => self.klp_fields.contains(field),
+            _ => self.structs.get(kind).is_some_and(|f| f.contains(field)),
+        }
     }
 
     pub fn config_on(&self, opt: &str) -> bool {
@@ -49,9 +61,11 @@ impl Caps {
                 out.push(format!("config {}", if c.starts_with("CONFIG_") { c.clone() } else { format!("CONFIG_{c}") }));
             }
         }
-        for f in &r.klp_patch {
-            if !self.klp_fields.contains(f) {
-                out.push(format!("struct klp_patch.{f}"));
+        for (kind, fields) in r.structs() {
+            for f in fields {
+                if !self.has_field(kind, f) {
+                    out.push(format!("struct {kind}.{f}"));
+                }
             }
         }
         let has = |s: &str| -> Option<bool> {
@@ -102,11 +116,13 @@ pub fn struct_fields(header: &str, name: &str) -> BTreeSet<String> {
     }
     clean.push_str(rest);
     let ident = regex::Regex::new(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\[[^\]]*\])?\s*(:\s*\d+)?\s*$").expect("static regex");
+    // A function pointer member, `int (*pre_patch)(struct klp_patch *p, ...)`.
+    let fn_ptr = regex::Regex::new(r"\(\s*\*\s*([A-Za-z_][A-Za-z0-9_]*)\s*\)\s*\(").expect("static regex");
     clean
         .split(';')
         .filter_map(|decl| {
             let decl = decl.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join(" ");
-            ident.captures(decl.trim()).map(|c| c[1].to_string())
+            fn_ptr.captures(&decl).or_else(|| ident.captures(decl.trim())).map(|c| c[1].to_string())
         })
         .collect()
 }
@@ -123,5 +139,19 @@ mod tests {
             assert!(f.contains(x), "{x} in {f:?}");
         }
         assert!(!f.contains("external"));
+    }
+
+    #[test]
+    fn struct_fields_of_state_callbacks() {
+        let h = "struct klp_state_callbacks {\n\tint (*pre_patch)(struct klp_patch *patch, struct klp_state *state);\n\tvoid (*post_unpatch)(struct klp_patch *patch, struct klp_state *state);\n\tbool pre_patch_succeeded;\n};\n\nstruct klp_state {\n\tunsigned long id;\n\tstruct klp_state_callbacks callbacks;\n\tbool is_shadow;\n};\n";
+        let cb = struct_fields(h, "klp_state_callbacks");
+        let want: BTreeSet<String> = ["pre_patch", "post_unpatch", "pre_patch_succeeded"].map(String::from).into();
+        assert_eq!(cb, want);
+        let st = struct_fields(h, "klp_state");
+        assert!(st.contains("callbacks") && st.contains("is_shadow") && !st.contains("data"), "{st:?}");
+        let mut caps = Caps::default();
+        caps.structs.insert("klp_state".into(), st);
+        let r = Requires { klp_state: vec!["callbacks".into(), "data".into()], ..Default::default() };
+        assert_eq!(caps.missing(&r, None), ["struct klp_state.data"]);
     }
 }

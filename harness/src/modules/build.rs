@@ -1,7 +1,8 @@
 //! Builds a case's modules with the kernel's own Kbuild, cached by the hash
 //! of the generated source and the build tree it is compiled against.
 
-use super::gen::{self, KlpFields};
+use super::gen;
+use crate::kernel::caps::Caps;
 use crate::case::Case;
 use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
@@ -19,24 +20,28 @@ pub struct Source {
 }
 
 /// All modules of a case klpt generates (not the prebuilt ones), targets first.
-pub fn sources(case: &Case, fields: &KlpFields) -> Vec<Source> {
+pub fn sources(case: &Case, caps: &Caps) -> Vec<Source> {
     let targets = case.doc.targets.iter().filter(|t| t.ko.is_none()).map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
-    let patches = (0..case.doc.livepatches.len()).filter(|&i| case.doc.livepatches[i].ko.is_none()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, fields) });
+    let patches = (0..case.doc.livepatches.len()).filter(|&i| case.doc.livepatches[i].ko.is_none()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, caps) });
     targets.chain(patches).collect()
 }
 
-/// Builds (or reuses) every module; returns module name → `.ko` path.
-/// Prebuilt modules are checked against the kernel first: a mismatch is
-/// found before anything compiles or boots.
-pub fn build_all(case: &Case, k: &Kernel, fields: &KlpFields) -> Result<BTreeMap<String, PathBuf>> {
+/// Builds (or reuses) every module and every program the case spawns;
+/// returns name → file (`.ko` for a module), uploaded to the guest's /root
+/// under the file's name. Prebuilt modules are checked against the kernel
+/// first: a mismatch is found before anything compiles or boots.
+pub fn build_all(case: &Case, k: &Kernel, caps: &Caps) -> Result<BTreeMap<String, PathBuf>> {
     sweep();
     let mut out = BTreeMap::new();
     for m in super::prebuilt::of(case) {
         out.insert(m.name.to_string(), super::prebuilt::prepare(&m, k)?);
     }
-    for s in sources(case, fields) {
+    for s in sources(case, caps) {
         let ko = build_one(&s, k)?;
         out.insert(s.name, ko);
+    }
+    for p in super::program::programs(case) {
+        out.insert(super::program::file(p), super::program::build(p, k)?);
     }
     Ok(out)
 }

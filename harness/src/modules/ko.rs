@@ -249,7 +249,7 @@ pub(crate) fn test_elf(be: bool, e_type: u16, sections: &[(&str, &[u8])]) -> Vec
     }
     let names_at = b.len() as u64;
     b.extend(&names);
-    while b.len() % 8 != 0 {
+    while !b.len().is_multiple_of(8) {
         b.push(0);
     }
     let shoff = b.len() as u64;

@@ -4,5 +4,6 @@ pub mod build;
 pub mod gen;
 pub mod ko;
 pub mod prebuilt;
+pub mod program;
 
 pub use gen::{parse_signature, KlpFields};

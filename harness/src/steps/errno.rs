@@ -54,8 +54,15 @@ pub fn same(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
 }
 
-/// Busybox's own wording for some errors (ash's redirections).
-const BUSYBOX: &[(&str, &str)] = &[("nonexistent directory", "ENOENT")];
+/// Busybox's own wording for some errors (ash's redirections), and kmod
+/// insmod's for the errnos it does not report as `strerror()` text.
+const BUSYBOX: &[(&str, &str)] = &[
+    ("nonexistent directory", "ENOENT"),
+    ("Invalid parameters", "EINVAL"),
+    ("Unknown symbol in module", "ENOENT"),
+    ("Invalid module format", "ENOEXEC"),
+    ("Module has wrong symbol version", "ESRCH"),
+];
 
 /// kmod's insmod (`tools/insmod.c`, `mod_strerror`): "ERROR: could not
 /// insert module X: <text>", with these texts instead of `strerror()` for
@@ -86,6 +93,8 @@ mod tests {
         assert_eq!(from_message("sh: write error: Device or resource busy"), Some("EBUSY"));
         assert_eq!(from_message("rmmod: can't unload module 'x': Resource temporarily unavailable"), Some("EAGAIN"));
         assert_eq!(from_message("sh: can't create /sys/x: nonexistent directory"), Some("ENOENT"));
+        assert_eq!(from_message("insmod: ERROR: could not insert module /root/x.ko: Invalid parameters"), Some("EINVAL"));
+        assert_eq!(from_message("insmod: ERROR: could not insert module /root/x.ko: No such device"), Some("ENODEV"));
         assert_eq!(from_message("all fine"), None);
         assert!(same("EWOULDBLOCK", "EAGAIN"));
         assert!(is_known("EWOULDBLOCK") && !is_known("EFOO"));

@@ -78,6 +78,8 @@ pub struct Session<'a> {
     taint_baseline: u64,
     sync_n: u64,
     symbols: RefCell<BTreeMap<String, bool>>,
+    /// Spawned groups' process ids.
+    groups: BTreeMap<String, Vec<u32>>,
     pub notes: Vec<String>,
     /// When the running step must be done.
     deadline: Instant,
@@ -151,9 +153,14 @@ const HARNESS: Duration = Duration::from_secs(60);
 impl<'a> Session<'a> {
     /// Uploads the case's modules and takes the initial log and taint state.
     pub fn start(guest: &'a Guest, case: &'a Case, caps: &'a Caps, modules: &BTreeMap<String, PathBuf>) -> Result<Session<'a>, Stop> {
-        for (name, ko) in modules {
-            let data = std::fs::read(ko).map_err(|e| Stop::Harness(format!("read {}: {e}", ko.display())))?;
-            guest.put(&data, &format!("/root/{name}.ko"))?;
+        // Modules and programs go to /root under their file names.
+        for file in modules.values() {
+            let data = std::fs::read(file).map_err(|e| Stop::Harness(format!("read {}: {e}", file.display())))?;
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            guest.put(&data, &format!("/root/{name}"))?;
+            if !name.ends_with(".ko") {
+                guest.exec(&format!("chmod +x /root/{name}"), HARNESS)?;
+            }
         }
         let mut s = Session {
             guest,
@@ -166,6 +173,7 @@ impl<'a> Session<'a> {
             taint_baseline: 0,
             sync_n: 0,
             symbols: RefCell::default(),
+            groups: BTreeMap::new(),
             notes: Vec::new(),
             deadline: Instant::now() + HARNESS,
             step_secs: HARNESS.as_secs(),
@@ -284,7 +292,18 @@ impl<'a> Session<'a> {
         let each = |mk: &dyn Fn() -> Vec<Requires>| mk().iter().all(|r| !self.missing(r).is_empty());
         each(&|| l.config.iter().map(|x| Requires { config: vec![x.clone()], ..Default::default() }).collect())
             && each(&|| l.kallsyms.iter().map(|x| Requires { kallsyms: vec![x.clone()], ..Default::default() }).collect())
-            && each(&|| l.klp_patch.iter().map(|x| Requires { klp_patch: vec![x.clone()], ..Default::default() }).collect())
+            && each(&|| {
+                l.structs()
+                    .iter()
+                    .flat_map(|(kind, fields)| {
+                        fields.iter().map(|f| {
+                            let mut r = Requires::default();
+                            r.add_field(kind, f);
+                            r
+                        })
+                    })
+                    .collect()
+            })
             && each(&|| l.sysfs.iter().map(|x| Requires { sysfs: vec![x.clone()], ..Default::default() }).collect())
     }
 
@@ -313,7 +332,6 @@ impl<'a> Session<'a> {
 
     /// A step in one guest command (a `wait:` in one streaming command).
     fn run_one(&mut self, step: &Step) -> StepResult {
-        let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
         let before = self.records.len();
         let what = format!("step {} (line {}): {}", step.index + 1, step.line, step.label);
         let (result, synced) = match &step.action {
@@ -325,8 +343,13 @@ impl<'a> Session<'a> {
             Synced::Failed(e) => Err(e),
             Synced::Missing => self.sync(),
         };
-        // The step's own failure is the one reported; a log sync that fails
-        // after it (the guest may be gone) only adds a note.
+        self.finish(step, result, synced, before)
+    }
+
+    /// Ends a step: the step's own failure is the one reported (a log sync
+    /// that fails after it, the guest may be gone, only adds a note); an
+    /// action opens the next dmesg window at `before`; then the health check.
+    fn finish(&mut self, step: &Step, result: StepResult, synced: Result<u64, Stop>, before: usize) -> StepResult {
         let taint = match (synced, &result) {
             (Ok(t), _) => t,
             (Err(e), Err(_)) => {
@@ -335,7 +358,7 @@ impl<'a> Session<'a> {
             }
             (Err(e), Ok(())) => return Err(e),
         };
-        if !is_check {
+        if !matches!(step.action, Action::Assert(_) | Action::Wait { .. }) {
             self.window_start = before;
         }
         result?;
@@ -418,6 +441,18 @@ impl<'a> Session<'a> {
         // The guest gives up a second before the host would, so a condition
         // that never holds is a verdict, not a timeout.
         let Some(end_cs) = self.guest_budget(self.deadline).map(|cs| cs.saturating_sub(100)) else { return (Err(self.timed_out()), Synced::Missing) };
+        // A load's arguments name spawned pids and this kernel's syscall symbols.
+        let resolved;
+        let a = match a {
+            Action::Load { module, args, wait, refused } => match self.load_args(module, args) {
+                Ok(args) => {
+                    resolved = Action::Load { module: module.clone(), args, wait: *wait, refused: refused.clone() };
+                    &resolved
+                }
+                Err(e) => return (Err(e), Synced::Missing),
+            },
+            a => a,
+        };
         let parts = self.plan(a);
         let nonce = script::nonce();
         let sync = self.next_sync(&nonce);
@@ -474,6 +509,12 @@ impl<'a> Session<'a> {
                 vec![Part::Run(format!("echo {word} > {f}")), Part::Wait { cond: value_is(&f, state), report: None }]
             }
             Action::Call { module, parked, function, .. } => vec![Part::Run(call_command(module, parked, function))],
+            Action::Spawn { program, command, count, .. } => vec![Part::Run(spawn_command(program.as_deref(), command.as_deref(), *count))],
+            Action::Kill { name } => {
+                let list = self.group_pids(name);
+                vec![Part::Run(format!("kill {list} 2>/dev/null; true")), Part::Wait { cond: gone_condition(&list), report: None }]
+            }
+            Action::Trace { function } => vec![Part::Run(trace_command(function.as_deref()))],
             Action::Shell { command, .. } => vec![Part::Run(command.clone())],
             Action::Assert(a) => {
                 let script = assert::snapshot_script_with(a, true);
@@ -535,6 +576,23 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Action::Call { module, parked, function, prints } => call_verdict(module, parked, function, prints.as_ref(), &ran.output(0)?),
+            Action::Spawn { name, count, .. } => {
+                let pids = spawn_verdict(name, *count, &ran.output(0)?)?;
+                self.groups.insert(name.clone(), pids);
+                Ok(())
+            }
+            Action::Kill { name } => {
+                let list = self.group_pids(name);
+                self.groups.remove(name);
+                if !ran.waited(1)?.0 {
+                    return Err(Stop::Verdict(format!("group {name} (pids {list}) still running {t}s after kill")));
+                }
+                Ok(())
+            }
+            Action::Trace { function } => {
+                let what = function.as_ref().map_or("stop tracing".to_string(), |f| format!("trace {f}"));
+                expect_outcome(&what, &ran.output(0)?, None)
+            }
             Action::Shell { command, status } => shell_verdict(command, *status, &ran.output(0)?),
             Action::Assert(a) => {
                 let out = match ran.parser.get("p0") {
@@ -560,7 +618,8 @@ impl<'a> Session<'a> {
         let nonce = script::nonce();
         let sync = self.next_sync(&nonce);
         let snapshot = assert::snapshot_script_with(until, true);
-        let cmd = script::wait_script(&nonce, what, end_cs, &snapshot, until.dmesg.is_some(), POLL, &sync, &script::Paths::default());
+        let rounds = script::Rounds { snapshot: &snapshot, dmesg: until.dmesg.is_some(), poll: POLL };
+        let cmd = script::wait_script(&nonce, what, end_cs, &rounds, &sync, &script::Paths::default());
         let mut snap = String::new();
         let mut last: Option<Verdict> = None;
         let mut ran = self.run_composed(&nonce, &cmd, true, &mut |s, sec| match sec.name.as_str() {
@@ -602,31 +661,18 @@ impl<'a> Session<'a> {
 
     /// A step the way klpt ran steps before one command per step.
     fn run_legacy(&mut self, step: &Step) -> StepResult {
-        let is_check = matches!(step.action, Action::Assert(_) | Action::Wait { .. });
         let before = self.records.len();
         let result = self.act(&step.action);
-        // The step's own failure is the one reported; a log sync that fails
-        // after it (the guest may be gone) only adds a note.
-        let taint = match (self.sync(), &result) {
-            (Ok(t), _) => t,
-            (Err(e), Err(_)) => {
-                self.notes.push(format!("the kernel-log sync after the failed step failed too: {}", e.message()));
-                return result;
-            }
-            (Err(e), Ok(())) => return Err(e),
-        };
-        if !is_check {
-            self.window_start = before;
-        }
-        result?;
-        self.health(taint, step)
+        let synced = self.sync();
+        self.finish(step, result, synced, before)
     }
 
     fn act(&mut self, a: &Action) -> StepResult {
         let t = self.step_secs;
         match a {
             Action::Load { module, args, wait, refused } => {
-                let out = self.sh(&load_command(module, args))?;
+                let args = self.load_args(module, args)?;
+                let out = self.sh(&load_command(module, &args))?;
                 expect_outcome("insmod", &out, refused.as_deref())?;
                 let is_patch = self.case.livepatch(module).is_some();
                 if out.status == 0 && *wait && is_patch {
@@ -684,6 +730,49 @@ impl<'a> Session<'a> {
                 let out = self.sh(&call_command(module, parked, function))?;
                 call_verdict(module, parked, function, prints.as_ref(), &out)
             }
+            Action::Spawn { name, program, command, count } => {
+                let cmd = match (program, command) {
+                    (Some(p), _) => format!("/root/{}", crate::modules::program::file(p)),
+                    (None, Some(c)) => format!("sh -c {}", sh_quote(c)),
+                    (None, None) => unreachable!("the case layer requires one"),
+                };
+                // Detached, so the SSH command returns; init reaps them.
+                let script = format!("for i in $(seq {count}); do setsid {cmd} </dev/null >/dev/null 2>&1 & echo $!; done");
+                let out = self.sh(&script)?;
+                let pids: Vec<u32> = out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+                if out.status != 0 || pids.len() != *count as usize {
+                    return Err(Stop::Verdict(format!("spawn {name}: started {} of {count}: {}", pids.len(), out.stderr.trim())));
+                }
+                self.groups.insert(name.clone(), pids);
+                Ok(())
+            }
+            Action::Kill { name } => {
+                let pids = self.groups.remove(name).unwrap_or_default();
+                let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+                let list = list.join(" ");
+                self.sh(&format!("kill {list} 2>/dev/null; true"))?;
+                // Gone, or a zombie until init reaps it.
+                let gone = gone_condition(&list);
+                if !self.wait_guest(&gone)? {
+                    return Err(Stop::Verdict(format!("group {name} (pids {list}) still running {t}s after kill")));
+                }
+                Ok(())
+            }
+            Action::Trace { function } => {
+                // functions.sh's cleanup_tracing(), then trace_function()
+                // with the filter set before the tracer, so that the tracer
+                // never traces every function (slow under emulation).
+                let mut script = String::from(
+                    "T=/sys/kernel/tracing; [ -e $T/trace ] || T=/sys/kernel/debug/tracing; \
+                     echo 0 > $T/tracing_on && echo > $T/set_ftrace_filter && echo nop > $T/current_tracer && echo > $T/trace",
+                );
+                if let Some(f) = function {
+                    script.push_str(&format!(" && echo {} > $T/set_ftrace_filter && echo function > $T/current_tracer && echo 1 > $T/tracing_on", sh_quote(f)));
+                }
+                let out = self.sh(&script)?;
+                let what = function.as_ref().map_or("stop tracing".to_string(), |f| format!("trace {f}"));
+                expect_outcome(&what, &out, None)
+            }
             Action::Shell { command, status } => {
                 let out = self.sh(command)?;
                 shell_verdict(command, *status, &out)
@@ -710,6 +799,34 @@ impl<'a> Session<'a> {
                 }
             }
         }
+    }
+
+    /// A spawned group's pids, space-separated.
+    fn group_pids(&self, name: &str) -> String {
+        self.groups.get(name).into_iter().flatten().map(u32::to_string).collect::<Vec<_>>().join(" ")
+    }
+
+    /// A load's arguments with `${group}` replaced by the group's pids
+    /// (comma-separated) and, for a livepatch of a syscall, the symbol of
+    /// the syscall's entry point this kernel has.
+    fn load_args(&self, module: &str, args: &str) -> Result<String, Stop> {
+        let mut out = args.to_string();
+        for g in crate::case::groups(args) {
+            let pids: Vec<String> = self.groups.get(g).into_iter().flatten().map(u32::to_string).collect();
+            out = out.replace(&format!("${{{g}}}"), &pids.join(","));
+        }
+        let Some(lp) = self.case.livepatch(module) else {
+            return Ok(out);
+        };
+        for (fi, f) in lp.functions.iter().enumerate() {
+            let Some(sc) = &f.syscall else { continue };
+            let candidates = crate::case::syscall_symbols(sc);
+            match candidates.iter().find(|c| self.has_symbol(c)) {
+                Some(sym) => out.push_str(&format!(" {}={sym}", crate::case::syscall_param(fi))),
+                None => return Err(Stop::Skip(format!("kernel has no entry point for syscall {sc} (none of {})", candidates.join(", ")))),
+            }
+        }
+        Ok(out)
     }
 
     pub fn check(&self, a: &Assertion) -> Result<Verdict, Stop> {
@@ -766,7 +883,50 @@ pub fn kind(a: &Action) -> &'static str {
         Action::Shell { .. } => "shell",
         Action::Assert(_) => "assert",
         Action::Call { .. } => "call",
+        Action::Spawn { .. } => "spawn",
+        Action::Kill { .. } => "kill",
+        Action::Trace { .. } => "trace",
     }
+}
+
+/// Starts `count` detached copies of a program (uploaded to /root) or a
+/// shell command, printing their pids; init reaps them.
+fn spawn_command(program: Option<&str>, command: Option<&str>, count: u32) -> String {
+    let cmd = match (program, command) {
+        (Some(p), _) => format!("/root/{}", crate::modules::program::file(p)),
+        (None, Some(c)) => format!("sh -c {}", sh_quote(c)),
+        (None, None) => unreachable!("the case layer requires one"),
+    };
+    format!("for i in $(seq {count}); do setsid {cmd} </dev/null >/dev/null 2>&1 & echo $!; done")
+}
+
+fn spawn_verdict(name: &str, count: u32, out: &Output) -> Result<Vec<u32>, Stop> {
+    let pids: Vec<u32> = out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+    if out.status != 0 || pids.len() != count as usize {
+        return Err(Stop::Verdict(format!("spawn {name}: started {} of {count}: {}", pids.len(), out.stderr.trim())));
+    }
+    Ok(pids)
+}
+
+/// True in the guest once every pid in `list` is gone (or a zombie until
+/// init reaps it).
+fn gone_condition(list: &str) -> String {
+    // A subshell: in a composed step command, `exit` would end the command.
+    format!("(for p in {list}; do [ -d /proc/$p ] && ! grep -q '^State:.*Z' /proc/$p/status 2>/dev/null && exit 1; done; exit 0)")
+}
+
+/// functions.sh's cleanup_tracing(), then trace_function() with the filter
+/// set before the tracer, so the tracer never traces every function (slow
+/// under emulation).
+fn trace_command(function: Option<&str>) -> String {
+    let mut script = String::from(
+        "T=/sys/kernel/tracing; [ -e $T/trace ] || T=/sys/kernel/debug/tracing; \
+         echo 0 > $T/tracing_on && echo > $T/set_ftrace_filter && echo nop > $T/current_tracer && echo > $T/trace",
+    );
+    if let Some(f) = function {
+        script.push_str(&format!(" && echo {} > $T/set_ftrace_filter && echo function > $T/current_tracer && echo 1 > $T/tracing_on", sh_quote(f)));
+    }
+    script
 }
 
 /// How long a composed command may take from now: the step's deadline

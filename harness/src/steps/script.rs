@@ -140,19 +140,29 @@ pub fn step_script(nonce: &str, what: &str, end_cs: u64, parts: &[Part], sync: &
     s
 }
 
-/// The one command of a `wait:` step: rounds of `snapshot` (section `snap`)
-/// and, with `dmesg`, the recording from the sync's offset (section
-/// `rlog`), each closed by `round`, every `poll` seconds, until the host
-/// writes a line to stdin or `end_cs` passes; then `work`, the sync and
-/// `end` as in [`step_script`].
-pub fn wait_script(nonce: &str, what: &str, end_cs: u64, snapshot: &str, dmesg: bool, poll: &str, sync: &Sync, paths: &Paths) -> String {
+/// What each round of a `wait:` step's command prints.
+#[derive(Debug, Clone)]
+pub struct Rounds<'a> {
+    /// A snapshot script (section `snap`).
+    pub snapshot: &'a str,
+    /// Also the recording from the sync's offset (section `rlog`).
+    pub dmesg: bool,
+    /// Seconds between rounds, as `read -t` takes them.
+    pub poll: &'a str,
+}
+
+/// The one command of a `wait:` step: rounds (see [`Rounds`]), each closed
+/// by `round`, until the host writes a line to stdin or `end_cs` passes;
+/// then `work`, the sync and `end` as in [`step_script`].
+pub fn wait_script(nonce: &str, what: &str, end_cs: u64, rounds: &Rounds, sync: &Sync, paths: &Paths) -> String {
+    let Rounds { snapshot, dmesg, poll } = rounds;
     let mut s = prelude(nonce, what, end_cs);
     s.push_str("while :; do\n");
     if !snapshot.is_empty() {
         s.push_str(&format!("{{ {snapshot}\n}}; cd /\n"));
     }
     s.push_str("__k snap\n");
-    if dmesg {
+    if *dmesg {
         s.push_str(&format!("{}; printf '%s' \"${{__l%x}}\"; __k rlog\n", read_log(paths, sync.offset)));
     }
     s.push_str(&format!("__k round\n__now; [ $__u -ge $__end ] && break\nread -r -t {poll} __x && break\ndone\n"));
@@ -445,7 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = temp_paths(dir.path(), "6,1,0,-;a\n");
         let sync = Sync { tag: "klpt-sync 4 t".into(), offset: 0 };
-        let script = wait_script(N, "x", 3000, "echo state", true, "0.05", &sync, &paths);
+        let script = wait_script(N, "x", 3000, &Rounds { snapshot: "echo state", dmesg: true, poll: "0.05" }, &sync, &paths);
         let mut child = Command::new("bash")
             .arg("-c")
             .arg(format!("usleep() {{ sleep 0.01; }}\n{script}"))
