@@ -184,12 +184,13 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
             let id = format!("{}/{}", arch.name, kt.kernel.id);
 
             println!("\n== {id}: the kernel's livepatch selftests ({n_scripts} scripts, one guest at a time) ==");
-            let suite = crate::kselftest::Suite::new(std::sync::Arc::new(kt), built, &opts.artifacts);
+            let w = cases.iter().map(|c| c.id.len()).chain([40]).max().unwrap_or(40);
+            let suite = crate::kselftest::Suite::new(std::sync::Arc::new(kt), built, &opts.artifacts, crate::kselftest::run::SCENARIO_TIMEOUT);
             let t1 = Instant::now();
             let (outs, _) = suite.run_all();
             let kwall = t1.elapsed().as_secs_f64();
             for o in &outs {
-                println!("{:<40} {:>8.2}  {}", o.case_id, o.secs, o.word());
+                println!("{:<w$} {:>8.2}  {}", o.case_id, o.secs, o.word());
             }
             let k = SuiteRow {
                 suite: "kernel selftests/livepatch".into(),
@@ -205,7 +206,7 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
             let mut passed = 0;
             for c in &cases {
                 let o = runner::run_case(&t, c, &opts);
-                println!("{:<40} {:>8.2}  {}", c.id, o.secs, o.word());
+                println!("{:<w$} {:>8.2}  {}", c.id, o.secs, o.word());
                 passed += usize::from(o.word() == "pass");
                 failed |= o.word() == "fail";
             }

@@ -239,8 +239,10 @@ fn main() -> ExitCode {
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
         Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
         Cmd::Bench { paths, k, versus_kselftest: true, .. } => {
-            let paths = if paths.is_empty() { vec![klpt::project_root().join("cases/kselftest")] } else { paths };
-            load_cases(&paths).and_then(|cases| {
+            let default = klpt::project_root().join("cases/kselftest");
+            let paths = if paths.is_empty() { vec![default.clone()] } else { paths };
+            let hint = |e: String| if paths == [default.clone()] && !default.exists() { format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)") } else { e };
+            load_cases(&paths).map_err(hint).and_then(|cases| {
                 let a = arches(&k.arches)?;
                 let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
                 klpt::bench::versus_kselftest(&cases, &a, &kernels, k.accel).map_err(|e| e.to_string())
@@ -466,7 +468,7 @@ fn kselftest_suites(arches: &[Arch], kernels: &[String], accel: AccelChoice, art
     for a in arches {
         for kernel in kernels {
             let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
-            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts).with_timeout(timeout));
+            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts, timeout));
         }
     }
     Ok(suites)

@@ -108,7 +108,7 @@ fn made_up() -> Result<(), Failed> {
     let before = klpt_temp_dirs();
     let (target, built) = kselftest::run::prepare_suite(arch(), Some(&kernel()), AccelChoice::Auto, Some(&suite_dir)).map_err(|e| e.to_string())?;
     let artifacts = work.join("artifacts");
-    let suite = Suite::new(Arc::new(target), built, &artifacts).with_timeout(Duration::from_secs(20));
+    let suite = Suite::new(Arc::new(target), built, &artifacts, Duration::from_secs(20));
     let (all, _) = suite.run_all();
     let left = qemus_mentioning(&artifacts.display().to_string());
     if !left.is_empty() {
@@ -158,7 +158,7 @@ fn made_up() -> Result<(), Failed> {
 fn kernel_tree() -> Result<(), Failed> {
     let work = std::env::temp_dir().join("kernel-tree");
     let (target, built) = kselftest::prepare(arch(), Some(&kernel()), AccelChoice::Auto).map_err(|e| e.to_string())?;
-    let suite = Suite::new(Arc::new(target), built, &work);
+    let suite = Suite::new(Arc::new(target), built, &work, kselftest::run::SCENARIO_TIMEOUT);
     let (all, _) = suite.run_all();
     let bad: Vec<String> = all.iter().filter(|o| matches!(o.status, Status::Fail(_))).map(|o| format!("{}: {}", o.case_id, o.word())).collect();
     let _ = std::fs::remove_dir_all(&work);

@@ -66,7 +66,10 @@ struct Interruption {
 }
 
 impl Suite {
-    pub fn new(target: Arc<Target>, built: Built, artifacts: &std::path::Path) -> Arc<Suite> {
+    /// The suite of `target`, its consoles and transcripts under
+    /// `artifacts`; a scenario gets `scenario_timeout` to reach its verdict
+    /// ([`SCENARIO_TIMEOUT`] by default).
+    pub fn new(target: Arc<Target>, built: Built, artifacts: &std::path::Path, scenario_timeout: Duration) -> Arc<Suite> {
         let dir = artifacts.join(target.arch.name).join(&target.kernel.id).join("kselftest");
         let n = built.scripts.len();
         let results = built.scripts.iter().map(|s| vec![None; s.scenarios.len()]).collect();
@@ -74,22 +77,12 @@ impl Suite {
             target,
             built,
             dir,
-            scenario_timeout: SCENARIO_TIMEOUT,
+            scenario_timeout,
             boot_timeout: Duration::from_secs(240),
             state: Mutex::new(State { queued: vec![false; n], results, ..State::default() }),
             cond: Condvar::new(),
             driver: Mutex::new(None),
         })
-    }
-
-    pub fn with_timeout(self: Arc<Self>, t: Duration) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut s) => {
-                s.scenario_timeout = t;
-                Arc::new(s)
-            }
-            Err(a) => a,
-        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -350,7 +343,7 @@ impl Suite {
                 last_start = now;
                 deadline = Instant::now() + self.scenario_timeout;
                 if let Some((i, title)) = parser.running() {
-                    emit(Event::Progress { what: &format!("kselftest {}", script.name), line: &format!("{i:02} {title}") });
+                    emit(Event::Progress { what: &format!("kselftest {}/{} {}", self.target.arch.name, self.target.kernel.id, script.name), line: &format!("{i:02} {title}") });
                 }
             }
             self.publish(si, parser.take_ready(), None, retry.as_deref());
