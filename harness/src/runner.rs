@@ -217,7 +217,11 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
         retries: 0,
         step_secs: Vec::new(),
     };
-    let xfail = case.doc.xfail.iter().find(|x| regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
+    let xfail = case
+        .doc
+        .xfail
+        .iter()
+        .find(|x| (x.arches.is_empty() || x.arches.iter().any(|a| a == t.arch.name)) && regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
     let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
     let mut status = attempt(t, case, opts, &mut out, &dir, true, legacy);
     // Only a lost guest is retried, once, in a fresh guest: the kernel's

@@ -137,16 +137,24 @@ impl Checker<'_> {
     }
 
     fn xfail(&mut self, p: &str, v: &Value) -> Option<Xfail> {
-        let m = self.map(p, v, &["kernel", "reason"])?;
+        let m = self.map(p, v, &["kernel", "arches", "reason"])?;
         let kernel = self
             .required(p, m, "kernel", "a regex over kernel ids")
             .and_then(|x| self.text(&format!("{p}.kernel"), x));
         let reason = self
             .required(p, m, "reason", "why the case fails there")
             .and_then(|x| self.text(&format!("{p}.reason"), x));
+        let arches = m.get("arches").map(|a| self.strings(&format!("{p}.arches"), a)).unwrap_or_default();
+        for (i, a) in arches.iter().enumerate() {
+            if !crate::vm::ARCHES.contains(&a.as_str()) {
+                let hint = format!("one of {}{}", crate::vm::ARCHES.join(", "), suggest(a, &crate::vm::ARCHES));
+                self.err(&format!("{p}.arches[{i}]"), format!("unknown architecture `{a}`"), hint);
+            }
+        }
         self.regex(&format!("{p}.kernel"), kernel.as_deref()?)?;
         Some(Xfail {
             kernel: kernel?,
+            arches,
             reason: reason?,
         })
     }

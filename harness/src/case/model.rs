@@ -70,6 +70,8 @@ impl Requires {
 pub struct Xfail {
     /// Regex matched against the kernel's id (e.g. `debian-6.1.0-50-amd64`).
     pub kernel: String,
+    /// Only on these architectures; empty means every one.
+    pub arches: Vec<String>,
     pub reason: String,
 }
 
