@@ -449,6 +449,34 @@ pub fn default_parallel_guests() -> usize {
     cores.min(by_memory).max(1)
 }
 
+/// Builds, before the first guest starts, every module the run's cases need
+/// on each target in one Kbuild call per target (see `modules::build::build_batch`).
+pub fn prebuild(targets: &[Arc<Target>], cases: &[Arc<Case>]) {
+    for t in targets {
+        let mine: Vec<&Case> = cases.iter().map(|c| c.as_ref()).filter(|c| c.runs_on(t.arch.name) && t.caps.missing(&c.doc.requires, None).is_empty()).collect();
+        crate::modules::build::build_batch(&mine, &t.kernel, &t.caps);
+    }
+}
+
+/// The target of the integration tests (`harness/tests/`): `KLPT_ARCH`
+/// (default x86_64) and `KLPT_KERNEL` (default Debian's current kernel),
+/// prepared; exits with status 2 when it cannot be.
+pub fn test_target() -> Arc<Target> {
+    let arch = std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into());
+    let Some(arch) = Arch::by_name(&arch) else {
+        eprintln!("KLPT_ARCH={arch} names no architecture klpt knows");
+        std::process::exit(2);
+    };
+    let kernel = std::env::var("KLPT_KERNEL").ok();
+    match Target::prepare(arch, kernel.as_deref(), AccelChoice::Auto) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("cannot prepare the kernel under test: {e}");
+            std::process::exit(2);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,14 +497,5 @@ mod tests {
                 "arm64/src-7.2.13/stock/basic-enable-disable",
             ]
         );
-    }
-}
-
-/// Builds, before the first guest starts, every module the run's cases need
-/// on each target in one Kbuild call per target (see `modules::build::build_batch`).
-pub fn prebuild(targets: &[Arc<Target>], cases: &[Arc<Case>]) {
-    for t in targets {
-        let mine: Vec<&Case> = cases.iter().map(|c| c.as_ref()).filter(|c| c.runs_on(t.arch.name) && t.caps.missing(&c.doc.requires, None).is_empty()).collect();
-        crate::modules::build::build_batch(&mine, &t.kernel, &t.caps);
     }
 }

@@ -8,7 +8,7 @@
 //! the architecture (default x86_64).
 
 use klpt::report::Status;
-use klpt::runner::{self, AccelChoice, Options, Target};
+use klpt::runner::{self, Options, Target};
 use klpt::vm::qemu::Vm;
 use klpt::vm::ssh::Guest;
 use libtest_mimic::{Arguments, Failed, Trial};
@@ -147,15 +147,7 @@ fn key_only_login(t: &Target, dir: &Path) -> Result<(), Failed> {
 fn main() {
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
-    let arch = klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture");
-    let kernel = std::env::var("KLPT_KERNEL").ok();
-    let target = match Target::prepare(arch, kernel.as_deref(), AccelChoice::Auto) {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("cannot prepare the kernel under test: {e}");
-            std::process::exit(2);
-        }
-    };
+    let target = runner::test_target();
     let artifacts = std::env::temp_dir().join(format!("klpt-test-artifacts-{}", std::process::id()));
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) });
     let mut trials = bad_trials();

@@ -5,7 +5,7 @@
 //! `KLPT_KERNEL` / `KLPT_ARCH` select the kernel as in `tests/cases.rs`.
 
 use klpt::report::{Cause, Outcome, Status};
-use klpt::runner::{self, AccelChoice, Options, Target};
+use klpt::runner::{self, Options, Target};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -230,15 +230,7 @@ fn main() {
     std::env::set_var("TMPDIR", &tmp);
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
-    let arch = klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture");
-    let kernel = std::env::var("KLPT_KERNEL").ok();
-    let target = match Target::prepare(arch, kernel.as_deref(), AccelChoice::Auto) {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("cannot prepare the kernel under test: {e}");
-            std::process::exit(2);
-        }
-    };
+    let target = runner::test_target();
     type Fault = fn(&Target) -> Result<(), Failed>;
     let faults: [(&str, Fault); 7] = [
         ("fault/panic-is-a-crash", panics),

@@ -13,7 +13,7 @@
 
 use klpt::kernel::Kernel;
 use klpt::report::{Cause, Status};
-use klpt::runner::{self, AccelChoice, Options, Target};
+use klpt::runner::{self, Options, Target};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -351,15 +351,7 @@ fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<li
 fn main() {
     let args = Arguments::from_args();
     klpt::vm::cleanup::install_signal_handlers();
-    let arch = klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture");
-    let kernel = std::env::var("KLPT_KERNEL").ok();
-    let target = match Target::prepare(arch, kernel.as_deref(), AccelChoice::Auto) {
-        Ok(t) => Arc::new(t),
-        Err(e) => {
-            eprintln!("cannot prepare the kernel under test: {e}");
-            std::process::exit(2);
-        }
-    };
+    let target = runner::test_target();
     // Not `klpt-*`: the faults test watches those for leaks.
     let scratch = Arc::new(klpt::vm::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
