@@ -997,11 +997,37 @@ fn expect_outcome(what: &str, out: &Output, refused: Option<&[String]>) -> StepR
 /// single-quoted word, so nothing in a case's `args:` is shell syntax.
 pub fn load_command(module: &str, args: &str) -> String {
     let mut cmd = format!("{INSMOD} {}", sh_quote(&format!("/root/{module}.ko")));
-    for a in args.split_whitespace() {
+    for a in module_args(args) {
         cmd.push(' ');
-        cmd.push_str(&sh_quote(a));
+        cmd.push_str(&sh_quote(&a));
     }
     cmd
+}
+
+/// `name=value` words as the kernel's `parse_args()` splits them: at blanks
+/// outside double quotes (`s="a b"` is one argument, quotes kept for it).
+fn module_args(args: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in args.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            c if c.is_whitespace() && !quoted => {
+                if !word.is_empty() {
+                    out.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
 }
 
 /// The guest test for a symbol in /proc/kallsyms: the name is compared as a
@@ -1042,6 +1068,12 @@ mod tests {
             let want: Vec<String> = [INSMOD.to_string(), "/root/klpt_m.ko".into()].into_iter().chain(args.split_whitespace().map(String::from)).collect();
             assert_eq!(words, want, "{cmd}");
         }
+    }
+
+    #[test]
+    fn module_arguments_split_as_the_kernel_splits_them() {
+        assert_eq!(module_args(" a=1  s=\"x y\" b=2 "), vec!["a=1", "s=\"x y\"", "b=2"]);
+        assert_eq!(shell_words(&load_command("m", "s=\"x y\"")), vec![INSMOD.to_string(), "/root/m.ko".into(), "s=\"x y\"".into()]);
     }
 
     #[test]
