@@ -204,19 +204,7 @@ pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
 /// command per step (for `klpt bench --steps` only).
 pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> Outcome {
     let t0 = Instant::now();
-    let mut out = Outcome {
-        name: trial_name(t, case),
-        case_id: case.id.clone(),
-        arch: t.arch.name.into(),
-        kernel: t.kernel.id.clone(),
-        status: Status::Pass,
-        secs: 0.0,
-        guest_secs: None,
-        ssh_ready_secs: None,
-        notes: Vec::new(),
-        retries: 0,
-        step_secs: Vec::new(),
-    };
+    let mut out = Outcome::new(trial_name(t, case), case.id.clone(), t.arch.name, &t.kernel.id);
     let xfail = case
         .doc
         .xfail

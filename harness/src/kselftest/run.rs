@@ -243,19 +243,7 @@ impl Suite {
     }
 
     fn blank(&self, script: &Script, sc: usize) -> Outcome {
-        Outcome {
-            name: self.trial_name(script, sc),
-            case_id: script.case_id(&script.scenarios[sc]),
-            arch: self.target.arch.name.into(),
-            kernel: self.target.kernel.id.clone(),
-            status: Status::Pass,
-            secs: 0.0,
-            guest_secs: None,
-            ssh_ready_secs: None,
-            notes: Vec::new(),
-            retries: 0,
-            step_secs: Vec::new(),
-        }
+        Outcome::new(self.trial_name(script, sc), script.case_id(&script.scenarios[sc]), self.target.arch.name, &self.target.kernel.id)
     }
 
     fn outcome_of(&self, script: &Script, d: &Decided, interrupted: Option<&Interruption>) -> Outcome {

@@ -92,6 +92,23 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// A trial that has not run yet: passing until something says otherwise.
+    pub fn new(name: String, case_id: String, arch: &str, kernel: &str) -> Outcome {
+        Outcome {
+            name,
+            case_id,
+            arch: arch.into(),
+            kernel: kernel.into(),
+            status: Status::Pass,
+            secs: 0.0,
+            guest_secs: None,
+            ssh_ready_secs: None,
+            notes: Vec::new(),
+            retries: 0,
+            step_secs: Vec::new(),
+        }
+    }
+
     pub fn word(&self) -> &'static str {
         match self.status {
             Status::Pass => "pass",
