@@ -84,7 +84,7 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelCh
     // The first case's settings (smp) drive the timed klpt boots.
     let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: true };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut rows = Vec::new();
     for &arch in arches {
@@ -165,7 +165,7 @@ pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], acc
         return Err(Error::Other("no cases to bench against the selftests".into()));
     }
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let mut failed = false;
     for &arch in arches {
         for kernel in kernels {
@@ -281,7 +281,7 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
         return Err(Error::Other("no cases to bench".into()));
     }
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut failed = false;
     for &arch in arches {

@@ -311,7 +311,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
     let targets = prepare(&arches(&a)?, &kernels, AccelChoice::Auto)?;
     runner::prebuild(&targets, &cases);
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
-    let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240) });
+    let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
     args.test_threads = Some(test_threads.unwrap_or_else(runner::default_parallel_guests));
@@ -434,7 +434,7 @@ fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<P
     runner::prebuild(&targets, &selected);
     let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
     let suites = if kselftest { kselftest_suites(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>(), k.accel, &artifacts, klpt::kselftest::run::SCENARIO_TIMEOUT)? } else { Vec::new() };
-    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240) });
+    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240), guest_time: false });
     let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
     let mut trials = runner::trials(&targets, &cases, opts, outcomes.clone());
     trials.extend(klpt::kselftest::trials(&suites, outcomes.clone(), &args));
