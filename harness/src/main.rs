@@ -138,10 +138,12 @@ enum Cmd {
         /// commands (as before) and as one, and compare the step costs.
         #[arg(long, conflicts_with_all = ["kernel_builds", "boots"])]
         steps: bool,
-        /// Instead: run the kernel tree's livepatch selftests and klpt's cases
-        /// (default: cases/kselftest) on the same kernel build, one guest at
-        /// a time, and compare their wall time.
-        #[arg(long, conflicts_with_all = ["kernel_builds", "boots", "steps"])]
+        /// Instead: on one kernel build (default `source`), the kernel tree's
+        /// livepatch selftests against klpt's cases (default cases/kselftest),
+        /// modules cached (one guest at a time, then the default parallelism)
+        /// and cold; restore against boot on every --arch; cases/stock on
+        /// every --arch. Last line: `klpt/kselftest wall ratio: X.XX`.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "steps"])]
         versus_kselftest: bool,
     },
 }
@@ -238,14 +240,22 @@ fn main() -> ExitCode {
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
         Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
-        Cmd::Bench { paths, k, versus_kselftest: true, .. } => {
+        Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => {
             let default = klpt::project_root().join("cases/kselftest");
             let paths = if paths.is_empty() { vec![default.clone()] } else { paths };
             let hint = |e: String| if paths == [default.clone()] && !default.exists() { format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)") } else { e };
             load_cases(&paths).map_err(hint).and_then(|cases| {
+                let stock = load_cases(&[default_cases()])?;
                 let a = arches(&k.arches)?;
                 let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
-                klpt::bench::versus_kselftest(&cases, &a, &kernels, k.accel).map_err(|e| e.to_string())
+                let mut code = ExitCode::SUCCESS;
+                for kernel in &kernels {
+                    let plan = klpt::bench::Plan { cases: &cases, stock: &stock, arches: &a, kernel, accel: k.accel, boots };
+                    if klpt::bench::versus_kselftest(&plan).map_err(|e| e.to_string())? != ExitCode::SUCCESS {
+                        code = ExitCode::FAILURE;
+                    }
+                }
+                Ok(code)
             })
         }
         Cmd::Bench { paths, k, boots, kernel_builds, steps, .. } => {
