@@ -238,7 +238,7 @@ impl<'a> Session<'a> {
         let tag = format!("{}{}", kmsg::SYNC_TAG, self.sync_n);
         let script = format!(
             "{pre}echo '{tag}' > /dev/kmsg; end=$(( $(cut -d. -f1 /proc/uptime) + 20 )); \
-             until grep -q '{tag}$' /run/kmsg; do [ $(cut -d. -f1 /proc/uptime) -ge $end ] && break; usleep 10000; done; \
+             until grep -q '{tag}$' /run/kmsg; do [ $(cut -d. -f1 /proc/uptime) -ge $end ] && break; usleep 2000; done; \
              cat /proc/sys/kernel/tainted; tail -c +{} /run/kmsg",
             self.kmsg_offset + 1
         );
