@@ -49,5 +49,5 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     // Installed modules (`make modules_install INSTALL_MOD_PATH=DIR`), if any.
     let modules_dir = std::fs::read_dir(dir.join("lib/modules")).ok().and_then(|rd| rd.flatten().map(|e| e.path()).find(|p| p.join("kernel").is_dir()));
-    Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash })
+    Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash, origin: super::origin::Origin { source: format!("build-dir:{}", dir.display()), ..Default::default() } })
 }
