@@ -13,16 +13,18 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     if !build.join("Module.symvers").exists() {
         return Err(fail("no Module.symvers here or in build/: not a kernel build tree (run `make modules_prepare` or a full build)".into()));
     }
-    let image = arch
-        .images
-        .iter()
-        .flat_map(|i| [dir.join(i), build.join(i), dir.join(Path::new(i).file_name().unwrap_or_default())])
-        .chain([dir.join("image")])
-        .find(|p| p.is_file())
-        .ok_or_else(|| fail(format!("no kernel image (looked for {} and `image`)", arch.images.join(", "))))?;
     // An x86 vmlinux with a PVH note boots without decompression.
-    let pvh = build.join("vmlinux");
-    let image = if arch.name == "x86_64" && pvh.exists() && super::pvh::is_pvh(&pvh) { pvh } else { image };
+    let pvh = Some(build.join("vmlinux")).filter(|p| arch.name == "x86_64" && p.exists() && super::pvh::is_pvh(p));
+    let image = match pvh {
+        Some(p) => p,
+        None => arch
+            .images
+            .iter()
+            .flat_map(|i| [dir.join(i), build.join(i), dir.join(Path::new(i).file_name().unwrap_or_default())])
+            .chain([dir.join("image")])
+            .find(|p| p.is_file())
+            .ok_or_else(|| fail(format!("no kernel image (looked for {} and `image`)", arch.images.join(", "))))?,
+    };
     let config = build.join(".config");
     if !config.exists() {
         return Err(fail("no .config in the build tree".into()));
