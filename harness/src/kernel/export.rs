@@ -308,11 +308,11 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
     }
     let mut json = Vec::new();
     first.read_to_end(&mut json).map_err(damaged)?;
-    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| fail(format!("bad {MANIFEST}: {e}")))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| fail(format!("corrupt {MANIFEST} ({e}); copy it again, or export it again with `klpt kernel build --export`")))?;
     check(&manifest, arch).map_err(fail)?;
     std::fs::write(tmp.path().join(MANIFEST), &json).ctx(|| format!("write {}", tmp.path().display()))?;
     let mut n = 0;
-    for e in entries {
+    for e in entries.by_ref() {
         let mut e = e.map_err(damaged)?;
         let path = e.path().map_err(damaged)?.into_owned();
         // unpack_in refuses paths that leave the directory (absolute, `..`).
@@ -324,6 +324,9 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
     if n != manifest.files {
         return Err(fail(format!("truncated: {n} of {} files; copy it again", manifest.files)));
     }
+    // The tar reader stops at the end-of-archive block; reading the frame to
+    // its end makes zstd check its content checksum.
+    std::io::copy(&mut tar.into_inner(), &mut std::io::sink()).map_err(damaged)?;
     tmp.publish(dest).ctx(|| format!("move the kernel into {}", dest.display()))
 }
 
@@ -335,4 +338,80 @@ pub fn export_build(spec: &super::build::Spec, out: &Path) -> Result<u64> {
     let size = crate::event::try_stage(&format!("kernel: exporting {} to {}", k.id, out.display()), || export(&k, out))?;
     println!("{}: {} ({}, {:.1} MB, {:.1}s)", spec.arch.name, out.display(), k.id, size as f64 / 1e6, t0.elapsed().as_secs_f64());
     Ok(size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small artifact of made-up files, as `export` writes it.
+    fn artifact(dir: &Path, arch: &str, files: &[(&str, &str)], claimed: Option<usize>) -> PathBuf {
+        let mut map = BTreeMap::new();
+        for (rel, data) in files {
+            let p = dir.join(rel.replace('/', "_"));
+            std::fs::write(&p, data).unwrap();
+            map.insert(rel.to_string(), p);
+        }
+        let m = Manifest { format: FORMAT, id: "test".into(), arch: arch.into(), release: "1.0".into(), image: "build/vmlinux".into(), host: std::env::consts::ARCH.into(), origin: Origin::default(), files: claimed.unwrap_or(map.len()) };
+        let out = dir.join(format!("{arch}-{}.tar.zst", map.len()));
+        write(&out, &m, &map).unwrap();
+        out
+    }
+
+    fn unpack_err(file: &Path, arch: Arch) -> String {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("k");
+        let e = unpack(file, &dest, arch).unwrap_err().to_string();
+        assert!(!dest.exists(), "no cache entry after: {e}");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name() != ".klpt-scratch-lock").count(), 0, "no scratch directory after: {e}");
+        e
+    }
+
+    #[test]
+    fn a_good_artifact_unpacks_with_its_manifest() {
+        let d = tempfile::tempdir().unwrap();
+        let f = artifact(d.path(), "x86_64", &[("build/a", "1"), ("build/sub/b", "2")], None);
+        let dest = d.path().join("k");
+        unpack(&f, &dest, crate::vm::arch::X86_64).unwrap();
+        assert_eq!(std::fs::read_to_string(dest.join("build/sub/b")).unwrap(), "2");
+        assert!(dest.join(MANIFEST).is_file() && !dest.join(".klpt-lock").exists());
+    }
+
+    #[test]
+    fn damaged_or_foreign_artifacts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let good = artifact(d.path(), "x86_64", &[("build/a", "1"), ("build/b", "2")], None);
+        let x86 = crate::vm::arch::X86_64;
+        assert!(unpack_err(&good, crate::vm::arch::ARM64).contains("is built for x86_64, not arm64: run with --arch x86_64"));
+        // Cut at an entry boundary: the tar reader alone would not notice.
+        let short = artifact(d.path(), "x86_64", &[("build/a", "1")], Some(2));
+        assert!(unpack_err(&short, x86).contains("truncated: 1 of 2 files"));
+        let bytes = std::fs::read(&good).unwrap();
+        let cut = d.path().join("cut");
+        std::fs::write(&cut, &bytes[..bytes.len() - 9]).unwrap();
+        assert!(unpack_err(&cut, x86).contains("corrupt or truncated"), "{}", unpack_err(&cut, x86));
+        let mut flipped = bytes.clone();
+        let mid = flipped.len() / 2;
+        flipped[mid] ^= 0x55;
+        std::fs::write(&cut, &flipped).unwrap();
+        // Caught by the tar headers, the manifest's syntax or zstd's checksum.
+        let e = unpack_err(&cut, x86);
+        assert!(e.contains("corrupt"), "{e}");
+        // A flipped bit in a file's data: only zstd's checksum sees it.
+        let noise: String = (0..40000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2654435761) >> 27) as u8 % 26)).collect();
+        let big = artifact(d.path(), "x86_64", &[("build/noise", &noise)], None);
+        let mut bytes = std::fs::read(&big).unwrap();
+        let at = bytes.len() * 2 / 3;
+        bytes[at] ^= 1;
+        std::fs::write(&cut, &bytes).unwrap();
+        let e = unpack_err(&cut, x86);
+        assert!(e.contains("corrupt"), "{e}");
+        // Not zstd at all: refused before anything is read into the cache.
+        std::fs::write(&cut, "hello").unwrap();
+        assert!(open(&cut, x86).unwrap_err().to_string().contains("not a kernel artifact (not zstd-compressed)"));
+        // zstd, but not klpt's.
+        std::fs::write(&cut, zstd::encode_all(&b"just some text"[..], 3).unwrap()).unwrap();
+        let e = unpack_err(&cut, x86);
+        assert!(e.contains("corrupt or truncated") || e.contains("not a kernel artifact") || e.contains("empty archive"), "{e}");
+    }
 }

@@ -63,7 +63,7 @@ mod tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         std::fs::write(&a, "x").unwrap();
         std::fs::write(&b, "y").unwrap();
-        assert_eq!(super::patchset_hash::<&std::path::Path>(&[]).unwrap(), None);
+        assert_eq!(super::patchset_hash(&[] as &[&std::path::Path]).unwrap(), None);
         let ab = super::patchset_hash(&[&a, &b]).unwrap().unwrap();
         let ba = super::patchset_hash(&[&b, &a]).unwrap().unwrap();
         assert_ne!(ab, ba, "order matters");
