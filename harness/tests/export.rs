@@ -52,8 +52,11 @@ fn modules(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// The names in `dir`, without klpt's lock files.
 fn entries(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default()
+    let mut v: Vec<String> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.ends_with("-lock")).collect()).unwrap_or_default();
+    v.sort();
+    v
 }
 
 #[test]
