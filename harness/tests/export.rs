@@ -4,7 +4,8 @@
 //! directory, as on a machine that never built a kernel. The case passes,
 //! the empty cache fetched no kernel source and built no kernel, and the
 //! module it built against the unpacked tree is byte-identical to the one
-//! built against the original build tree. Damaged artifacts and a wrong
+//! built against the original build tree; the kernel tree's livepatch
+//! selftests (`klpt selftests`) run from the artifact too. Damaged artifacts and a wrong
 //! `--arch` are refused with what is wrong, leaving no cache entry.
 //!
 //! Ignored by default, as `tests/kselftest.rs`: it needs the source kernel,
@@ -110,6 +111,13 @@ fn exported_kernel_runs_on_an_empty_cache() {
         let theirs = std::fs::read(shared.join(rel)).unwrap_or_else(|e| panic!("{}: not built against the build tree ({e})", rel.display()));
         assert!(&theirs == data, "{} differs between the build tree and the unpacked artifact", rel.display());
     }
+
+    // The kernel tree's livepatch selftests travel with it: their test
+    // modules build against the unpacked tree and pass.
+    let o = klpt(&["selftests", "--artifacts", art, "--kernel", file_s, "test-livepatch/"], Some(&cache));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("test result: ok. 5 passed"), "selftests on the exported kernel:\n{}", text(&o));
+    assert!(!cache.join("src").exists(), "the selftests fetched a kernel source");
 
     // Wrong arch: refused before anything is built.
     let o = klpt(&["run", CASE, "--artifacts", art, "--arch", "arm64", "--kernel", file_s], Some(&cache));
