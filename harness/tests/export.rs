@@ -6,14 +6,16 @@
 //! module it built against the unpacked tree is byte-identical to the one
 //! built against the original build tree; the kernel tree's livepatch
 //! selftests (`klpt selftests`) run from the artifact too. Damaged artifacts and a wrong
-//! `--arch` are refused with what is wrong, leaving no cache entry.
+//! `--arch` are refused with what is wrong, and an interrupted unpack
+//! leaves no cache entry.
 //!
 //! Ignored by default, as `tests/kselftest.rs`: it needs the source kernel,
 //! which it would otherwise build (`klpt kernel build --arch x86_64`).
 //! `cargo test --release --test export -- --ignored`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 const CASE: &str = "cases/stock/basic-enable-disable.yaml";
@@ -129,4 +131,28 @@ fn exported_kernel_runs_on_an_empty_cache() {
     let o = klpt(&["run", CASE, "--artifacts", art, "--kernel", cut.to_str().unwrap()], Some(&cache));
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("corrupt or truncated"), "{}", text(&o));
     assert_eq!(entries(&cache.join("kernels")), kernels, "a damaged artifact left something in kernels/");
+
+    // Ctrl-C while unpacking: exit 130, nothing left in kernels/.
+    let fresh = work.path().join("fresh");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_klpt"))
+        .args(["run", "--list", CASE, "--kernel", file_s])
+        .current_dir(root())
+        .env("KLPT_CACHE", &fresh)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while !seen.contains("kernel: unpacking") {
+        seen.push_str(&lines.next().expect("klpt ended before unpacking").unwrap());
+        seen.push('\n');
+    }
+    // SAFETY: kill(2) on our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(!rest.iter().any(|l| l.contains("unpacking") && l.contains("done")), "the unpack finished before the signal: {rest:?}");
+    assert_eq!(status.code(), Some(130), "{seen}{rest:?}");
+    assert_eq!(entries(&fresh.join("kernels")), Vec::<String>::new(), "an interrupted unpack left something in kernels/");
 }

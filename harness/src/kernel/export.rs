@@ -270,6 +270,9 @@ pub fn open(file: &Path, arch: Arch) -> Result<Kernel> {
     check(&manifest, arch).map_err(fail)?;
     let mut k = super::dir::open(&dest, arch)?;
     k.image = dest.join(&manifest.image);
+    if !k.image.is_file() {
+        return Err(fail(format!("its manifest names the boot image {}, which it does not hold; export it again", manifest.image)));
+    }
     k.id = manifest.id;
     k.origin = manifest.origin;
     Ok(k)
@@ -279,6 +282,9 @@ pub fn open(file: &Path, arch: Arch) -> Result<Kernel> {
 fn check(m: &Manifest, arch: Arch) -> std::result::Result<(), String> {
     if m.format != FORMAT {
         return Err(format!("artifact format {} (this klpt reads format {FORMAT}); export the kernel again with this klpt", m.format));
+    }
+    if !Path::new(&m.image).components().all(|c| matches!(c, std::path::Component::Normal(_))) {
+        return Err(format!("its manifest names the boot image `{}`, outside the artifact", m.image));
     }
     if m.arch != arch.name {
         return Err(format!("kernel {} is built for {}, not {}: run with --arch {}, or export the {} kernel (`klpt kernel build --arch {} --export FILE`)", m.id, m.arch, arch.name, m.arch, arch.name, arch.name));
@@ -316,7 +322,9 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
         let mut e = e.map_err(damaged)?;
         let path = e.path().map_err(damaged)?.into_owned();
         // unpack_in refuses paths that leave the directory (absolute, `..`).
-        if !e.unpack_in(tmp.path()).map_err(damaged)? {
+        // An interruption stops the unpack between entries, not within one.
+        let unpacked = crate::vm::cleanup::unless_interrupted(|| e.unpack_in(tmp.path())).ok_or_else(|| fail("interrupted".into()))?;
+        if !unpacked.map_err(damaged)? {
             return Err(fail(format!("entry {} points outside the artifact", path.display())));
         }
         n += 1;
