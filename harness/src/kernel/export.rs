@@ -111,11 +111,13 @@ fn collect(k: &Kernel) -> Result<BTreeMap<String, PathBuf>> {
 
     // From the source tree: Makefiles, headers, Kbuild's scripts.
     add(&src, "Makefile");
-    for rel in walk(&src, &format!("arch/{srcarch}"), &|rel, is_dir| !is_dir || rel.rsplit('/').next().is_some_and(|n| n.starts_with("Makefile") || n == "Kbuild.platforms" || n == "Platform"), false)? {
-        // Only the Makefiles directly in arch/<arch>, and the platform lists anywhere.
-        if rel.matches('/').count() == 2 || !rel.rsplit('/').next().unwrap_or("").starts_with("Makefile") {
-            add(&src, &rel);
-        }
+    // The Makefiles directly in arch/<arch>, and the platform lists anywhere below.
+    let arch_make = |rel: &str, is_dir: bool| {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        is_dir || (name.starts_with("Makefile") && rel.matches('/').count() == 2) || name == "Kbuild.platforms" || name == "Platform"
+    };
+    for rel in walk(&src, &format!("arch/{srcarch}"), &arch_make, true)? {
+        add(&src, &rel);
     }
     for dir in walk_dirs(&src, &format!("arch/{srcarch}"))?.into_iter().filter(|d| d.ends_with("/include") && !d.contains("/generated")) {
         for rel in walk(&src, &dir, &|_, _| true, false)? {
