@@ -161,6 +161,10 @@ enum KernelCmd {
         /// An mbox or a directory of patches to apply to a copy of the source (repeatable, in order).
         #[arg(long)]
         series: Vec<PathBuf>,
+        /// Also write the kernel as one file (image, config, symbols, the build
+        /// tree modules need) that `--kernel FILE` uses on another machine. One arch.
+        #[arg(long, value_name = "FILE")]
+        export: Option<PathBuf>,
     },
 }
 
@@ -229,7 +233,11 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, kselftest, t } => run(words, k, ktap, junit, artifacts, keep_failed, kselftest, t),
         Cmd::Check { paths } => check(paths),
-        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series } } => arches(&a).and_then(|a| {
+        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series, export: Some(file) } } => arches(&a).and_then(|a| match a[..] {
+            [arch] => klpt::kernel::export::export_build(&klpt::kernel::build::Spec { src, arch, series }, &file).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+            _ => Err("--export writes one kernel: pass one --arch".into()),
+        }),
+        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series, export: None } } => arches(&a).and_then(|a| {
             for arch in a {
                 let dir = klpt::kernel::build::build(&klpt::kernel::build::Spec { src: src.clone(), arch, series: series.clone() }).map_err(|e| e.to_string())?;
                 println!("{}: {}", arch.name, dir.display());
