@@ -7,6 +7,7 @@
 //! into libtest-mimic trials.
 
 pub mod apt;
+pub mod arch;
 pub mod bench;
 pub mod cache;
 pub mod case;

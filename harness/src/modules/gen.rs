@@ -4,7 +4,7 @@
 //! generated file's own lines.
 
 use crate::case::{
-    Callback, Case, Code, Livepatch, Log, ModuleCode, Param, PostHandler, StateData, Target,
+    parse_signature, Callback, Case, Code, Livepatch, Log, ModuleCode, Param, PostHandler, StateData, Target,
 };
 use crate::kernel::caps::Caps;
 use std::collections::BTreeSet;
@@ -36,17 +36,6 @@ const INCLUDES: &[&str] = &[
     "printk",
     "completion",
 ];
-
-/// `"int (struct seq_file *m, void *v)"` → `("int", "struct seq_file *m, void *v")`.
-pub fn parse_signature(sig: &str) -> Option<(String, String)> {
-    let open = sig.find('(')?;
-    let close = sig.rfind(')')?;
-    let ret = sig[..open].trim();
-    if ret.is_empty() || close < open || !sig[close + 1..].trim().is_empty() {
-        return None;
-    }
-    Some((ret.to_string(), sig[open + 1..close].trim().to_string()))
-}
 
 /// A C string literal: quotes and backslashes escaped, every byte that is
 /// not printable ASCII as an octal escape (no newline or control character
@@ -1231,20 +1220,6 @@ mod tests {
             klp_fields,
             ..Caps::default()
         }
-    }
-
-    #[test]
-    fn signatures() {
-        assert_eq!(
-            parse_signature("int (struct seq_file *m, void *v)"),
-            Some(("int".into(), "struct seq_file *m, void *v".into()))
-        );
-        assert_eq!(
-            parse_signature("void (void)"),
-            Some(("void".into(), "void".into()))
-        );
-        assert_eq!(parse_signature("(void)"), None);
-        assert_eq!(parse_signature("int x"), None);
     }
 
     #[test]

@@ -986,7 +986,7 @@ fn expect_outcome(what: &str, out: &Output, refused: Option<&[String]>) -> StepR
         (None, _) => Err(Stop::Verdict(format!("{what} failed ({}): {}", got.unwrap_or("unknown errno"), msg.trim()))),
         (Some(want), 0) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, but it succeeded", want.join(" or ")))),
         (Some(want), _) => match got {
-            Some(g) if want.iter().any(|w| errno::same(w, g)) => Ok(()),
+            Some(g) if want.iter().any(|w| crate::case::errno::same(w, g)) => Ok(()),
             Some(g) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got {g}: {}", want.join(" or "), msg.trim()))),
             None => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got an error without errno: {}", want.join(" or "), msg.trim()))),
         },

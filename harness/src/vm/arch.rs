@@ -110,7 +110,6 @@ pub const PPC64LE: Arch = Arch {
 };
 
 pub const ALL: [Arch; 4] = [X86_64, ARM64, S390X, PPC64LE];
-pub const ARCHES: [&str; 4] = ["x86_64", "arm64", "s390x", "ppc64le"];
 
 impl Arch {
     pub fn by_name(name: &str) -> Option<Arch> {
@@ -168,5 +167,13 @@ impl<T: Clone> PerArch<T> {
 impl<T: Clone> Default for PerArch<T> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_case_arch_has_a_profile() {
+        assert_eq!(super::ALL.map(|a| a.name), crate::arch::ARCHES);
     }
 }

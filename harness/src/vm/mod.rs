@@ -8,4 +8,4 @@ pub mod qmp;
 pub mod snapshot;
 pub mod ssh;
 
-pub use arch::{Arch, ARCHES};
+pub use arch::Arch;
