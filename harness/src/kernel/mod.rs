@@ -8,7 +8,7 @@ pub mod debian;
 pub mod dir;
 pub mod pvh;
 
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use crate::kernel::Kernel;
 use std::collections::BTreeMap;
 use crate::cache::Scratch;
 use crate::event::{emit, try_stage, Event};
-use crate::vm::cleanup::spawn_group;
+use crate::cleanup::spawn_group;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -206,7 +206,7 @@ mod tests {
         std::fs::write(dir.join("Module.symvers"), "0x11111111\tklp_enable_patch\tvmlinux\tEXPORT_SYMBOL_GPL\t\n0x22222222\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
         Kernel {
             id: "test-kernel".into(),
-            arch: crate::vm::arch::X86_64,
+            arch: crate::arch::X86_64,
             release: "6.1.0-test".into(),
             image: dir.join("image"),
             build_dir: dir.to_path_buf(),

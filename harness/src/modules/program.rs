@@ -112,7 +112,7 @@ pub fn build(name: &str, k: &Kernel) -> Result<PathBuf> {
     if bin.exists() {
         return Ok(bin);
     }
-    let tmp = crate::vm::cleanup::TempDir::new_in(&root, ".build-")
+    let tmp = crate::cleanup::TempDir::new_in(&root, ".build-")
         .ctx(|| "create program build dir".into())?;
     std::fs::write(tmp.path().join("prog.c"), src).ctx(|| "write program source".into())?;
     let out = Command::new(&gcc)
