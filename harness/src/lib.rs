@@ -26,6 +26,7 @@ pub mod report;
 pub mod runner;
 pub mod shell;
 pub mod steps;
+pub mod template;
 pub mod vm;
 
 use std::path::PathBuf;
