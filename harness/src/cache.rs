@@ -1,7 +1,7 @@
 //! The cache directory and content hashing. Everything klpt downloads or
 //! builds lives below one root, keyed by the hash of its inputs.
 
-use crate::vm::cleanup::TempDir;
+use crate::cleanup::TempDir;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -217,7 +217,7 @@ fn kill_users(dir: &Path) {
         }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while killed.iter().any(|&p| crate::vm::cleanup::proc_stat(p).is_some_and(|(state, _)| state != 'Z')) && std::time::Instant::now() < deadline {
+    while killed.iter().any(|&p| crate::cleanup::proc_stat(p).is_some_and(|(state, _)| state != 'Z')) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

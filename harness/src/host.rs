@@ -3,7 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::event::{emit, stage, Event};
-use crate::vm::Arch;
+use crate::arch::Arch;
+use crate::vm::arch::profile;
 use std::process::Command;
 
 /// Whether `tool` is an executable file in a `$PATH` directory.
@@ -26,7 +27,7 @@ pub fn needed(arches: &[Arch]) -> Vec<(String, String)> {
     .map(|(a, b)| (a.to_string(), b.to_string()))
     .collect();
     for a in arches {
-        v.push((a.qemu.to_string(), a.qemu_package().to_string()));
+        v.push((profile(*a).qemu.to_string(), profile(*a).package.to_string()));
         if !a.cross_compile().is_empty() {
             v.push((format!("{}gcc", a.cross), format!("gcc-{}", a.cross.trim_end_matches('-'))));
         }
@@ -145,15 +146,15 @@ mod tests {
 
     #[test]
     fn only_klpt_shell_needs_the_ssh_client() {
-        let tools: Vec<String> = needed(&crate::vm::arch::ALL).into_iter().map(|(t, _)| t).collect();
+        let tools: Vec<String> = needed(&crate::arch::ALL).into_iter().map(|(t, _)| t).collect();
         assert!(tools.iter().any(|t| t == "ssh-keygen"));
         assert!(!tools.iter().any(|t| t == "ssh"), "{tools:?}");
     }
 
     #[test]
     fn qemu_packages_are_the_system_emulators() {
-        for a in crate::vm::arch::ALL {
-            assert!(is_qemu(a.qemu_package()), "{}", a.qemu_package());
+        for a in crate::arch::ALL {
+            assert!(is_qemu(profile(a).package), "{}", profile(a).package);
         }
         assert!(!is_qemu("qemu-utils") && !is_qemu("gcc-12"));
         assert_eq!(install_line(&["a".into(), "b".into()]), "apt-get install --no-install-recommends a b");

@@ -4,12 +4,16 @@
 //! [`modules`] (C + Kbuild) → [`kernel`] (artifacts and capabilities) →
 //! [`image`] (guest initramfs) → [`vm`] (QEMU + SSH) → [`steps`] (actions and
 //! assertions in the guest) → [`report`] (KTAP, JUnit). [`runner`] ties them
-//! into libtest-mimic trials.
+//! into libtest-mimic trials. Every layer shares [`arch`] (the architectures)
+//! and [`cleanup`] (processes and temporary directories that never outlive a
+//! run).
 
 pub mod apt;
+pub mod arch;
 pub mod bench;
 pub mod cache;
 pub mod case;
+pub mod cleanup;
 pub mod error;
 pub mod event;
 pub mod host;
@@ -22,6 +26,7 @@ pub mod report;
 pub mod runner;
 pub mod shell;
 pub mod steps;
+pub mod template;
 pub mod vm;
 
 use std::path::PathBuf;

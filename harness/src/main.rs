@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use klpt::case::{self, Case};
 use klpt::runner::{self, AccelChoice, Options, Target};
-use klpt::vm::Arch;
+use klpt::arch::Arch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -198,7 +198,7 @@ fn arches(names: &[String]) -> Result<Vec<Arch>, String> {
     let mut out = Vec::new();
     for n in names.iter().flat_map(|n| n.split(',')) {
         if n == "all" {
-            out.extend(klpt::vm::arch::ALL);
+            out.extend(klpt::arch::ALL);
         } else {
             out.push(Arch::by_name(n).ok_or_else(|| format!("unknown architecture `{n}` (x86_64, arm64, s390x, ppc64le, all)"))?);
         }
@@ -228,7 +228,7 @@ fn default_cases() -> PathBuf {
 }
 
 fn main() -> ExitCode {
-    klpt::vm::cleanup::install_signal_handlers();
+    klpt::cleanup::install_signal_handlers();
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, kselftest, t } => run(words, k, ktap, junit, artifacts, keep_failed, kselftest, t),
@@ -245,7 +245,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Gen { case, k } => gen(case, k),
-        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
+        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
         Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
         Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => {
@@ -278,7 +278,7 @@ fn main() -> ExitCode {
             })
         }
     };
-    klpt::vm::cleanup::finish();
+    klpt::cleanup::finish();
     match r {
         Ok(code) => code,
         Err(msg) => {

@@ -9,8 +9,8 @@ use crate::report::{Cause, Failure, Outcome, Status};
 use crate::steps::{Session, Stop};
 use crate::vm::qemu::{Accel, Vm, VmConfig};
 use crate::vm::ssh::Guest;
-use crate::vm::arch::PerArch;
-use crate::vm::Arch;
+use crate::arch::PerArch;
+use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ fn saved_state(t: &Target, smp: u32) -> Option<PathBuf> {
 fn kvm_probe(t: &Target) -> Result<bool> {
     static WORKS: PerArch<bool> = PerArch::new();
     WORKS.get_or_try(t.arch, || {
-        let probe_dir = crate::vm::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
+        let probe_dir = crate::cleanup::TempDir::new("klpt-kvm-probe-").map_err(|e| Error::Vm(e.to_string()))?;
         let ok = crate::vm::qemu::kvm_works(&t.vm_config(1, &probe_dir.path().join("console.log")));
         if ok {
             emit(Event::Note { msg: &format!("{}: KVM probe boot worked; using KVM", t.arch.name) });
@@ -496,7 +496,7 @@ mod tests {
         let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
         only_arm.doc.arches = vec!["arm64".into()];
         let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
-        let kernels = [(crate::vm::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::vm::arch::ARM64, "src-7.2.13".to_string())];
+        let kernels = [(crate::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::arch::ARM64, "src-7.2.13".to_string())];
         let names: Vec<String> = listing(&kernels, &cases).iter().map(|t| t.name().to_string()).collect();
         assert_eq!(
             names,

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::runner::{self, AccelChoice, Options, Target};
 use crate::steps::Session;
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -22,7 +22,7 @@ pub fn shell(case_path: &Path, until: Option<&str>, kernel: Option<&str>, arch: 
     // The one command that runs the `ssh` client: check for it before booting.
     crate::host::ensure_shell()?;
     let t = Target::prepare(arch, kernel, accel)?;
-    let dir = crate::vm::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
+    let dir = crate::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
     let modules = crate::modules::build::build_all(&case, &t.kernel, &t.caps)?;
     let opts = Options { artifacts: dir.path().to_path_buf(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let b = runner::boot(&t, &case, dir.path(), &opts)?;

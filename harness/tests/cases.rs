@@ -146,7 +146,7 @@ fn key_only_login(t: &Target, dir: &Path) -> Result<(), Failed> {
 
 fn main() {
     let args = Arguments::from_args();
-    klpt::vm::cleanup::install_signal_handlers();
+    klpt::cleanup::install_signal_handlers();
     let target = runner::test_target();
     let artifacts = std::env::temp_dir().join(format!("klpt-test-artifacts-{}", std::process::id()));
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
@@ -183,7 +183,7 @@ fn main() {
         trials.push(Trial::test("guest/key-only-login", move || key_only_login(&t, &dir)));
     }
     let conclusion = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::finish();
+    klpt::cleanup::finish();
     if !conclusion.has_failed() {
         let _ = std::fs::remove_dir_all(&artifacts);
     } else {

@@ -229,7 +229,7 @@ fn main() {
     std::fs::create_dir_all(&tmp).expect("private TMPDIR");
     std::env::set_var("TMPDIR", &tmp);
     let args = Arguments::from_args();
-    klpt::vm::cleanup::install_signal_handlers();
+    klpt::cleanup::install_signal_handlers();
     let target = runner::test_target();
     type Fault = fn(&Target) -> Result<(), Failed>;
     let faults: [(&str, Fault); 7] = [
@@ -252,7 +252,7 @@ fn main() {
     let before = klpt_temp_dirs();
     let conclusion = libtest_mimic::run(&args, trials);
     let left: Vec<String> = klpt_temp_dirs().into_iter().filter(|d| !before.contains(d)).collect();
-    klpt::vm::cleanup::finish();
+    klpt::cleanup::finish();
     if !left.is_empty() {
         eprintln!("temporary directories left behind by the faults: {left:?}");
         std::process::exit(101);

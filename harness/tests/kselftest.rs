@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-fn arch() -> klpt::vm::Arch {
-    klpt::vm::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture")
+fn arch() -> klpt::arch::Arch {
+    klpt::arch::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture")
 }
 
 fn kernel() -> String {
@@ -177,13 +177,13 @@ fn main() {
     std::fs::create_dir_all(&tmp).expect("create the test's TMPDIR");
     // SAFETY (edition 2021): no other thread exists yet.
     std::env::set_var("TMPDIR", &tmp);
-    klpt::vm::cleanup::install_signal_handlers();
+    klpt::cleanup::install_signal_handlers();
     let trials = vec![
         Trial::test("kselftest/made-up-suite", made_up).with_ignored_flag(true),
         Trial::test("kselftest/kernel-tree", kernel_tree).with_ignored_flag(true),
     ];
     let c = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::cleanup_all();
+    klpt::cleanup::cleanup_all();
     let _ = std::fs::remove_dir_all(&tmp);
     c.exit();
 }

@@ -350,10 +350,10 @@ fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<li
 
 fn main() {
     let args = Arguments::from_args();
-    klpt::vm::cleanup::install_signal_handlers();
+    klpt::cleanup::install_signal_handlers();
     let target = runner::test_target();
     // Not `klpt-*`: the faults test watches those for leaks.
-    let scratch = Arc::new(klpt::vm::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
+    let scratch = Arc::new(klpt::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
     let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
     // Resolved (built, if it is not cached) before any trial runs, so that a
@@ -367,7 +367,7 @@ fn main() {
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
     trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))));
     let conclusion = libtest_mimic::run(&args, trials);
-    klpt::vm::cleanup::finish();
+    klpt::cleanup::finish();
     if !conclusion.has_failed() {
         let _ = std::fs::remove_dir_all(&artifacts);
     } else {

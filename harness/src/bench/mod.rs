@@ -6,7 +6,7 @@ use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::runner::{self, AccelChoice, Options, Target};
 use crate::vm::qemu::{free_port, qemu_args};
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::process::ExitCode;
 
 mod versus;
@@ -28,7 +28,7 @@ pub(super) fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .map_err(|e| Error::Vm(e.to_string()))?;
-    crate::vm::cleanup::track_pid(child.id() as i32);
+    crate::cleanup::track_pid(child.id() as i32);
     let r = loop {
         if std::fs::read_to_string(&log).unwrap_or_default().contains("KLPT-READY") {
             break Ok(t0.elapsed().as_secs_f64());
@@ -40,7 +40,7 @@ pub(super) fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     };
     let _ = child.kill();
     let _ = child.wait();
-    crate::vm::cleanup::untrack_pid(child.id() as i32);
+    crate::cleanup::untrack_pid(child.id() as i32);
     r
 }
 
@@ -86,7 +86,7 @@ fn print_summary(rows: &[Row]) {
 pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelChoice, boots: u32, kernel_builds: bool) -> Result<ExitCode> {
     // The first case's settings (smp) drive the timed klpt boots.
     let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
-    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
     let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: true };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut rows = Vec::new();
@@ -188,7 +188,7 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
     if cases.is_empty() {
         return Err(Error::Other("no cases to bench".into()));
     }
-    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
     let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut failed = false;

@@ -11,7 +11,7 @@ use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::report::Outcome;
 use crate::runner::{self, AccelChoice, Options, Target};
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -93,7 +93,7 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
         return Err(Error::Other("no cases to bench against the selftests".into()));
     }
     let &[arch, ..] = plan.arches else { return Err(Error::Other("no architecture to bench".into())) };
-    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
     let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let parallel = runner::default_parallel_guests();
     let machine_before = machine();
@@ -133,7 +133,7 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
     // Cold: the same builds, into empty module caches of their own (the
     // real cache keeps its entries), then the same runs.
     println!("\n== {id}: cold module caches ==");
-    let cold_dir = crate::vm::cleanup::TempDir::new("klpt-bench-cold-").map_err(|e| Error::Other(e.to_string()))?;
+    let cold_dir = crate::cleanup::TempDir::new("klpt-bench-cold-").map_err(|e| Error::Other(e.to_string()))?;
     let kernel_cold = {
         let _cold = crate::cache::Redirect::new(&["kselftest"], cold_dir.path());
         let (kt2, built2) = crate::kselftest::prepare(arch, Some(plan.kernel), plan.accel)?;

@@ -3,7 +3,7 @@
 
 use super::model::*;
 use super::value::{describe, suggest, Checker};
-use crate::steps::errno;
+use super::errno;
 use serde_norway::{Mapping, Value};
 
 /// `struct klp_callbacks` of a `klp_object`; only `pre_patch` returns int.

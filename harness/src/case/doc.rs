@@ -76,11 +76,11 @@ impl Checker<'_> {
         if let Some(a) = m.get("arches") {
             d.arches = self.strings("arches", a);
             for (i, a) in d.arches.clone().iter().enumerate() {
-                if !crate::vm::ARCHES.contains(&a.as_str()) {
+                if !crate::arch::ARCHES.contains(&a.as_str()) {
                     let hint = format!(
                         "one of {}{}",
-                        crate::vm::ARCHES.join(", "),
-                        suggest(a, &crate::vm::ARCHES)
+                        crate::arch::ARCHES.join(", "),
+                        suggest(a, &crate::arch::ARCHES)
                     );
                     self.err(
                         &format!("arches[{i}]"),
@@ -146,8 +146,8 @@ impl Checker<'_> {
             .and_then(|x| self.text(&format!("{p}.reason"), x));
         let arches = m.get("arches").map(|a| self.strings(&format!("{p}.arches"), a)).unwrap_or_default();
         for (i, a) in arches.iter().enumerate() {
-            if !crate::vm::ARCHES.contains(&a.as_str()) {
-                let hint = format!("one of {}{}", crate::vm::ARCHES.join(", "), suggest(a, &crate::vm::ARCHES));
+            if !crate::arch::ARCHES.contains(&a.as_str()) {
+                let hint = format!("one of {}{}", crate::arch::ARCHES.join(", "), suggest(a, &crate::arch::ARCHES));
                 self.err(&format!("{p}.arches[{i}]"), format!("unknown architecture `{a}`"), hint);
             }
         }
@@ -567,7 +567,7 @@ impl Checker<'_> {
         match (&marker, &signature, &body) {
             (Some(_), None, None) => {}
             (None, Some(sig), Some(_)) => {
-                if crate::modules::parse_signature(sig).is_none() {
+                if super::parse_signature(sig).is_none() {
                     let hint = "write it as `<return type> (<parameters>)`, e.g. `int (struct seq_file *m, void *v)`";
                     self.err(
                         &format!("{p}.signature"),

@@ -7,15 +7,18 @@ mod code_tests;
 mod depth;
 mod doc;
 mod error;
+pub mod errno;
 #[cfg(test)]
 mod fuzz;
+pub mod ko;
 mod known;
 mod load;
 pub mod model;
 pub mod positions;
-mod prebuilt;
+pub(crate) mod prebuilt;
 mod read;
 mod sequence;
+mod signature;
 mod steps;
 #[cfg(test)]
 mod tests;
@@ -26,4 +29,5 @@ pub use error::{CaseError, CaseErrors};
 pub use load::{is_c_ident, is_symbol, load, parse, scalar};
 pub use model::*;
 pub use read::discover;
+pub use signature::parse_signature;
 pub use steps::groups;

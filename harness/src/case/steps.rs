@@ -3,7 +3,7 @@
 use super::doc::MAX_TIMEOUT;
 use super::model::*;
 use super::value::{suggest, Checker};
-use crate::steps::errno;
+use super::errno;
 use serde_norway::{Mapping, Value};
 
 const KINDS: &[&str] = &[

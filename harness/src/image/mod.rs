@@ -170,7 +170,7 @@ fn find_command(root: &Path, name: &str) -> Option<PathBuf> {
 
 #[allow(clippy::too_many_arguments)]
 fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8], files: &[Extra], pubkey: &str, k: &Kernel, out: &Path) -> Result<()> {
-    let stage = crate::vm::cleanup::TempDir::new("klpt-image-").ctx(|| "create staging dir".into())?;
+    let stage = crate::cleanup::TempDir::new("klpt-image-").ctx(|| "create staging dir".into())?;
     for d in debs {
         apt::unpack(d, stage.path())?;
     }

@@ -4,7 +4,7 @@
 use super::Kernel;
 use crate::apt::{self, Apt};
 use crate::error::{Error, IoContext, Result};
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::Path;
 
 /// Which kernel "Debian's current kernel" is: its trial id (`debian-<release>`)
@@ -73,7 +73,7 @@ pub fn current(arch: Arch) -> Result<Kernel> {
 fn unpack(debs: &[std::path::PathBuf], root: &Path, release: &str, common_pkg: &str) -> Result<()> {
     let parent = root.parent().expect("cache path has a parent");
     std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
-    let tmp = crate::vm::cleanup::TempDir::new_in(parent, ".unpack-").ctx(|| "create temp dir".into())?;
+    let tmp = crate::cleanup::TempDir::new_in(parent, ".unpack-").ctx(|| "create temp dir".into())?;
     for d in debs {
         apt::unpack(d, tmp.path())?;
     }

@@ -3,7 +3,7 @@
 
 use super::Kernel;
 use crate::error::{Error, Result};
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 
 pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {

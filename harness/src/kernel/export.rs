@@ -18,7 +18,7 @@ use super::origin::Origin;
 use super::Kernel;
 use crate::cache::Scratch;
 use crate::error::{Error, IoContext, Result};
-use crate::vm::Arch;
+use crate::arch::Arch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
@@ -64,7 +64,7 @@ pub fn export(k: &Kernel, out: &Path) -> Result<u64> {
     let manifest = Manifest { format: FORMAT, id: k.id.clone(), arch: k.arch.name.into(), release: k.release.clone(), image, host: std::env::consts::ARCH.into(), origin: k.origin.clone(), files: files.len() };
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // Written next to the destination and renamed: no half-written artifact.
-    let tmp = crate::vm::cleanup::TempDir::new_in(parent, ".klpt-export-").ctx(|| format!("create a temporary directory in {}", parent.display()))?;
+    let tmp = crate::cleanup::TempDir::new_in(parent, ".klpt-export-").ctx(|| format!("create a temporary directory in {}", parent.display()))?;
     let part = tmp.path().join("artifact");
     write(&part, &manifest, &files)?;
     std::fs::rename(&part, out).ctx(|| format!("move the artifact to {}", out.display()))?;
@@ -325,7 +325,7 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
         let path = e.path().map_err(damaged)?.into_owned();
         // unpack_in refuses paths that leave the directory (absolute, `..`).
         // An interruption stops the unpack between entries, not within one.
-        let unpacked = crate::vm::cleanup::unless_interrupted(|| e.unpack_in(tmp.path())).ok_or_else(|| fail("interrupted".into()))?;
+        let unpacked = crate::cleanup::unless_interrupted(|| e.unpack_in(tmp.path())).ok_or_else(|| fail("interrupted".into()))?;
         if !unpacked.map_err(damaged)? {
             return Err(fail(format!("entry {} points outside the artifact", path.display())));
         }
@@ -382,7 +382,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let f = artifact(d.path(), "x86_64", &[("build/a", "1"), ("build/sub/b", "2")], None);
         let dest = d.path().join("k");
-        unpack(&f, &dest, crate::vm::arch::X86_64).unwrap();
+        unpack(&f, &dest, crate::arch::X86_64).unwrap();
         assert_eq!(std::fs::read_to_string(dest.join("build/sub/b")).unwrap(), "2");
         assert!(dest.join(MANIFEST).is_file() && !dest.join(".klpt-lock").exists());
     }
@@ -391,8 +391,8 @@ mod tests {
     fn damaged_or_foreign_artifacts_are_refused() {
         let d = tempfile::tempdir().unwrap();
         let good = artifact(d.path(), "x86_64", &[("build/a", "1"), ("build/b", "2")], None);
-        let x86 = crate::vm::arch::X86_64;
-        assert!(unpack_err(&good, crate::vm::arch::ARM64).contains("is built for x86_64, not arm64: run with --arch x86_64"));
+        let x86 = crate::arch::X86_64;
+        assert!(unpack_err(&good, crate::arch::ARM64).contains("is built for x86_64, not arm64: run with --arch x86_64"));
         // Cut at an entry boundary: the tar reader alone would not notice.
         let short = artifact(d.path(), "x86_64", &[("build/a", "1")], Some(2));
         assert!(unpack_err(&short, x86).contains("truncated: 1 of 2 files"));

@@ -10,7 +10,7 @@ pub mod export;
 pub mod origin;
 pub mod pvh;
 
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone)]

@@ -12,7 +12,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::cache::Scratch;
 use crate::event::{emit, try_stage, Event};
 use crate::kernel::Kernel;
-use crate::vm::Arch;
+use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;

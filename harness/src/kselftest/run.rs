@@ -484,7 +484,7 @@ pub fn trials(suites: &[Arc<Suite>], outcomes: runner::Outcomes, args: &libtest_
 
 /// The trials of the selftests of `kernel` (already fetched or built) for
 /// `--list`: named as [`trials`] names them; their bodies never run.
-pub fn listing(arch: crate::vm::Arch, kernel: &crate::kernel::Kernel) -> Result<Vec<libtest_mimic::Trial>> {
+pub fn listing(arch: crate::arch::Arch, kernel: &crate::kernel::Kernel) -> Result<Vec<libtest_mimic::Trial>> {
     let scripts = super::build::scripts_of(kernel)?;
     let mut v = Vec::new();
     for s in &scripts {
@@ -496,13 +496,13 @@ pub fn listing(arch: crate::vm::Arch, kernel: &crate::kernel::Kernel) -> Result<
 }
 
 /// Prepares a target whose guest carries the selftests of `kernel`'s tree.
-pub fn prepare(arch: crate::vm::Arch, kernel: Option<&str>, accel: runner::AccelChoice) -> Result<(Target, Built)> {
+pub fn prepare(arch: crate::arch::Arch, kernel: Option<&str>, accel: runner::AccelChoice) -> Result<(Target, Built)> {
     prepare_suite(arch, kernel, accel, None)
 }
 
 /// [`prepare`] with the suite in `suite` (laid out as the tree's
 /// `tools/testing/selftests/livepatch`) instead of the kernel tree's own.
-pub fn prepare_suite(arch: crate::vm::Arch, kernel: Option<&str>, accel: runner::AccelChoice, suite: Option<&std::path::Path>) -> Result<(Target, Built)> {
+pub fn prepare_suite(arch: crate::arch::Arch, kernel: Option<&str>, accel: runner::AccelChoice, suite: Option<&std::path::Path>) -> Result<(Target, Built)> {
     let mut built = None;
     let t = Target::prepare_with(arch, kernel, accel, |k| {
         let b = match suite {

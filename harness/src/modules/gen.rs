@@ -4,7 +4,7 @@
 //! generated file's own lines.
 
 use crate::case::{
-    Callback, Case, Code, Livepatch, Log, ModuleCode, Param, PostHandler, StateData, Target,
+    parse_signature, Callback, Case, Code, Livepatch, Log, ModuleCode, Param, PostHandler, StateData, Target,
 };
 use crate::kernel::caps::Caps;
 use std::collections::BTreeSet;
@@ -36,17 +36,6 @@ const INCLUDES: &[&str] = &[
     "printk",
     "completion",
 ];
-
-/// `"int (struct seq_file *m, void *v)"` → `("int", "struct seq_file *m, void *v")`.
-pub fn parse_signature(sig: &str) -> Option<(String, String)> {
-    let open = sig.find('(')?;
-    let close = sig.rfind(')')?;
-    let ret = sig[..open].trim();
-    if ret.is_empty() || close < open || !sig[close + 1..].trim().is_empty() {
-        return None;
-    }
-    Some((ret.to_string(), sig[open + 1..close].trim().to_string()))
-}
 
 /// A C string literal: quotes and backslashes escaped, every byte that is
 /// not printable ASCII as an octal escape (no newline or control character
@@ -281,113 +270,7 @@ fn params(out: &mut Out, ps: &[Param]) {
 /// order of first appearance, NULL first) so that a transcript does not
 /// depend on addresses. `klpt_shadow_ctor` stores `*ctor_data`,
 /// `klpt_shadow_dtor` only logs. `klpt_free_ptr_list()` forgets the numbers.
-const SHADOW_HELPERS: &str = r#"static LIST_HEAD(klpt_ptr_list);
-struct klpt_shadow_ptr {
-	void *ptr;
-	int id;
-	struct list_head list;
-};
-
-static __maybe_unused void klpt_free_ptr_list(void)
-{
-	struct klpt_shadow_ptr *sp, *tmp_sp;
-
-	list_for_each_entry_safe(sp, tmp_sp, &klpt_ptr_list, list) {
-		list_del(&sp->list);
-		kfree(sp);
-	}
-}
-
-static __maybe_unused int klpt_ptr_id(void *ptr)
-{
-	struct klpt_shadow_ptr *sp;
-	static int count;
-
-	list_for_each_entry(sp, &klpt_ptr_list, list) {
-		if (sp->ptr == ptr)
-			return sp->id;
-	}
-
-	sp = kmalloc(sizeof(*sp), GFP_ATOMIC);
-	if (!sp)
-		return -ENOMEM;
-	sp->ptr = ptr;
-	sp->id = count++;
-
-	list_add(&sp->list, &klpt_ptr_list);
-
-	return sp->id;
-}
-
-/* The pointer ctor_data points to (the selftest passes a pointer's address). */
-static __maybe_unused int klpt_ctor_data_id(void *ctor_data)
-{
-	return klpt_ptr_id(ctor_data ? *(void **)ctor_data : NULL);
-}
-
-static __maybe_unused void *klpt_shadow_get(void *obj, unsigned long id)
-{
-	void *sv = klp_shadow_get(obj, id);
-
-	pr_info("klp_shadow_get(obj=PTR%d, id=0x%lx) = PTR%d\n",
-		klpt_ptr_id(obj), id, klpt_ptr_id(sv));
-	return sv;
-}
-
-static __maybe_unused void *klpt_shadow_alloc(void *obj, unsigned long id, size_t size,
-		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
-{
-	void *sv = klp_shadow_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
-
-	pr_info("klp_shadow_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
-		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
-		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
-	return sv;
-}
-
-static __maybe_unused void *klpt_shadow_get_or_alloc(void *obj, unsigned long id, size_t size,
-		gfp_t gfp_flags, klp_shadow_ctor_t ctor, void *ctor_data)
-{
-	void *sv = klp_shadow_get_or_alloc(obj, id, size, gfp_flags, ctor, ctor_data);
-
-	pr_info("klp_shadow_get_or_alloc(obj=PTR%d, id=0x%lx, size=%zx, gfp_flags=%pGg), ctor=PTR%d, ctor_data=PTR%d = PTR%d\n",
-		klpt_ptr_id(obj), id, size, &gfp_flags, klpt_ptr_id(ctor),
-		klpt_ctor_data_id(ctor_data), klpt_ptr_id(sv));
-	return sv;
-}
-
-static __maybe_unused void klpt_shadow_free(void *obj, unsigned long id, klp_shadow_dtor_t dtor)
-{
-	klp_shadow_free(obj, id, dtor);
-	pr_info("klp_shadow_free(obj=PTR%d, id=0x%lx, dtor=PTR%d)\n",
-		klpt_ptr_id(obj), id, klpt_ptr_id(dtor));
-}
-
-static __maybe_unused void klpt_shadow_free_all(unsigned long id, klp_shadow_dtor_t dtor)
-{
-	klp_shadow_free_all(id, dtor);
-	pr_info("klp_shadow_free_all(id=0x%lx, dtor=PTR%d)\n", id, klpt_ptr_id(dtor));
-}
-
-static __maybe_unused int klpt_shadow_ctor(void *obj, void *shadow_data, void *ctor_data)
-{
-	void **sv = shadow_data;
-	void **var = ctor_data;
-
-	if (!var)
-		return -EINVAL;
-
-	*sv = *var;
-	pr_info("shadow_ctor: PTR%d -> PTR%d\n", klpt_ptr_id(sv), klpt_ptr_id(*var));
-	return 0;
-}
-
-static __maybe_unused void klpt_shadow_dtor(void *obj, void *shadow_data)
-{
-	pr_info("shadow_dtor(obj=PTR%d, shadow_data=PTR%d)\n",
-		klpt_ptr_id(obj), klpt_ptr_id(shadow_data));
-}
-"#;
+const SHADOW_HELPERS: &str = crate::template::SHADOW_HELPERS_C.text;
 
 /// Identifiers of [`SHADOW_HELPERS`]: a module whose case code names one gets them.
 const SHADOW_NAMES: &[&str] = &["klpt_shadow_", "klpt_ptr_id", "klpt_free_ptr_list"];
@@ -421,34 +304,10 @@ fn livepatch_texts(lp: &Livepatch) -> Vec<&str> {
 
 /// Shorthands for case code: this patch's state `id`, and state `id` of
 /// the patches already installed.
-const STATE_HELPERS: &str = r#"static __maybe_unused struct klp_state *klpt_state(unsigned long id)
-{
-	return klp_get_state(&klpt_patch, id);
-}
-
-static __maybe_unused struct klp_state *klpt_prev_state(unsigned long id)
-{
-	return klp_get_prev_state(id);
-}
-"#;
+const STATE_HELPERS: &str = crate::template::STATE_HELPERS_C.text;
 
 /// The selftest modules' `callback_info()`, word for word in what it prints.
-const CALLBACK_INFO: &str = r#"static const char *const klpt_module_state[] = {
-	[MODULE_STATE_LIVE]	= "[MODULE_STATE_LIVE] Normal state",
-	[MODULE_STATE_COMING]	= "[MODULE_STATE_COMING] Full formed, running module_init",
-	[MODULE_STATE_GOING]	= "[MODULE_STATE_GOING] Going away",
-	[MODULE_STATE_UNFORMED]	= "[MODULE_STATE_UNFORMED] Still setting it up",
-};
-
-static void klpt_callback_info(const char *callback, struct klp_object *obj)
-{
-	if (obj->mod)
-		pr_info("%s: %s -> %s\n", callback, obj->mod->name,
-			klpt_module_state[obj->mod->state]);
-	else
-		pr_info("%s: vmlinux\n", callback);
-}
-"#;
+const CALLBACK_INFO: &str = crate::template::CALLBACK_INFO_C.text;
 
 /// One `klp_object` of a livepatch: its name, the indexes of its functions
 /// in `lp.functions`, its callbacks and the state data its callbacks keep.
@@ -623,37 +482,8 @@ fn work_function(out: &mut Out, n: &str, block: Option<&str>) {
     };
     let _ = writeln!(
         out.s,
-        r#"static bool {n}_running;
-static DECLARE_COMPLETION({n}_started);
-
-noinline void {n}(struct work_struct *work)
-{{
-	pr_info("%s enter\n", __func__);
-	WRITE_ONCE({n}_running, true);
-	complete(&{n}_started);
-{wait}	WRITE_ONCE({n}_running, false);
-	pr_info("%s exit\n", __func__);
-}}
-static DECLARE_WORK({n}_work, {n});
-
-static int {n}_show(struct seq_file *m, void *v)
-{{
-	seq_printf(m, "%s\n", READ_ONCE({n}_running) ? "running" : "idle");
-	return 0;
-}}
-
-static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
-{{
-	char buf[16] = {{ }};
-
-	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
-		return -EFAULT;
-	if (strcmp(strim(buf), "run"))
-		return -EINVAL;
-	queue_work(system_wq, &{n}_work);
-	return len;
-}}
-"#
+        "{}",
+        crate::template::WORK_FUNCTION_C.fill(&[("NAME", n), ("WAIT", &wait)])
     );
 }
 
@@ -669,43 +499,8 @@ fn kprobes(out: &mut Out, t: &Target) {
     for (i, k) in t.kprobes.iter().enumerate() {
         let _ = writeln!(
             out.s,
-            r#"static unsigned long klpt_kp{i}_hits;
-
-static int klpt_kp{i}_pre(struct kprobe *p, struct pt_regs *regs)
-{{
-	WRITE_ONCE(klpt_kp{i}_hits, READ_ONCE(klpt_kp{i}_hits) + 1);
-	return 0;
-}}
-
-static void __kprobes __maybe_unused klpt_kp{i}_post(struct kprobe *p, struct pt_regs *regs,
-		unsigned long flags)
-{{
-}}
-
-static struct kprobe klpt_kp{i} = {{
-	.symbol_name = {},
-	.pre_handler = klpt_kp{i}_pre,
-}};
-
-static int klpt_kp{i}_show(struct seq_file *m, void *v)
-{{
-	seq_printf(m, "%lu\n", READ_ONCE(klpt_kp{i}_hits));
-	return 0;
-}}
-
-static int klpt_kp{i}_open(struct inode *inode, struct file *file)
-{{
-	return single_open(file, klpt_kp{i}_show, NULL);
-}}
-
-static const struct proc_ops klpt_kp{i}_ops = {{
-	.proc_open = klpt_kp{i}_open,
-	.proc_read = seq_read,
-	.proc_lseek = seq_lseek,
-	.proc_release = single_release,
-}};
-"#,
-            c_str(&k.symbol)
+            "{}",
+            crate::template::KPROBE_C.fill(&[("INDEX", &i.to_string()), ("SYMBOL", &c_str(&k.symbol))])
         );
     }
 }
@@ -1005,94 +800,8 @@ pub fn target_c(case: &Case, t: &Target) -> String {
             }
             let _ = writeln!(
                 out.s,
-                r#"static bool {n}_parked, {n}_released;
-static char {n}_call_fn[64], {n}_call_out[512];
-static int {n}_call_seq, {n}_call_done;
-
-static void {n}_call(const char *name)
-{{
-	struct seq_file m = {{ .buf = {n}_call_out, .size = sizeof({n}_call_out) - 1 }};
-
-	memset({n}_call_out, 0, sizeof({n}_call_out));
-	if (0)
-		;
-{dispatch}	else
-		snprintf({n}_call_out, sizeof({n}_call_out), "klpt: no function %s\n", name);
-}}
-
-noinline void {n}(void)
-{{
-	WRITE_ONCE({n}_parked, true);
-	while (!READ_ONCE({n}_released)) {{
-		if (smp_load_acquire(&{n}_call_seq) != READ_ONCE({n}_call_done)) {{
-			{n}_call({n}_call_fn);
-			smp_store_release(&{n}_call_done, READ_ONCE({n}_call_seq));
-		}}
-		msleep_interruptible(10);
-	}}
-	WRITE_ONCE({n}_parked, false);
-}}
-
-static void {n}_work_fn(struct work_struct *w)
-{{
-	{n}();
-}}
-static DECLARE_WORK({n}_work, {n}_work_fn);
-
-static int {n}_show(struct seq_file *m, void *v)
-{{
-	seq_printf(m, "%s\n", READ_ONCE({n}_parked) ? "parked" : "idle");
-	return 0;
-}}
-
-/* What the parked worker's last call printed, or "pending". */
-static int {n}_call_show(struct seq_file *m, void *v)
-{{
-	if (smp_load_acquire(&{n}_call_done) != READ_ONCE({n}_call_seq))
-		seq_puts(m, "pending\n");
-	else
-		seq_puts(m, {n}_call_out);
-	return 0;
-}}
-
-static ssize_t {n}_write(struct file *file, const char __user *ubuf, size_t len, loff_t *off)
-{{
-	char buf[80] = {{ }};
-
-	if (copy_from_user(buf, ubuf, min(len, sizeof(buf) - 1)))
-		return -EFAULT;
-	strim(buf);
-	if (!strcmp(buf, "park")) {{
-		WRITE_ONCE({n}_released, false);
-		schedule_work(&{n}_work);
-	}} else if (!strcmp(buf, "release")) {{
-		WRITE_ONCE({n}_released, true);
-	}} else if (!strncmp(buf, "call ", 5)) {{
-		/* Only a parked worker can call: it is the unswitched task. */
-		if (!READ_ONCE({n}_parked))
-			return -ESRCH;
-		if (smp_load_acquire(&{n}_call_done) != READ_ONCE({n}_call_seq))
-			return -EBUSY;
-		strscpy({n}_call_fn, buf + 5, sizeof({n}_call_fn));
-		smp_store_release(&{n}_call_seq, {n}_call_seq + 1);
-	}} else {{
-		return -EINVAL;
-	}}
-	return len;
-}}
-
-static int {n}_call_open(struct inode *inode, struct file *file)
-{{
-	return single_open(file, {n}_call_show, NULL);
-}}
-
-static const struct proc_ops {n}_call_ops = {{
-	.proc_open = {n}_call_open,
-	.proc_read = seq_read,
-	.proc_lseek = seq_lseek,
-	.proc_release = single_release,
-}};
-"#
+                "{}",
+                crate::template::PARKED_WORKER_C.fill(&[("NAME", n), ("DISPATCH", &dispatch)])
             );
         } else {
             let prints = f
@@ -1231,20 +940,6 @@ mod tests {
             klp_fields,
             ..Caps::default()
         }
-    }
-
-    #[test]
-    fn signatures() {
-        assert_eq!(
-            parse_signature("int (struct seq_file *m, void *v)"),
-            Some(("int".into(), "struct seq_file *m, void *v".into()))
-        );
-        assert_eq!(
-            parse_signature("void (void)"),
-            Some(("void".into(), "void".into()))
-        );
-        assert_eq!(parse_signature("(void)"), None);
-        assert_eq!(parse_signature("int x"), None);
     }
 
     #[test]

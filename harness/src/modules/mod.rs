@@ -2,8 +2,7 @@
 
 pub mod build;
 pub mod gen;
-pub mod ko;
 pub mod prebuilt;
 pub mod program;
 
-pub use gen::{parse_signature, KlpFields};
+pub use gen::KlpFields;

@@ -14,7 +14,7 @@
 //! rewritten during a run cannot slip unchecked bytes into a guest.
 
 use super::build::Source;
-use super::ko::{self, Ko};
+use crate::case::ko::{self, Ko};
 use crate::error::{Error, IoContext, Result};
 use crate::kernel::Kernel;
 use std::collections::BTreeMap;
@@ -197,7 +197,7 @@ fn crc_mismatches(info: &Ko, k: &Kernel) -> Result<Vec<(String, u32, u32)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::modules::ko::test_elf;
+    use crate::case::ko::test_elf;
 
     /// A kernel with just a config and a `Module.symvers` (no image, no headers).
     fn kernel(dir: &Path, modversions: bool) -> Kernel {
@@ -206,7 +206,7 @@ mod tests {
         std::fs::write(dir.join("Module.symvers"), "0x11111111\tklp_enable_patch\tvmlinux\tEXPORT_SYMBOL_GPL\t\n0x22222222\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
         Kernel {
             id: "test-kernel".into(),
-            arch: crate::vm::arch::X86_64,
+            arch: crate::arch::X86_64,
             release: "6.1.0-test".into(),
             image: dir.join("image"),
             build_dir: dir.to_path_buf(),
@@ -238,6 +238,15 @@ mod tests {
         // Only the symbol the kernel exports with another CRC; another module's export is not judged.
         assert_eq!(crc_mismatches(&ko, &kernel(dir.path(), true)).unwrap(), vec![("seq_puts".to_string(), 0x33333333, 0x22222222)]);
         assert!(crc_mismatches(&ko, &kernel(dir.path(), false)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_generated_modules_have_c() {
+        use crate::case::prebuilt::tests::{parse, GOOD};
+        let c = parse(GOOD).unwrap();
+        let names: Vec<String> = crate::modules::build::sources(&c, &Default::default()).into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["klpt_gen"]);
+        assert_eq!(of(&c).iter().map(|m| (m.name, m.livepatch)).collect::<Vec<_>>(), [("klpt_pbt", false), ("klpt_pb", true)]);
     }
 
     #[test]

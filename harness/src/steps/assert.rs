@@ -37,17 +37,9 @@ pub fn snapshot_script(a: &Assertion) -> String {
 pub fn snapshot_script_with(a: &Assertion, builtins: bool) -> String {
     let mut s = String::new();
     if a.patches.is_some() && builtins {
-        s.push_str(&format!(
-            "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
-             for a in \"$p\"/*; do n=${{a##*/}}; v=; if [ -f \"$a\" ]; then read -r v < \"$a\"; echo \"{TAG}A $n $v\"; \
-             elif [ -f \"$a/patched\" ]; then read -r v < \"$a/patched\"; echo \"{TAG}O $n $v\"; elif [ -d \"$a\" ]; then echo \"{TAG}O $n ?\"; fi; done; done 2>/dev/null; cd /\n"
-        ));
+        s.push_str(&crate::template::LIVEPATCH_STATE_BUILTINS_SH.fill(&[("TAG", TAG)]));
     } else if a.patches.is_some() {
-        s.push_str(&format!(
-            "cd /sys/kernel/livepatch 2>/dev/null && for p in *; do [ -d \"$p\" ] || continue; echo \"{TAG}P $p\"; \
-             for a in \"$p\"/*; do n=${{a##*/}}; if [ -f \"$a\" ]; then echo \"{TAG}A $n $(head -c 200 \"$a\" 2>/dev/null)\"; \
-             elif [ -f \"$a/patched\" ]; then echo \"{TAG}O $n $(cat \"$a/patched\")\"; elif [ -d \"$a\" ]; then echo \"{TAG}O $n ?\"; fi; done; done; cd /\n"
-        ));
+        s.push_str(&crate::template::LIVEPATCH_STATE_SH.fill(&[("TAG", TAG)]));
     }
     for (i, (path, _)) in a.files.iter().enumerate() {
         s.push_str(&format!("echo \"{TAG}F {i}\"; cat {} 2>&1; s=$?; echo; echo \"{TAG}S $s\"\n", sh_quote(path)));

@@ -236,12 +236,7 @@ impl<'a> Session<'a> {
     fn sync_after(&mut self, pre: &str, input: Option<&[u8]>) -> Result<u64, Stop> {
         self.sync_n += 1;
         let tag = format!("{}{}", kmsg::SYNC_TAG, self.sync_n);
-        let script = format!(
-            "{pre}echo '{tag}' > /dev/kmsg; end=$(( $(cut -d. -f1 /proc/uptime) + 20 )); \
-             until grep -q '{tag}$' /run/kmsg; do [ $(cut -d. -f1 /proc/uptime) -ge $end ] && break; usleep 2000; done; \
-             cat /proc/sys/kernel/tainted; tail -c +{} /run/kmsg",
-            self.kmsg_offset + 1
-        );
+        let script = format!("{pre}{}", crate::template::LOG_SYNC_SH.fill(&[("TAG", &tag), ("OFFSET", &(self.kmsg_offset + 1).to_string())]));
         let out = self.guest.exec_with_input(&script, input, HARNESS)?;
         if out.status == UPLOAD_FAILED {
             return Err(Stop::Harness(format!("upload: {}", out.stderr.trim())));
@@ -865,17 +860,11 @@ impl<'a> Session<'a> {
         let _ = std::fs::write(dir.join("dmesg-window.txt"), window.join("\n") + "\n");
         let all: Vec<String> = self.records.iter().map(Record::line).collect();
         let _ = std::fs::write(dir.join("dmesg.txt"), all.join("\n") + "\n");
-        let snap = "for f in $(find /sys/kernel/livepatch 2>/dev/null | sort); do if [ -f \"$f\" ]; then echo \"$f: $(cat \"$f\" 2>&1)\"; else echo \"$f/\"; fi; done";
-        if let Ok(o) = self.sh_harness(snap) {
+        if let Ok(o) = self.sh_harness(crate::template::LIVEPATCH_SYSFS_SH.text) {
             let _ = std::fs::write(dir.join("livepatch-sysfs.txt"), o.stdout);
         }
         // Tasks not yet switched to the transition's target state, with stacks.
-        let stuck = "t=''; for p in /sys/kernel/livepatch/*; do [ \"$(cat $p/transition 2>/dev/null)\" = 1 ] && t=$p; done; \
-                     [ -z \"$t\" ] && { echo 'no transition in progress'; exit 0; }; \
-                     target=$(cat $t/enabled); echo \"transition: ${t##*/} (target state $target)\"; \
-                     for s in /proc/[0-9]*/task/[0-9]*/patch_state; do d=${s%/patch_state}; v=$(cat $s 2>/dev/null); \
-                     [ -n \"$v\" ] && [ \"$v\" != \"$target\" ] && { echo; echo \"== ${d#/proc/} $(cat $d/comm) patch_state=$v\"; cat $d/stack 2>&1; }; done";
-        if let Ok(o) = self.sh_harness(stuck) {
+        if let Ok(o) = self.sh_harness(crate::template::STUCK_TASKS_SH.text) {
             let _ = std::fs::write(dir.join("stuck-tasks.txt"), o.stdout);
         }
         if let Some(s) = step {
@@ -1001,7 +990,7 @@ fn expect_outcome(what: &str, out: &Output, refused: Option<&[String]>) -> StepR
         (None, _) => Err(Stop::Verdict(format!("{what} failed ({}): {}", got.unwrap_or("unknown errno"), msg.trim()))),
         (Some(want), 0) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, but it succeeded", want.join(" or ")))),
         (Some(want), _) => match got {
-            Some(g) if want.iter().any(|w| errno::same(w, g)) => Ok(()),
+            Some(g) if want.iter().any(|w| crate::case::errno::same(w, g)) => Ok(()),
             Some(g) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got {g}: {}", want.join(" or "), msg.trim()))),
             None => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got an error without errno: {}", want.join(" or "), msg.trim()))),
         },

@@ -11,6 +11,7 @@
 //! the body's), whether or not the body ended in a newline.
 
 use super::assert::sh_quote;
+use crate::template::{STEP_PRELUDE_SH, STEP_SYNC_SH, WAIT_ROUNDS_SH};
 
 /// The guest files a script reads and writes (tests point them elsewhere).
 #[derive(Debug, Clone)]
@@ -82,15 +83,7 @@ pub struct Sync {
 /// the command's stderr; everything else is quiet).
 fn prelude(nonce: &str, what: &str, end_cs: u64) -> String {
     let what: String = what.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    format!(
-        "# klpt: {what}\n\
-         __m='{m}'\n\
-         __k() {{ printf '\\n%s %s\\n' \"$__m\" \"$*\"; }}\n\
-         __now() {{ read -r __u __x < /proc/uptime; __u=${{__u%.*}}${{__u#*.}}; while [ \"${{__u#0}}\" != \"$__u\" ]; do __u=${{__u#0}}; done; __u=$((__u+0)); }}\n\
-         exec 3>&2 2>/dev/null\n\
-         __now; __end=$((__u + {end_cs})); __s=0\n",
-        m = marker(nonce)
-    )
+    STEP_PRELUDE_SH.fill(&[("WHAT", &what), ("MARKER", &marker(nonce)), ("END_CS", &end_cs.to_string())])
 }
 
 fn part_script(i: usize, p: &Part) -> String {
@@ -112,18 +105,13 @@ fn read_log(paths: &Paths, offset: u64) -> String {
 }
 
 fn sync_script(s: &Sync, paths: &Paths) -> String {
-    format!(
-        "echo {tag_debug} >> {kmsg}\n\
-         __now; __se=$((__u + 2000))\n\
-         while :; do {read}; case $__l in *{tag}*) break;; esac; __now; [ $__u -ge $__se ] && break; usleep 2000; done\n\
-         cat {tainted}; __k taint\n\
-         printf '%s' \"${{__l%x}}\"; __k log\n",
-        tag = sh_quote(&s.tag),
-        tag_debug = sh_quote(&format!("<7>{}", s.tag)),
-        kmsg = sh_quote(&paths.kmsg),
-        tainted = sh_quote(&paths.tainted),
-        read = read_log(paths, s.offset),
-    )
+    STEP_SYNC_SH.fill(&[
+        ("TAG_DEBUG", &sh_quote(&format!("<7>{}", s.tag))),
+        ("KMSG", &sh_quote(&paths.kmsg)),
+        ("READ_LOG", &read_log(paths, s.offset)),
+        ("TAG", &sh_quote(&s.tag)),
+        ("TAINTED", &sh_quote(&paths.tainted)),
+    ])
 }
 
 /// The one command of an action or assertion step: `parts` (sections
@@ -157,15 +145,9 @@ pub struct Rounds<'a> {
 pub fn wait_script(nonce: &str, what: &str, end_cs: u64, rounds: &Rounds, sync: &Sync, paths: &Paths) -> String {
     let Rounds { snapshot, dmesg, poll } = rounds;
     let mut s = prelude(nonce, what, end_cs);
-    s.push_str("while :; do\n");
-    if !snapshot.is_empty() {
-        s.push_str(&format!("{{ {snapshot}\n}}; cd /\n"));
-    }
-    s.push_str("__k snap\n");
-    if *dmesg {
-        s.push_str(&format!("{}; printf '%s' \"${{__l%x}}\"; __k rlog\n", read_log(paths, sync.offset)));
-    }
-    s.push_str(&format!("__k round\n__now; [ $__u -ge $__end ] && break\nread -r -t {poll} __x && break\ndone\n"));
+    let snapshot = if snapshot.is_empty() { String::new() } else { format!("{{ {snapshot}\n}}; cd /\n") };
+    let rlog = if *dmesg { format!("{}; printf '%s' \"${{__l%x}}\"; __k rlog\n", read_log(paths, sync.offset)) } else { String::new() };
+    s.push_str(&WAIT_ROUNDS_SH.fill(&[("SNAPSHOT", &snapshot), ("RLOG", &rlog), ("POLL", poll)]));
     s.push_str("__k work\n");
     s.push_str(&sync_script(sync, paths));
     s.push_str("__k end\n");

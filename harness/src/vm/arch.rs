@@ -1,172 +1,87 @@
-//! Architecture profiles: everything that differs between the four
-//! livepatch architectures, as data. Code elsewhere never matches on names.
+//! QEMU's side of each architecture ([`crate::arch`] has the rest): the
+//! system emulator, machine, console and virtio transport, as data.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Arch {
-    /// klpt's name, also the `uname -m` of the guest.
-    pub name: &'static str,
-    /// Debian's architecture name.
-    pub deb: &'static str,
-    /// Kbuild's `ARCH=`.
-    pub kbuild: &'static str,
-    /// Debian cross compiler prefix (used when the host is another arch).
-    pub cross: &'static str,
-    /// Debian multiarch triplet of the guest libraries.
-    pub triplet: &'static str,
+use crate::arch::Arch;
+
+#[derive(Debug)]
+pub struct Profile {
+    /// The system emulator's binary.
     pub qemu: &'static str,
+    /// Debian's package of it.
+    pub package: &'static str,
     /// Machine, CPU and firmware options.
     pub machine: &'static [&'static str],
-    /// Kernel image paths inside a build tree, in order of preference.
-    pub images: &'static [&'static str],
     pub console: &'static str,
     /// Virtio transport suffix (`pci` or `ccw`).
     pub virtio: &'static str,
     /// The guest can report a panic to QEMU natively.
     pub native_panic: bool,
-    /// Debian's metapackage for the current kernel of this arch.
-    pub deb_kernel_meta: &'static str,
-    pub deb_headers_meta: &'static str,
     /// Oldest QEMU major version that runs this guest correctly under TCG.
     pub min_qemu: Option<u32>,
-    /// ELF `e_machine` and byte order of the kernel's modules.
-    pub elf_machine: u16,
-    pub big_endian: bool,
 }
 
-pub const X86_64: Arch = Arch {
-    name: "x86_64",
-    deb: "amd64",
-    kbuild: "x86",
-    cross: "x86_64-linux-gnu-",
-    triplet: "x86_64-linux-gnu",
-    qemu: "qemu-system-x86_64",
-    machine: &["-M", "q35", "-cpu", "max"],
-    images: &["arch/x86/boot/bzImage"],
-    console: "ttyS0",
-    virtio: "pci",
-    native_panic: false,
-    deb_kernel_meta: "linux-image-amd64",
-    deb_headers_meta: "linux-headers-amd64",
-    min_qemu: None,
-    elf_machine: 62 /* EM_X86_64 */,
-    big_endian: false,
-};
+/// Per architecture, in the order of [`crate::arch::ALL`].
+static PROFILES: [(&str, Profile); 4] = [
+    (
+        "x86_64",
+        Profile {
+            qemu: "qemu-system-x86_64",
+            package: "qemu-system-x86",
+            machine: &["-M", "q35", "-cpu", "max"],
+            console: "ttyS0",
+            virtio: "pci",
+            native_panic: false,
+            min_qemu: None,
+        },
+    ),
+    (
+        "arm64",
+        Profile {
+            qemu: "qemu-system-aarch64",
+            package: "qemu-system-arm",
+            machine: &["-M", "virt,gic-version=3", "-cpu", "cortex-a57"],
+            console: "ttyAMA0",
+            virtio: "pci",
+            native_panic: false,
+            min_qemu: None,
+        },
+    ),
+    (
+        "s390x",
+        Profile {
+            qemu: "qemu-system-s390x",
+            package: "qemu-system-misc",
+            machine: &["-M", "s390-ccw-virtio", "-cpu", "max"],
+            console: "ttysclp0",
+            virtio: "ccw",
+            native_panic: true,
+            min_qemu: Some(8),
+        },
+    ),
+    (
+        "ppc64le",
+        Profile {
+            qemu: "qemu-system-ppc64",
+            package: "qemu-system-ppc",
+            machine: &["-M", "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", "-cpu", "POWER9"],
+            console: "hvc0",
+            virtio: "pci",
+            native_panic: true,
+            min_qemu: None,
+        },
+    ),
+];
 
-pub const ARM64: Arch = Arch {
-    name: "arm64",
-    deb: "arm64",
-    kbuild: "arm64",
-    cross: "aarch64-linux-gnu-",
-    triplet: "aarch64-linux-gnu",
-    qemu: "qemu-system-aarch64",
-    machine: &["-M", "virt,gic-version=3", "-cpu", "cortex-a57"],
-    images: &["arch/arm64/boot/Image"],
-    console: "ttyAMA0",
-    virtio: "pci",
-    native_panic: false,
-    deb_kernel_meta: "linux-image-arm64",
-    deb_headers_meta: "linux-headers-arm64",
-    min_qemu: None,
-    elf_machine: 183 /* EM_AARCH64 */,
-    big_endian: false,
-};
-
-pub const S390X: Arch = Arch {
-    name: "s390x",
-    deb: "s390x",
-    kbuild: "s390",
-    cross: "s390x-linux-gnu-",
-    triplet: "s390x-linux-gnu",
-    qemu: "qemu-system-s390x",
-    machine: &["-M", "s390-ccw-virtio", "-cpu", "max"],
-    images: &["arch/s390/boot/bzImage"],
-    console: "ttysclp0",
-    virtio: "ccw",
-    native_panic: true,
-    deb_kernel_meta: "linux-image-s390x",
-    deb_headers_meta: "linux-headers-s390x",
-    min_qemu: Some(8),
-    elf_machine: 22 /* EM_S390 */,
-    big_endian: true,
-};
-
-pub const PPC64LE: Arch = Arch {
-    name: "ppc64le",
-    deb: "ppc64el",
-    kbuild: "powerpc",
-    cross: "powerpc64le-linux-gnu-",
-    triplet: "powerpc64le-linux-gnu",
-    qemu: "qemu-system-ppc64",
-    machine: &["-M", "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", "-cpu", "POWER9"],
-    images: &["vmlinux"],
-    console: "hvc0",
-    virtio: "pci",
-    native_panic: true,
-    deb_kernel_meta: "linux-image-powerpc64le",
-    deb_headers_meta: "linux-headers-powerpc64le",
-    min_qemu: None,
-    elf_machine: 21 /* EM_PPC64 */,
-    big_endian: false,
-};
-
-pub const ALL: [Arch; 4] = [X86_64, ARM64, S390X, PPC64LE];
-pub const ARCHES: [&str; 4] = ["x86_64", "arm64", "s390x", "ppc64le"];
-
-impl Arch {
-    pub fn by_name(name: &str) -> Option<Arch> {
-        let n = match name {
-            "amd64" => "x86_64",
-            "aarch64" => "arm64",
-            "ppc64el" => "ppc64le",
-            n => n,
-        };
-        ALL.iter().copied().find(|a| a.name == n)
-    }
-
-    /// The architecture klpt itself runs on.
-    pub fn host() -> Option<Arch> {
-        Arch::by_name(std::env::consts::ARCH)
-    }
-
-    /// `CROSS_COMPILE=` value: empty when building natively.
-    pub fn cross_compile(&self) -> &'static str {
-        if Arch::host() == Some(*self) { "" } else { self.cross }
-    }
-
-    pub fn qemu_package(&self) -> &'static str {
-        match self.name {
-            "x86_64" => "qemu-system-x86",
-            "arm64" => "qemu-system-arm",
-            "s390x" => "qemu-system-misc",
-            _ => "qemu-system-ppc",
-        }
-    }
+/// How QEMU runs a guest of `arch`.
+pub fn profile(arch: Arch) -> &'static Profile {
+    // Every `Arch` is one of `crate::arch::ALL`, each with a profile (tested).
+    &PROFILES.iter().find(|(n, _)| *n == arch.name).expect("every architecture has a QEMU profile").1
 }
 
-/// A value worked out once per architecture and run (which QEMU binary,
-/// whether KVM works), shared by every target of that architecture.
-pub struct PerArch<T>(std::sync::Mutex<Vec<(&'static str, T)>>);
-
-impl<T: Clone> PerArch<T> {
-    pub const fn new() -> Self {
-        Self(std::sync::Mutex::new(Vec::new()))
-    }
-
-    /// The value for `arch`, computed by `f` the first time. The lock is not
-    /// held while `f` runs (it may boot a guest or download a package).
-    pub fn get_or_try<E>(&self, arch: Arch, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        let find = || self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| *n == arch.name).map(|(_, v)| v.clone());
-        if let Some(v) = find() {
-            return Ok(v);
-        }
-        let v = f()?;
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((arch.name, v.clone()));
-        Ok(v)
-    }
-}
-
-impl<T: Clone> Default for PerArch<T> {
-    fn default() -> Self {
-        Self::new()
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_architecture_has_a_profile() {
+        assert_eq!(super::PROFILES.iter().map(|(n, _)| *n).collect::<Vec<_>>(), crate::arch::ARCHES);
     }
 }

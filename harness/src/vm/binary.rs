@@ -13,7 +13,8 @@
 //! found by simulating the install against the host's dpkg status. Those
 //! libraries reach QEMU through `LD_LIBRARY_PATH`, set on its command only.
 
-use super::arch::{Arch, PerArch};
+use super::arch::profile;
+use crate::arch::{Arch, PerArch};
 use crate::apt::{self, Apt, PkgVersion};
 use crate::error::{Error, IoContext, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,10 +61,11 @@ pub fn resolve(arch: Arch) -> Result<QemuBinary> {
         if std::env::var("KLPT_QEMU").is_ok_and(|v| v == "private") {
             return private(arch, "KLPT_QEMU=private");
         }
-        match (arch.min_qemu, major_version(Command::new(arch.qemu))) {
-            (_, None) => private(arch, &format!("the host has no {}", arch.qemu)),
-            (Some(min), Some(v)) if v < min => private(arch, &format!("the host's {} is version {v}, older than {min}", arch.qemu)),
-            _ => Ok(QemuBinary::host(arch.qemu)),
+        let p = profile(arch);
+        match (p.min_qemu, major_version(Command::new(p.qemu))) {
+            (_, None) => private(arch, &format!("the host has no {}", p.qemu)),
+            (Some(min), Some(v)) if v < min => private(arch, &format!("the host's {} is version {v}, older than {min}", p.qemu)),
+            _ => Ok(QemuBinary::host(p.qemu)),
         }
     })
 }
@@ -71,8 +73,8 @@ pub fn resolve(arch: Arch) -> Result<QemuBinary> {
 /// The backports package with `arch`'s QEMU: the per-target split package
 /// where the release has one (`qemu-system-s390x`), else the host's name.
 fn private_package(apt: &Apt, arch: Arch) -> String {
-    let split = format!("qemu-system-{}", arch.qemu.trim_start_matches("qemu-system-"));
-    if apt.depends(&split).is_ok() { split } else { arch.qemu_package().to_string() }
+    let split = format!("qemu-system-{}", profile(arch).qemu.trim_start_matches("qemu-system-"));
+    if apt.depends(&split).is_ok() { split } else { profile(arch).package.to_string() }
 }
 
 fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
@@ -88,8 +90,8 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     if !root.join(".klpt-ready").exists() {
         let parent = crate::cache::root().join("qemu");
         std::fs::create_dir_all(&parent).ctx(|| format!("create {}", parent.display()))?;
-        let tmp = super::cleanup::TempDir::new_in(&parent, ".unpack-").ctx(|| "create qemu dir".into())?;
-        crate::event::stage(&format!("qemu: unpacking {} package(s) for a private {}", debs.len(), arch.qemu), || -> Result<()> {
+        let tmp = crate::cleanup::TempDir::new_in(&parent, ".unpack-").ctx(|| "create qemu dir".into())?;
+        crate::event::stage(&format!("qemu: unpacking {} package(s) for a private {}", debs.len(), profile(arch).qemu), || -> Result<()> {
             for d in &debs {
                 apt::unpack(d, tmp.path())?;
             }
@@ -101,7 +103,7 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     }
     let bin = private_binary(&root, arch, host.triplet);
     if !bin.path.exists() {
-        return Err(Error::Vm(format!("{suite}'s {pkg} has no {}", arch.qemu)));
+        return Err(Error::Vm(format!("{suite}'s {pkg} has no {}", profile(arch).qemu)));
     }
     let problems = missing_libraries(&bin)?;
     if !problems.is_empty() {
@@ -163,7 +165,7 @@ fn private_binary(root: &Path, arch: Arch, triplet: &str) -> QemuBinary {
     if modules.is_dir() {
         env.push(("QEMU_MODULE_DIR".to_string(), modules.display().to_string()));
     }
-    QemuBinary { path: root.join("usr/bin").join(arch.qemu), data_dirs, env }
+    QemuBinary { path: root.join("usr/bin").join(profile(arch).qemu), data_dirs, env }
 }
 
 /// What the dynamic loader cannot resolve for `bin` with its environment:
@@ -214,11 +216,11 @@ mod tests {
         let r = d.path();
         std::fs::create_dir_all(r.join("usr/share/qemu")).unwrap();
         std::fs::create_dir_all(r.join("usr/lib/x86_64-linux-gnu/qemu")).unwrap();
-        let b = private_binary(r, crate::vm::arch::X86_64, "x86_64-linux-gnu");
+        let b = private_binary(r, crate::arch::X86_64, "x86_64-linux-gnu");
         assert_eq!(b.data_dirs, vec![r.join("usr/share/qemu")]);
         assert!(!b.env.iter().any(|(k, _)| k == "LD_LIBRARY_PATH"));
         std::fs::write(r.join("usr/lib/x86_64-linux-gnu/libslirp.so.0"), "").unwrap();
-        let b = private_binary(r, crate::vm::arch::X86_64, "x86_64-linux-gnu");
+        let b = private_binary(r, crate::arch::X86_64, "x86_64-linux-gnu");
         assert!(b.env.contains(&("LD_LIBRARY_PATH".into(), r.join("usr/lib/x86_64-linux-gnu").display().to_string())));
         let args: Vec<String> = b.command().get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(args, vec!["-L".to_string(), r.join("usr/share/qemu").display().to_string()]);

@@ -1,11 +1,9 @@
-//! Guests: QEMU processes driven through an [`Arch`] profile, reached over SSH.
+//! Guests: QEMU processes driven through an architecture's profile
+//! ([`arch`]), reached over SSH.
 
 pub mod arch;
 pub mod binary;
-pub mod cleanup;
 pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
 pub mod ssh;
-
-pub use arch::{Arch, ARCHES};

@@ -4,8 +4,8 @@
 //! only once its console has been drained, so a panic is never mistaken for
 //! a lost connection.
 
-use super::arch::Arch;
-use super::cleanup;
+use crate::arch::Arch;
+use crate::cleanup;
 use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -88,7 +88,7 @@ pub fn free_port() -> Result<u16> {
 }
 
 pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
-    let a = cfg.arch;
+    let a = super::arch::profile(cfg.arch);
     let mut args: Vec<String> = a.machine.iter().map(|s| s.to_string()).collect();
     let accel = match cfg.accel {
         Accel::Tcg => "tcg",
@@ -145,7 +145,7 @@ impl Vm {
         cmd.args(qemu_args(&cfg, port)).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr);
         // Own process group: a terminal's Ctrl-C reaches klpt, which stops the guest itself.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = spawner::spawn(cmd).map_err(|e| Error::Vm(format!("cannot start {}: {e}", cfg.arch.qemu)))?;
+        let mut child = spawner::spawn(cmd).map_err(|e| Error::Vm(format!("cannot start {}: {e}", super::arch::profile(cfg.arch).qemu)))?;
         let pid = child.id() as i32;
         cleanup::track_pid(pid);
         let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::default()), cond: Condvar::new() });

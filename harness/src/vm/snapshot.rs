@@ -67,7 +67,7 @@ pub fn saved(cfg: &VmConfig, boot_timeout: Duration) -> Result<PathBuf> {
 /// Restores `state` once and runs a command over SSH: only a state that
 /// gives a working guest is ever used for cases.
 fn probe(cfg: &VmConfig, state: &Path, timeout: Duration) -> Result<()> {
-    let scratch = super::cleanup::TempDir::new("klpt-probe-").map_err(|e| Error::Vm(format!("probe dir: {e}")))?;
+    let scratch = crate::cleanup::TempDir::new("klpt-probe-").map_err(|e| Error::Vm(format!("probe dir: {e}")))?;
     let (vm, _) = Vm::restore(VmConfig { console_log: scratch.path().join("console.log"), ..cfg.clone() }, state, timeout)?;
     let guest = super::ssh::Guest::connect(vm.ssh_port, Duration::from_secs(30))?;
     // Timers too: a restored pseries guest under TCG answered at once but
@@ -83,7 +83,7 @@ fn probe(cfg: &VmConfig, state: &Path, timeout: Duration) -> Result<()> {
 }
 
 fn save(cfg: &VmConfig, dest: &Path, boot_timeout: Duration) -> Result<()> {
-    let scratch = super::cleanup::TempDir::new("klpt-template-").map_err(|e| Error::Vm(format!("template dir: {e}")))?;
+    let scratch = crate::cleanup::TempDir::new("klpt-template-").map_err(|e| Error::Vm(format!("template dir: {e}")))?;
     let qmp_path = scratch.path().join("qmp.sock");
     let template = VmConfig { console_log: scratch.path().join("console.log"), qmp: Some(qmp_path.clone()), incoming: None, ..cfg.clone() };
     let vm = Vm::boot(template)?;

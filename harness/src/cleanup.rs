@@ -170,10 +170,7 @@ pub fn unless_interrupted<T>(f: impl FnOnce() -> T) -> Option<T> {
 /// Installs the signal handlers once; call at startup.
 pub fn install_signal_handlers() {
     std::thread::spawn(|| {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) else { return };

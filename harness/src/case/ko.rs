@@ -1,7 +1,7 @@
 //! Reading a kernel module file (`.ko`) that klpt did not build: its ELF
 //! header and the sections the kernel's loader looks at first (`.modinfo`,
 //! `.gnu.linkonce.this_module`, `__versions`). Nothing here needs a kernel;
-//! `super::prebuilt` compares what is read with the kernel under test.
+//! `modules::prebuilt` compares what is read with the kernel under test.
 
 use std::io::Read;
 use std::path::Path;
