@@ -178,6 +178,15 @@ pub fn patchset_hash<P: AsRef<[u8]>>(patches: &[P]) -> String {
     hex(&outer.finalize())
 }
 
+/// What a kernel's `.config` says about its build: a hash identifying the
+/// configuration ([`Kernel::config_hash`], 20 hex digits of sha256 over the
+/// file) and the compiler that built it, from `CONFIG_CC_VERSION_TEXT`
+/// ([`Kernel::compiler`]; None for a config that predates it).
+pub fn config_facts(config: &str) -> (String, Option<String>) {
+    let compiler = config.lines().find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT=")).map(|v| v.trim().trim_matches('"').replace("\\\"", "\""));
+    (hex(&Sha256::digest(config.as_bytes())[..10]), compiler.filter(|c| !c.is_empty()))
+}
+
 /// The test's dotted path: `klpt.` + the case id's `/`-separated parts, each
 /// with what KCIDB does not allow in a part (anything but `[A-Za-z0-9_-]`,
 /// including the `.` that would split it) replaced by `_`.
@@ -552,6 +561,15 @@ mod tests {
         //  sha256sum p1.patch p2.patch | cut -c-64 | sha256sum | cut -c-64`
         assert_eq!(patchset_hash(&["a\n", "b\n"]), "7b77b1b66500ed66bdb3e5f10e78f55ab6d4b404fa676ec1bee2ab5b31346a80");
         assert_eq!(patchset_hash::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn config_facts_read_the_compiler() {
+        let (h, cc) = config_facts("CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_LIVEPATCH=y\n");
+        assert_eq!(cc.as_deref(), Some("gcc (Debian 12.2.0-14+deb12u1) 12.2.0"));
+        assert_eq!(h.len(), 20);
+        assert_ne!(h, config_facts("CONFIG_LIVEPATCH=y\n").0);
+        assert_eq!(config_facts("CONFIG_LIVEPATCH=y\n").1, None);
     }
 
     #[test]
