@@ -58,9 +58,9 @@ class Reports(unittest.TestCase):
 
     def test_sample_is_valid(self):
         trials = vr.kcidb(SAMPLE)
-        self.assertEqual(len(trials), 8)
-        # Two expected failures (FAIL with an incident) and one pass are ok.
-        self.assertEqual(sorted(trials.values()).count("ok"), 3)
+        self.assertEqual(len(trials), 9)
+        # Two expected failures (FAIL with an incident) and two passes are ok.
+        self.assertEqual(sorted(trials.values()).count("ok"), 4)
 
     def test_kcidb_breakages(self):
         def drop_build(d):

@@ -49,7 +49,11 @@ pub struct Run {
     pub artifacts_url: Option<String>,
 }
 
-/// The kernel a trial ran on: what it was built from and how.
+/// The kernel a trial ran on: what it was built from and how (from
+/// `kernel::origin::Origin`: `source`, `series`, `patchset_hash` (Origin's
+/// None is `Some("")` here for a source build without series, None for a
+/// binary kernel), `config_name`, `config_hash`, `toolchain`'s first line as
+/// `compiler`; or [`config_facts`] of the `.config`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Kernel {
     /// klpt's kernel id, as in trial names (`src-7.2.13+v2-replace-set`).
@@ -69,11 +73,12 @@ pub struct Kernel {
     /// was applied, None when unknown (a distribution's binary kernel).
     pub patchset_hash: Option<String>,
     /// What identifies the configuration: a hash of the `.config` (or of
-    /// the fragments that make it). Part of the build's id.
-    pub config_hash: String,
-    /// Human-readable name of that configuration (`klpt livepatch+x86_64`,
-    /// `debian`).
-    pub config_name: String,
+    /// the fragments that make it). Part of the build's id; None: the
+    /// kernel id stands for it.
+    pub config_hash: Option<String>,
+    /// Human-readable name of that configuration
+    /// (`tinyconfig + livepatch.config + x86_64.config`, `debian`).
+    pub config_name: Option<String>,
     /// The `.config` file, published as the build's `config_url`.
     pub config_path: Option<PathBuf>,
     /// Compiler name and version (`gcc-12 (Debian 12.2.0-14) 12.2.0`).
@@ -86,7 +91,8 @@ pub struct Kernel {
 pub enum Verdict {
     Pass,
     /// The kernel did not do what the case expects: a verdict, a crash, a
-    /// step timeout (`Cause::KernelVerdict`, `KernelCrash`, `StepTimeout`).
+    /// step timeout (`Cause::KernelVerdict`, `KernelCrash`, `StepTimeout`;
+    /// a failure with `Cause::GuestLost` is an [`Verdict::Error`]).
     Fail,
     /// The case does not apply to this kernel (it lacks a capability).
     Skip,
@@ -95,7 +101,7 @@ pub enum Verdict {
     /// Passed although the case's `xfail` entry expects a failure.
     Xpass,
     /// klpt failed or lost the guest, so the kernel's behaviour is unknown
-    /// (`Cause::HarnessError`, `GuestLost`).
+    /// (`Cause::HarnessError`, `GuestLost` even after its retry).
     Error,
     /// The trial never finished (the run was interrupted, its shard lost).
     Unfinished,
@@ -156,6 +162,28 @@ pub struct Trial {
     pub log: Option<PathBuf>,
     /// Other artifacts (QEMU's log, collected sysfs and dmesg): `output_files`.
     pub artifacts: Vec<PathBuf>,
+}
+
+/// A trial's files in its artifacts directory (`TrialResult::artifacts`),
+/// for [`Trial::log`] and [`Trial::artifacts`]: the guest console
+/// (`console.log`) as the log, every other file (sorted, `retry/` too) as
+/// artifacts. Reads the directory (the report itself stays pure); a missing
+/// directory has no files.
+pub fn trial_files(dir: &Path) -> (Option<PathBuf>, Vec<PathBuf>) {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(e.path()),
+                Ok(t) if t.is_file() => files.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    let log = files.iter().position(|p| *p == dir.join("console.log")).map(|i| files.remove(i));
+    (log, files)
 }
 
 /// A report that cannot be written: which trial and what is wrong with it.
@@ -234,7 +262,8 @@ pub fn report(run: &Run, trials: &[Trial]) -> Result<Value, InputError> {
                 checkout["start_time"] = json!(s);
             }
         }
-        let build_id = format!("{origin}:{}", hash(&[&checkout_id, &t.arch, &k.config_hash]));
+        let config = k.config_hash.clone().unwrap_or_else(|| format!("kernel:{}", k.id));
+        let build_id = format!("{origin}:{}", hash(&[&checkout_id, &t.arch, &config]));
         builds.entry(build_id.clone()).or_insert_with(|| build(run, &build_id, &checkout_id, t));
         let test_id = format!("{origin}:{}", hash(&[&build_id, &t.name]));
         tests.insert(test_id.clone(), test(run, &test_id, &build_id, t, start));
@@ -301,12 +330,18 @@ fn build(run: &Run, id: &str, checkout_id: &str, t: &Trial) -> Value {
     let k = &t.kernel;
     let mut b = json!({
         "id": id, "origin": run.origin, "checkout_id": checkout_id,
-        "architecture": t.arch, "config_name": clean(&k.config_name),
+        "architecture": t.arch,
         // Only kernels that were built (or fetched) and booted have trials.
         "status": "PASS",
         "comment": clean(&k.id),
-        "misc": {"kernel": k.id, "config_hash": k.config_hash},
+        "misc": {"kernel": k.id},
     });
+    if let Some(n) = &k.config_name {
+        b["config_name"] = json!(clean(n));
+    }
+    if let Some(h) = &k.config_hash {
+        b["misc"]["config_hash"] = json!(h);
+    }
     if let Some(c) = &k.compiler {
         b["compiler"] = json!(clean(c));
     }
@@ -422,8 +457,8 @@ fn check_trial(t: &Trial) -> Result<(), InputError> {
     if !t.arch.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         return bad(format!("arch {:?} is not a KCIDB architecture ([a-z0-9_]*)", t.arch));
     }
-    if k.source.is_empty() || k.config_hash.is_empty() {
-        return bad(format!("kernel {}: empty source identity or config hash", k.id));
+    if k.source.is_empty() || k.id.is_empty() {
+        return bad("empty kernel id or source identity".into());
     }
     if let Some(h) = &k.git_commit_hash {
         if h.len() != 40 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
@@ -516,8 +551,8 @@ mod tests {
             git_repository_url: None,
             series: series.iter().map(|s| s.to_string()).collect(),
             patchset_hash: Some(if series.is_empty() { String::new() } else { patchset_hash(&series.iter().map(|s| s.as_bytes()).collect::<Vec<_>>()) }),
-            config_hash: "c0ffee".into(),
-            config_name: "klpt livepatch+x86_64".into(),
+            config_hash: Some("c0ffee".into()),
+            config_name: Some("tinyconfig + livepatch.config + x86_64.config".into()),
             config_path: Some("/cache/kernels/x/.config".into()),
             compiler: Some("gcc-12 (Debian 12.2.0-14) 12.2.0".into()),
         }
@@ -552,7 +587,25 @@ mod tests {
             trial("arm64", &[], "stock/atomic-replace", Verdict::Xpass),
             trial("s390x", &[], "stock/basic-enable-disable", Verdict::Error),
             trial("s390x", &[], "stock/atomic-replace", Verdict::Unfinished),
+            debian_trial(),
         ]
+    }
+
+    /// Debian's binary kernel: patches and config hash unknown.
+    fn debian_trial() -> Trial {
+        let mut t = trial("x86_64", &[], "stock/basic-enable-disable", Verdict::Pass);
+        t.kernel = Kernel {
+            id: "debian-6.1.0-50-amd64".into(),
+            source: "debian-package:linux-image-6.1.0-50-amd64:6.1.158-1".into(),
+            patchset_hash: None,
+            config_hash: None,
+            config_name: Some("debian".into()),
+            config_path: None,
+            compiler: None,
+            ..t.kernel
+        };
+        t.name = "x86_64/debian-6.1.0-50-amd64/stock/basic-enable-disable".into();
+        t
     }
 
     #[test]
@@ -585,9 +638,9 @@ mod tests {
     fn objects_and_statuses() {
         let doc = report(&run(), &suite()).unwrap();
         assert_eq!(doc["version"], json!({"major": 5, "minor": 3}));
-        // Three kernel sources; five (source, arch) builds; eight tests.
-        assert_eq!(doc["checkouts"].as_array().unwrap().len(), 3);
-        assert_eq!(doc["builds"].as_array().unwrap().len(), 5);
+        // Four kernel sources; six (source, arch) builds; nine tests.
+        assert_eq!(doc["checkouts"].as_array().unwrap().len(), 4);
+        assert_eq!(doc["builds"].as_array().unwrap().len(), 6);
         let tests = doc["tests"].as_array().unwrap();
         let status = |name: &str| tests.iter().find(|t| t["misc"]["trial"].as_str().unwrap().ends_with(name)).map(|t| t["status"].as_str().unwrap().to_string());
         assert_eq!(status("x86_64/src-7.2.13/stock/basic-enable-disable").as_deref(), Some("PASS"));
@@ -606,7 +659,12 @@ mod tests {
         let ids = |k: &str| doc[k].as_array().unwrap().iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
         assert!(tests.iter().all(|t| ids("builds").contains(&t["build_id"])));
         assert!(doc["builds"].as_array().unwrap().iter().all(|b| ids("checkouts").contains(&b["checkout_id"])));
-        let t = &tests.iter().find(|t| t["status"] == "PASS").unwrap();
+        let debian = tests.iter().find(|t| t["misc"]["kernel"] == "debian-6.1.0-50-amd64").unwrap();
+        let build = doc["builds"].as_array().unwrap().iter().find(|b| b["id"] == debian["build_id"]).unwrap();
+        assert!(build.get("config_url").is_none() && build.get("compiler").is_none());
+        let checkout = doc["checkouts"].as_array().unwrap().iter().find(|c| c["id"] == build["checkout_id"]).unwrap();
+        assert!(checkout.get("patchset_hash").is_none(), "unknown is not \"no patches\"");
+        let t = &tests.iter().find(|t| t["status"] == "PASS" && t["misc"]["kernel"] == "src-7.2.13").unwrap();
         assert_eq!(t["path"], "klpt.stock.basic-enable-disable");
         assert_eq!(t["environment"]["misc"]["arch"], "x86_64");
         assert_eq!(t["start_time"], "2026-11-28T21:06:40.250+00:00");
@@ -671,6 +729,19 @@ mod tests {
         let mut t2 = t.clone();
         t2.arch = "x86-64".into();
         assert!(report(&run(), &[t2]).is_err());
+    }
+
+    #[test]
+    fn trial_files_put_the_console_first() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("retry")).unwrap();
+        for f in ["console.log", "console.qemu.log", "retry/console.log"] {
+            std::fs::write(d.path().join(f), "x").unwrap();
+        }
+        let (log, rest) = trial_files(d.path());
+        assert_eq!(log, Some(d.path().join("console.log")));
+        assert_eq!(rest, [d.path().join("console.qemu.log"), d.path().join("retry/console.log")]);
+        assert_eq!(trial_files(&d.path().join("absent")), (None, vec![]));
     }
 
     #[test]
