@@ -40,13 +40,6 @@ pub struct Run {
     /// pipeline id): part of every object id, so the same trials reported
     /// by two runs stay two sets of objects. Shards of one run must share it.
     pub run_id: String,
-    /// The `--artifacts` directory that trial artifact paths are in (or
-    /// relative to).
-    pub artifacts_dir: PathBuf,
-    /// Where that directory is published (a CI artifact browser URL).
-    /// Artifacts under `artifacts_dir` get URLs below it; without it, and for
-    /// paths elsewhere, `file://` URLs of the absolute path.
-    pub artifacts_url: Option<String>,
 }
 
 /// The kernel a trial ran on: what it was built from and how (from
@@ -162,6 +155,13 @@ pub struct Trial {
     pub log: Option<PathBuf>,
     /// Other artifacts (QEMU's log, collected sysfs and dmesg): `output_files`.
     pub artifacts: Vec<PathBuf>,
+    /// The `--artifacts` directory of the run or shard that ran the trial
+    /// (absolute): relative `log` and `artifacts` paths are below it.
+    pub artifacts_root: PathBuf,
+    /// Where that shard published `artifacts_root` (a CI job's artifact
+    /// URL): files below the root get URLs below it; without it, and for
+    /// files elsewhere, `file://` URLs.
+    pub artifacts_url: Option<String>,
 }
 
 /// A trial's files in its artifacts directory (`TrialResult::artifacts`),
@@ -346,7 +346,7 @@ fn build(run: &Run, id: &str, checkout_id: &str, t: &Trial) -> Value {
         b["compiler"] = json!(clean(c));
     }
     if let Some(p) = &k.config_path {
-        b["config_url"] = json!(artifact_url(run, p));
+        b["config_url"] = json!(file_url(p));
     }
     b
 }
@@ -372,7 +372,7 @@ fn test(run: &Run, id: &str, build_id: &str, t: &Trial, start: Option<String>) -
     if let Some(c) = t.cause.as_deref().filter(|c| !c.is_empty()) {
         v["log_excerpt"] = json!(excerpt(c));
     }
-    let files = resources(run, t.log.iter().chain(&t.artifacts));
+    let files = resources(t);
     let mut files = files.into_iter();
     if t.log.is_some() {
         if let Some(log) = files.next() {
@@ -389,8 +389,8 @@ fn test(run: &Run, id: &str, build_id: &str, t: &Trial, start: Option<String>) -
 /// Named resources for a trial's files: each named by its path below the
 /// directory the files share, `/` made `_` (names may not hold a `/`), so
 /// `retry/console.log` stays apart from `console.log`.
-fn resources<'a>(run: &Run, paths: impl Iterator<Item = &'a PathBuf>) -> Vec<Value> {
-    let abs: Vec<PathBuf> = paths.map(|p| run.artifacts_dir.join(p)).collect();
+fn resources(t: &Trial) -> Vec<Value> {
+    let abs: Vec<PathBuf> = t.log.iter().chain(&t.artifacts).map(|p| t.artifacts_root.join(p)).collect();
     let mut common: Option<PathBuf> = None;
     for p in &abs {
         let parent = p.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -404,17 +404,17 @@ fn resources<'a>(run: &Run, paths: impl Iterator<Item = &'a PathBuf>) -> Vec<Val
         .map(|p| {
             let rel = p.strip_prefix(&common).unwrap_or(p);
             let name: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            json!({"name": clean(&name.join("_")), "url": artifact_url(run, p)})
+            let url = match (&t.artifacts_url, p.strip_prefix(&t.artifacts_root)) {
+                (Some(base), Ok(rel)) => format!("{}/{}", base.trim_end_matches('/'), url_encode(&rel.to_string_lossy())),
+                _ => file_url(p),
+            };
+            json!({"name": clean(&name.join("_")), "url": url})
         })
         .collect()
 }
 
-fn artifact_url(run: &Run, path: &Path) -> String {
-    let abs = run.artifacts_dir.join(path);
-    match (&run.artifacts_url, abs.strip_prefix(&run.artifacts_dir)) {
-        (Some(base), Ok(rel)) => format!("{}/{}", base.trim_end_matches('/'), url_encode(&rel.to_string_lossy())),
-        _ => format!("file://{}", url_encode(&abs.to_string_lossy())),
-    }
+fn file_url(abs: &Path) -> String {
+    format!("file://{}", url_encode(&abs.to_string_lossy()))
 }
 
 /// Percent-encodes all but RFC 3986's unreserved characters and `/`.
@@ -436,14 +436,6 @@ fn check_run(run: &Run) -> Result<(), InputError> {
     }
     if run.run_id.is_empty() || run.run_id.contains('\0') {
         return Err(InputError("the run id must be non-empty (a CI pipeline id, say)".into()));
-    }
-    if !run.artifacts_dir.is_absolute() {
-        return Err(InputError(format!("artifacts dir {} must be absolute (it becomes file:// URLs)", run.artifacts_dir.display())));
-    }
-    if let Some(u) = &run.artifacts_url {
-        if !u.contains("://") || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(InputError(format!("artifacts URL {u:?} is not an absolute URL")));
-        }
     }
     Ok(())
 }
@@ -469,6 +461,28 @@ fn check_trial(t: &Trial) -> Result<(), InputError> {
         if !h.is_empty() && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
             return bad(format!("kernel {}: patchset hash {h:?} is neither empty nor 64 lower-case hex digits", k.id));
         }
+    }
+    if !t.artifacts_root.is_absolute() {
+        return bad(format!("artifacts dir {} must be absolute (its files become file:// URLs)", t.artifacts_root.display()));
+    }
+    if let Some(u) = &t.artifacts_url {
+        if !u.contains("://") || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad(format!("artifacts URL {u:?} is not an absolute URL"));
+        }
+    }
+    if let Some(p) = k.config_path.as_ref().filter(|p| !p.is_absolute()) {
+        return bad(format!("kernel {}: config path {} must be absolute", k.id, p.display()));
+    }
+    if !t.artifacts_root.is_absolute() {
+        return bad(format!("artifacts dir {} must be absolute (its files become file:// URLs)", t.artifacts_root.display()));
+    }
+    if let Some(u) = &t.artifacts_url {
+        if !u.contains("://") || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return bad(format!("artifacts URL {u:?} is not an absolute URL"));
+        }
+    }
+    if let Some(p) = k.config_path.as_ref().filter(|p| !p.is_absolute()) {
+        return bad(format!("kernel {}: config path {} must be absolute", k.id, p.display()));
     }
     if let Some(u) = &k.git_repository_url {
         if !u.starts_with("https://") {
@@ -540,7 +554,7 @@ mod tests {
     use super::*;
 
     fn run() -> Run {
-        Run { origin: "klpt".into(), run_id: "pipeline-42".into(), artifacts_dir: "/ci/artifacts".into(), artifacts_url: None }
+        Run { origin: "klpt".into(), run_id: "pipeline-42".into() }
     }
 
     fn kernel(series: &[&str]) -> Kernel {
@@ -574,6 +588,8 @@ mod tests {
             start_unix: Some(1_795_900_000.25),
             log: Some(dir.join("console.log")),
             artifacts: vec![dir.join("console.qemu.log"), dir.join("retry/console.log")],
+            artifacts_root: "/ci/artifacts".into(),
+            artifacts_url: None,
         }
     }
 
@@ -705,11 +721,11 @@ mod tests {
 
     #[test]
     fn artifacts_published_under_a_url() {
-        let r = Run { artifacts_url: Some("https://ci.example/jobs/7/artifacts/".into()), ..run() };
         let mut t = trial("x86_64", &[], "stock/with space", Verdict::Pass);
+        t.artifacts_url = Some("https://ci.example/jobs/7/artifacts/".into());
         t.log = Some("x86_64/src-7.2.13/stock/with space/console.log".into());
         t.artifacts = vec!["/elsewhere/dmesg".into()];
-        let doc = report(&r, &[t]).unwrap();
+        let doc = report(&run(), &[t]).unwrap();
         let t = &doc["tests"][0];
         assert_eq!(t["log_url"], "https://ci.example/jobs/7/artifacts/x86_64/src-7.2.13/stock/with%20space/console.log");
         assert_eq!(t["output_files"][0]["url"], "file:///elsewhere/dmesg");
@@ -729,6 +745,9 @@ mod tests {
         let mut t2 = t.clone();
         t2.arch = "x86-64".into();
         assert!(report(&run(), &[t2]).is_err());
+        let mut t3 = t.clone();
+        t3.artifacts_root = "klpt-artifacts".into();
+        assert!(report(&run(), &[t3]).unwrap_err().to_string().contains("must be absolute"));
     }
 
     #[test]
@@ -758,8 +777,13 @@ mod tests {
     /// builder's current output. `KLPT_BLESS=1` rewrites it.
     #[test]
     fn sample_report_is_current() {
-        let r = Run { artifacts_url: Some("https://ci.example/jobs/7/artifacts".into()), ..run() };
-        let text = render(&r, &suite()).unwrap();
+        // Shards publish their artifacts in different places.
+        let trials: Vec<Trial> = suite()
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| Trial { artifacts_url: Some(format!("https://ci.example/jobs/{}/artifacts/raw/artifacts", 7 + i % 3)), ..t })
+            .collect();
+        let text = render(&run(), &trials).unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kcidb-sample.json");
         if std::env::var_os("KLPT_BLESS").is_some() {
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
