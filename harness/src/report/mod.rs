@@ -1,6 +1,7 @@
 //! Reports: each trial's outcome, written as KTAP (the kernel selftest
 //! format) and JUnit XML after the run.
 
+pub mod kcidb;
 pub mod matrix;
 
 use std::fmt::Write;
