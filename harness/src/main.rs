@@ -318,7 +318,7 @@ fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathB
     args.quiet = true;
     let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
     let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
-    let table = klpt::report::matrix::Matrix::from_outcomes(&all);
+    let table = klpt::report::matrix::Matrix::from_results(&all.iter().map(|o| klpt::report::results::TrialResult::from_outcome(o, klpt::report::results::TrialKind::Case, None)).collect::<Vec<_>>());
     print!("{}", table.text());
     std::fs::write(&json, table.json()).map_err(|e| format!("{}: {e}", json.display()))?;
     eprintln!("matrix written to {}", json.display());

@@ -229,10 +229,11 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
     }
     out.status = match (status, xfail) {
         (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => Status::Xfail(format!("{} ({})", x.reason, f.first_line())),
-        (Status::Pass, Some(x)) => Status::Fail(Failure::new(Cause::KernelVerdict, format!("XPASS: expected to fail on {} ({}), but passed", t.kernel.id, x.reason))),
+        (Status::Pass, Some(x)) => Status::Xpass(format!("expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),
         (s, _) => s,
     };
     out.secs = t0.elapsed().as_secs_f64();
+    out.artifacts = Some(dir);
     out
 }
 
@@ -373,6 +374,7 @@ pub fn trials(targets: &[Arc<Target>], cases: &[Arc<Case>], opts: Arc<Options>, 
                         Ok(libtest_mimic::Completion::Completed)
                     }
                     Status::Fail(f) => Err(libtest_mimic::Failed::from(f.to_string())),
+                    Status::Xpass(r) => Err(libtest_mimic::Failed::from(format!("XPASS: {r}"))),
                 };
                 outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
                 r
@@ -387,11 +389,12 @@ pub fn write_reports(outcomes: &Outcomes, ktap: Option<&Path>, junit: Option<&Pa
     let mut all = outcomes.lock().unwrap_or_else(|e| e.into_inner()).clone();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     let write = |p: &Path, s: String| std::fs::write(p, s).map_err(|e| Error::Io { what: format!("write {}", p.display()), source: e });
+    let results: Vec<crate::report::results::TrialResult> = all.iter().map(|o| crate::report::results::TrialResult::from_outcome(o, crate::report::results::TrialKind::Case, None)).collect();
     if let Some(p) = ktap {
-        write(p, crate::report::ktap(&all))?;
+        write(p, crate::report::ktap(&results))?;
     }
     if let Some(p) = junit {
-        write(p, crate::report::junit(&all))?;
+        write(p, crate::report::junit(&results))?;
     }
     Ok(all)
 }

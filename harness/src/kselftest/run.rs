@@ -465,6 +465,7 @@ pub fn trials(suites: &[Arc<Suite>], outcomes: runner::Outcomes, args: &libtest_
                         Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
                         Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
                         Status::Fail(f) => Err(libtest_mimic::Failed::from(f.to_string())),
+                        Status::Xpass(r) => Err(libtest_mimic::Failed::from(format!("XPASS: {r}"))),
                     };
                     outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
                     r
