@@ -3,8 +3,9 @@
 //! The modules follow the pipeline: [`case`] (YAML → typed cases) →
 //! [`modules`] (C + Kbuild) → [`kernel`] (artifacts and capabilities) →
 //! [`image`] (guest initramfs) → [`vm`] (QEMU + SSH) → [`steps`] (actions and
-//! assertions in the guest) → [`report`] (KTAP, JUnit). [`runner`] ties them
-//! into libtest-mimic trials.
+//! assertions in the guest) → [`report`] (KTAP, JUnit, results). [`runner`]
+//! runs one case on one target; [`run`] plans a command's trials, runs
+//! them on a pool of workers and streams their events to the reporters.
 
 pub mod apt;
 pub mod bench;

@@ -68,6 +68,10 @@ pub fn load_cases(paths: &[PathBuf]) -> Result<Vec<Case>, String> {
 /// Runs (or lists) the request. Ok(false): some trial failed.
 pub fn run(req: Request) -> Result<bool, String> {
     req.files.check()?;
+    if !req.list {
+        // Partial module builds of a killed run go before anything else starts.
+        crate::modules::build::sweep();
+    }
     let targets = plan::targets(&req.arches, &req.kernels, req.kselftest, !req.list)?;
     let plan = Plan::new(targets, &req.cases, req.kselftest, &req.selection, req.partition)?;
     if req.list {
@@ -81,8 +85,6 @@ pub fn run(req: Request) -> Result<bool, String> {
         }
         return Ok(true);
     }
-    // Partial module builds of a killed run go before anything else starts.
-    crate::modules::build::sweep();
     let artifacts = runner::claim_artifacts(&req.artifacts).map_err(|e| e.to_string())?;
     let threads = req.threads.unwrap_or_else(runner::default_parallel_guests).max(1);
     let mut human = Human::new(req.quiet, plan.filtered_out);
