@@ -234,6 +234,10 @@ struct TestArgs {
     /// plan order) or `hash:K/N` (by trial name), K of N.
     #[arg(long)]
     partition: Option<String>,
+    /// Stop the whole run after SECS seconds (preparation included): the
+    /// reports are written, unfinished trials marked as such; exit 1.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
 }
 
 impl TestArgs {
@@ -299,6 +303,7 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 files: Files { matrix: Some(json.clone()), ..Files::default() },
                 jsonl: None,
                 matrix_table: true,
+                timeout: None,
             };
             let ok = klpt::run::run(req)?;
             eprintln!("matrix written to {}", json.display());
@@ -340,5 +345,6 @@ fn request(cases: Vec<klpt::case::Case>, kselftest: bool, k: &KernelArgs, kernel
         files: reports.files(),
         jsonl: reports.jsonl.clone(),
         matrix_table: false,
+        timeout: t.timeout.map(Duration::from_secs),
     })
 }

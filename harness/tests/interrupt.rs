@@ -11,7 +11,8 @@
 //!   and the module was never published.
 //! * SIGINT during a boot: exit 130, no QEMU left, no temporary directory.
 //! * SIGINT mid-run: every requested report is written, the finished
-//!   trial with its verdict and the others unfinished.
+//!   trial with its verdict and the others unfinished; so does a run that
+//!   reaches its `--timeout` (exit 1).
 //!
 //! The module builds are of a case generated with a unique module name and
 //! marker, so nothing is cached for it.
@@ -389,5 +390,22 @@ fn sigint_mid_run_writes_every_report() {
     assert!(last.contains("\"event\":\"run_finished\"") && last.contains("\"cancelled\":true"), "last event: {last}");
     let left = running_with(&art);
     assert!(left.is_empty(), "processes of the interrupted run remain: {left:?}");
+    assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
+}
+
+#[test]
+fn run_timeout_writes_every_report() {
+    let _g = serial();
+    let s = Scratch::new();
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock/basic-enable-disable.yaml");
+    let art = s.artifacts().to_string_lossy().into_owned();
+    let ktap = s.path().join("r.ktap");
+    let mut k = Klpt::start(&s, &["run", &case.to_string_lossy(), "--accel", "tcg", "--artifacts", &art, "--timeout", "2", "--ktap", &ktap.to_string_lossy()]);
+    let st = k.wait(Duration::from_secs(90));
+    assert_eq!(st.code(), Some(1), "exit status after --timeout; stderr:\n{}", k.stderr());
+    let r = read(&ktap, &k.stderr());
+    assert!(r.contains("# unfinished: the run timed out after 2s (--timeout)") && r.contains("\nnot ok 1 "), "{r}");
+    let left = running_with(&art);
+    assert!(left.is_empty(), "processes of the timed-out run remain: {left:?}");
     assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
 }

@@ -94,8 +94,9 @@ impl Stream {
         let s = stream.clone();
         crate::event::sink(move |ev, secs| s.progress(ev, secs));
         let s = stream.clone();
-        crate::vm::cleanup::on_interrupt(move |signal| {
-            let _ = s.finish(Some(&format!("the run was interrupted ({signal})")));
+        crate::vm::cleanup::on_interrupt(move |why| {
+            let why = if why.starts_with("SIG") { format!("the run was interrupted ({why})") } else { why.to_string() };
+            let _ = s.finish(Some(&why));
         });
         stream
     }

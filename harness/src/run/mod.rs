@@ -46,6 +46,9 @@ pub struct Request {
     pub jsonl: Option<PathBuf>,
     /// Print the case × kernel table instead of libtest's summary (`klpt matrix`).
     pub matrix_table: bool,
+    /// Stop the run after this long (preparation included): its reports
+    /// are written, unfinished trials marked, and klpt exits 1.
+    pub timeout: Option<Duration>,
 }
 
 /// Loads every case below `paths`; all load errors at once.
@@ -98,6 +101,7 @@ pub fn run(req: Request) -> Result<bool, String> {
     }
     reporters.push(Box::new(req.files.clone()));
     let stream = Stream::start(plan.record(), reporters, threads);
+    let _watchdog = req.timeout.map(watchdog);
     let jobs = match prepare(&plan, &req, &artifacts) {
         Ok(j) => j,
         Err(e) => {
@@ -113,6 +117,18 @@ pub fn run(req: Request) -> Result<bool, String> {
     let results = stream.finish(None)?;
     runner::wait_for_kept_guests();
     Ok(!results.results.iter().any(|r| r.verdict.is_failure()))
+}
+
+/// Ends the run when `limit` has passed, unless the returned sender is
+/// dropped first (the run ended).
+fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(limit) {
+            crate::vm::cleanup::abort(1, &format!("the run timed out after {}s (--timeout)", limit.as_secs()));
+        }
+    });
+    tx
 }
 
 /// Prepares the targets this run's trials need (each once) and builds the

@@ -55,7 +55,7 @@ impl Reporter for Human {
                         _ => 'F',
                     };
                     self.dots += 1;
-                    let _ = write!(out, "{c}{}", if self.dots % 88 == 0 { "\n" } else { "" });
+                    let _ = write!(out, "{c}{}", if self.dots.is_multiple_of(88) { "\n" } else { "" });
                 } else if r.verdict == Verdict::Skip || r.verdict == Verdict::Xfail {
                     let _ = writeln!(out, "test {} ... {}, {}", r.name, word(r.verdict), r.message.lines().next().unwrap_or(""));
                 } else {
@@ -64,7 +64,7 @@ impl Reporter for Human {
                 let _ = out.flush();
             }
             RunEvent::RunFinished { cancelled, secs, results, .. } => {
-                if self.quiet && self.dots % 88 != 0 {
+                if self.quiet && !self.dots.is_multiple_of(88) {
                     let _ = writeln!(out);
                 }
                 if !self.summary {
@@ -88,7 +88,7 @@ impl Reporter for Human {
                 }
                 if *cancelled {
                     let n = results.results.iter().filter(|r| r.verdict == Verdict::Unfinished).count();
-                    let _ = writeln!(out, "\nthe run was interrupted: {n} trial(s) unfinished");
+                    let _ = writeln!(out, "\nthe run was cancelled: {n} trial(s) unfinished");
                 }
                 let count = |f: &dyn Fn(Verdict) -> bool| results.results.iter().filter(|r| f(r.verdict)).count();
                 let passed = count(&|v| matches!(v, Verdict::Pass | Verdict::Xfail));

@@ -156,7 +156,8 @@ pub fn finish() {
 }
 
 /// Work the signal handler does before it kills anything: a run writes its
-/// reports (its running trials marked unfinished). Given the signal's name.
+/// reports (its running trials marked unfinished). Given what stopped klpt
+/// (`SIGINT`, or the run's timeout).
 type Hook = Box<dyn FnOnce(&str) + Send>;
 static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
 
@@ -169,6 +170,24 @@ pub fn on_interrupt(f: impl FnOnce(&str) + Send + 'static) {
 /// Whether a signal is interrupting klpt: start no new work.
 pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst) != 0
+}
+
+/// Stops klpt as a signal would, from klpt itself (a run's `--timeout`):
+/// the interrupt hooks run (reports), everything is killed and removed, and
+/// klpt exits with `code`.
+pub fn abort(code: i32, why: &str) -> ! {
+    if INTERRUPTED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        // A signal got there first and is exiting: wait for it.
+        let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+        std::process::exit(INTERRUPTED.load(Ordering::SeqCst));
+    }
+    eprintln!("\nklpt: {why}; writing reports, stopping guests and removing temporary files");
+    for hook in std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner())) {
+        hook(why);
+    }
+    let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    cleanup_all();
+    std::process::exit(code);
 }
 
 /// Installs the signal handlers once; call at startup.
