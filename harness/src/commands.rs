@@ -56,9 +56,16 @@ pub fn gen(path: &Path, arch: Arch, kernel: Option<&str>) -> Result<ExitCode, St
     Ok(ExitCode::SUCCESS)
 }
 
-/// `klpt kernel build`.
-pub fn kernel_build(src: Option<PathBuf>, arches: &[String], series: Vec<PathBuf>) -> Result<ExitCode, String> {
-    for arch in crate::run::plan::arches(arches)? {
+/// `klpt kernel build` (with `export`, one arch's kernel as one file too).
+pub fn kernel_build(src: Option<PathBuf>, arches: &[String], series: Vec<PathBuf>, export: Option<PathBuf>) -> Result<ExitCode, String> {
+    let arches = crate::run::plan::arches(arches)?;
+    if let Some(file) = export {
+        return match arches[..] {
+            [arch] => crate::kernel::export::export_build(&crate::kernel::build::Spec { src, arch, series }, &file).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+            _ => Err("--export writes one kernel: pass one --arch".into()),
+        };
+    }
+    for arch in arches {
         let dir = crate::kernel::build::build(&crate::kernel::build::Spec { src: src.clone(), arch, series: series.clone() }).map_err(|e| e.to_string())?;
         println!("{}: {}", arch.name, dir.display());
     }
@@ -69,20 +76,28 @@ pub fn kernel_build(src: Option<PathBuf>, arches: &[String], series: Vec<PathBuf
 pub enum Bench {
     Boots { boots: u32, kernel_builds: bool },
     Steps,
-    VersusKselftest,
+    VersusKselftest { boots: u32 },
 }
 
 /// `klpt bench`.
 pub fn bench(what: Bench, paths: Vec<PathBuf>, arches: &[String], kernels: &[String], accel: AccelChoice) -> Result<ExitCode, String> {
     let a = crate::run::plan::arches(arches)?;
     match what {
-        Bench::VersusKselftest => {
+        Bench::VersusKselftest { boots } => {
             let default = crate::project_root().join("cases/kselftest");
             let paths = if paths.is_empty() { vec![default.clone()] } else { paths };
             let hint = |e: String| if paths == [default.clone()] && !default.exists() { format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)") } else { e };
             let cases = crate::run::load_cases(&paths).map_err(hint)?;
+            let stock = crate::run::load_cases(&[crate::project_root().join("cases/stock")])?;
             let kernels = if kernels.is_empty() { vec!["source".to_string()] } else { kernels.to_vec() };
-            crate::bench::versus_kselftest(&cases, &a, &kernels, accel).map_err(|e| e.to_string())
+            let mut code = ExitCode::SUCCESS;
+            for kernel in &kernels {
+                let plan = crate::bench::Plan { cases: &cases, stock: &stock, arches: &a, kernel, accel, boots };
+                if crate::bench::versus_kselftest(&plan).map_err(|e| e.to_string())? != ExitCode::SUCCESS {
+                    code = ExitCode::FAILURE;
+                }
+            }
+            Ok(code)
         }
         Bench::Steps | Bench::Boots { .. } => {
             let paths = if paths.is_empty() { vec![crate::project_root().join("cases/stock")] } else { paths };

@@ -33,18 +33,24 @@ pub struct Target {
     pub accel: Accel,
     /// The saved ready guest that single-vCPU cases start from, if any.
     pub saved_state: Option<PathBuf>,
+    /// Saved guests with more vCPUs, saved when a case first asks for one.
+    saved_smp: Mutex<std::collections::BTreeMap<u32, Option<PathBuf>>>,
 }
 
+#[derive(Clone)]
 pub struct Options {
     pub artifacts: PathBuf,
     pub keep_failed: bool,
     pub boot_timeout: Duration,
+    /// Ask each guest its uptime after the steps (`klpt bench` compares
+    /// it with the host's wall time): one more round trip per case.
+    pub guest_time: bool,
 }
 
 impl Target {
     pub fn prepare(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice) -> Result<Target> {
         let mut t = Self::prepare_with(arch, kernel_spec, accel, crate::image::build)?;
-        t.saved_state = saved_state(&t);
+        t.saved_state = saved_state(&t, 1);
         Ok(t)
     }
 
@@ -55,7 +61,7 @@ impl Target {
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
         let initrd = image(&kernel)?;
-        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None };
+        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None, saved_smp: Mutex::default() };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
@@ -69,6 +75,16 @@ impl Target {
         };
         emit(Event::Note { msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel) });
         Ok(t)
+    }
+
+    /// The saved ready guest with `smp` vCPUs, if there is (or can be) one:
+    /// guests with more than one are saved the first time a case asks.
+    pub fn saved_for(&self, smp: u32) -> Option<PathBuf> {
+        if smp == 1 || self.saved_state.is_none() {
+            return self.saved_state.clone();
+        }
+        let mut m = self.saved_smp.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(smp).or_insert_with(|| saved_state(self, smp)).clone()
     }
 
     pub fn vm_config(&self, smp: u32, console_log: &Path) -> VmConfig {
@@ -89,16 +105,16 @@ impl Target {
 
 /// The saved ready state guests of `t` start from, or None (each case then
 /// boots) with the reason printed.
-fn saved_state(t: &Target) -> Option<PathBuf> {
+fn saved_state(t: &Target, smp: u32) -> Option<PathBuf> {
     if std::env::var_os("KLPT_FRESH_BOOT").is_some() {
         emit(Event::Note { msg: &format!("{}: KLPT_FRESH_BOOT is set: every case boots its own guest", t.arch.name) });
         return None;
     }
     // The template's console and monitor live in the snapshot's own scratch dir.
-    match crate::vm::snapshot::saved(&t.vm_config(1, Path::new("console.log")), Duration::from_secs(240)) {
+    match crate::vm::snapshot::saved(&t.vm_config(smp, Path::new("console.log")), Duration::from_secs(240)) {
         Ok(p) => Some(p),
         Err(e) => {
-            emit(Event::Warn { msg: &format!("{}: cannot save a ready guest ({e}); every case boots its own", t.arch.name) });
+            emit(Event::Warn { msg: &format!("{}: cannot save a ready guest with {smp} vCPU(s) ({e}); every such case boots its own", t.arch.name) });
             None
         }
     }
@@ -146,10 +162,15 @@ pub fn boot(t: &Target, case: &Case, dir: &Path, opts: &Options) -> Result<Boote
 /// A logged-in guest with `smp` vCPUs, its console in `dir/console.log`:
 /// restored from the target's saved guest when it has one and `smp` is 1.
 pub fn boot_smp(t: &Target, smp: u32, dir: &Path, opts: &Options) -> Result<Booted> {
+    boot_from(t, smp, dir, opts, true)
+}
+
+/// [`boot_smp`]; `restore`: from the saved guest when there is one (else
+/// a fresh boot, as `klpt bench` compares them).
+pub fn boot_from(t: &Target, smp: u32, dir: &Path, opts: &Options, restore: bool) -> Result<Booted> {
     let cfg = t.vm_config(smp, &dir.join("console.log"));
-    // The saved guest has one vCPU; a case that asks for more boots.
-    let vm = match (&t.saved_state, smp) {
-        (Some(state), 1) => Vm::restore(cfg, state, opts.boot_timeout)?.0,
+    let vm = match t.saved_for(smp) {
+        Some(state) if restore => Vm::restore(cfg, &state, opts.boot_timeout)?.0,
         _ => {
             let vm = Vm::boot(cfg)?;
             vm.wait_ready(opts.boot_timeout)?;
@@ -349,7 +370,7 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     }
     out.notes.append(&mut session.notes);
     out.step_secs = std::mem::take(&mut session.step_times);
-    if booted.vm.exited().is_none() {
+    if opts.guest_time && booted.vm.exited().is_none() {
         out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
     }
     drop(session);

@@ -24,7 +24,7 @@ pub fn shell(case_path: &Path, until: Option<&str>, kernel: Option<&str>, arch: 
     let t = Target::prepare(arch, kernel, accel)?;
     let dir = crate::vm::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
     let modules = crate::modules::build::build_all(&case, &t.kernel, &t.caps)?;
-    let opts = Options { artifacts: dir.path().to_path_buf(), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().to_path_buf(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let b = runner::boot(&t, &case, dir.path(), &opts)?;
     let mut session = Session::start(&b.guest, &case, &t.caps, &modules).map_err(|e| Error::Other(format!("{e:?}")))?;
     if let Some(last) = last {

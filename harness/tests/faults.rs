@@ -34,7 +34,7 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
 /// must leave behind: nothing running.
 fn run(t: &Target, name: &str, tag: &str) -> Result<(Outcome, PathBuf), Failed> {
     let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-{tag}", std::process::id()));
-    let opts = Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let out = runner::run_case(t, &case(name), &opts);
     let left = qemus_mentioning(&artifacts.display().to_string());
     if !left.is_empty() {

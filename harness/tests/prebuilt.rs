@@ -355,7 +355,7 @@ fn main() {
     // Not `klpt-*`: the faults test watches those for leaks.
     let scratch = Arc::new(klpt::vm::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
-    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240) });
+    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
     // Resolved (built, if it is not cached) before any trial runs, so that a
     // kernel build never competes with a guest for the CPU.
     let other = Arc::new(if args.list { Err("not resolved for --list".to_string()) } else { other_kernel(&target) });

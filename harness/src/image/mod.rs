@@ -4,7 +4,7 @@
 //! guest; a recipe may `extends:` another (e.g. `selftests.yaml`, the
 //! kernel's selftests' userland on top of it), and callers may add files.
 
-mod cpio;
+pub mod cpio;
 mod elf;
 
 use crate::apt::{self, Apt};

@@ -139,6 +139,7 @@ struct Layout {
     patches: Vec<PathBuf>,
     /// Holds split mbox patches while they are needed.
     _scratch: TempDir,
+    origin: super::origin::Origin,
 }
 
 impl Layout {
@@ -164,9 +165,18 @@ impl Layout {
             key.part("series", &series_id);
             (crate::cache::root().join("src").join(format!("{}-{}", Hasher::new().part("id", &identity).hex(), series_id)), true)
         };
+        let origin = super::origin::Origin {
+            source: identity.clone(),
+            series: spec.series.iter().map(|s| s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
+            patches: patches.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
+            patchset_hash: super::origin::patchset_hash(&patches).ctx(|| "hash the series".into())?,
+            config_name: Some(std::iter::once("tinyconfig".to_string()).chain(frags.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())).collect::<Vec<_>>().join(" + ")),
+            config_hash: None,
+            toolchain: Some(toolchain(arch)),
+        };
         let key = key.hex();
         let build = if owned { tree.join(format!("build-{}-{key}", arch.name)) } else { crate::cache::root().join("kbuild").join(format!("{}-{key}", arch.name)) };
-        Ok(Layout { tree, owned, build, identity, base, patches, _scratch: scratch })
+        Ok(Layout { tree, owned, build, identity, base, patches, _scratch: scratch, origin })
     }
 
     fn stamp(&self) -> PathBuf {
@@ -178,6 +188,11 @@ impl Layout {
 /// [`build`]), without building, fetching or installing anything: None when
 /// it is not built, or its source is not even fetched yet.
 pub fn cached(spec: &Spec) -> Result<Option<PathBuf>> {
+    Ok(cached_with_origin(spec)?.map(|(dir, _)| dir))
+}
+
+/// [`cached`], with where the kernel comes from.
+pub fn cached_with_origin(spec: &Spec) -> Result<Option<(PathBuf, super::origin::Origin)>> {
     let (base, identity, owned) = match &spec.src {
         None => match debian_source_cached()? {
             Some((t, id)) => (t, id, true),
@@ -191,11 +206,22 @@ pub fn cached(spec: &Spec) -> Result<Option<PathBuf>> {
     };
     let l = Layout::new(spec, base, identity, owned)?;
     // A user's tree is rebuilt incrementally every time: never "cached".
-    Ok((l.owned && l.stamp().exists()).then_some(l.build))
+    Ok((l.owned && l.stamp().exists()).then(|| with_config_hash(l.build, l.origin)))
 }
 
 /// Builds (or reuses) a kernel; returns its build tree (what `--kernel` takes).
 pub fn build(spec: &Spec) -> Result<PathBuf> {
+    build_with_origin(spec).map(|(dir, _)| dir)
+}
+
+/// The origin's `.config` hash, once the build tree has one.
+fn with_config_hash(build: PathBuf, mut origin: super::origin::Origin) -> (PathBuf, super::origin::Origin) {
+    origin.config_hash = super::origin::file_sha256(&build.join(".config")).ok();
+    (build, origin)
+}
+
+/// [`build`], with where the kernel comes from.
+pub fn build_with_origin(spec: &Spec) -> Result<(PathBuf, super::origin::Origin)> {
     let arch = spec.arch;
     crate::host::ensure_kernel_build(arch)?;
     let (base, identity, owned) = match &spec.src {
@@ -219,7 +245,7 @@ pub fn build(spec: &Spec) -> Result<PathBuf> {
     let (tree, build, stamp) = (&l.tree, &l.build, l.stamp());
     if l.owned && stamp.exists() {
         emit(Event::Cached { what: &format!("kernel build {}", build.display()) });
-        return Ok(build.clone());
+        return Ok(with_config_hash(build.clone(), l.origin));
     }
     std::fs::create_dir_all(build).ctx(|| format!("create {}", build.display()))?;
     let frags = fragments(arch);
@@ -232,7 +258,7 @@ pub fn build(spec: &Spec) -> Result<PathBuf> {
         return Err(Error::Kernel { dir: build.clone(), msg: format!("build finished without {} or Module.symvers", arch.images.join("/")) });
     }
     std::fs::write(&stamp, &l.identity).ctx(|| "write build stamp".into())?;
-    Ok(build.clone())
+    Ok(with_config_hash(build.clone(), l.origin))
 }
 
 fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {

@@ -62,6 +62,7 @@ pub fn current(arch: Arch) -> Result<Kernel> {
         config: root.join(format!("boot/config-{release}")),
         system_map: Some(root.join(format!("boot/System.map-{release}"))),
         modules_dir: Some(root.join(format!("lib/modules/{release}"))),
+        origin: super::origin::Origin { source: format!("debian-package:{image_pkg}"), config_hash: super::origin::file_sha256(&root.join(format!("boot/config-{release}"))).ok(), ..Default::default() },
         release,
         build_hash,
     })

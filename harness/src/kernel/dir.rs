@@ -13,16 +13,18 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     if !build.join("Module.symvers").exists() {
         return Err(fail("no Module.symvers here or in build/: not a kernel build tree (run `make modules_prepare` or a full build)".into()));
     }
-    let image = arch
-        .images
-        .iter()
-        .flat_map(|i| [dir.join(i), build.join(i), dir.join(Path::new(i).file_name().unwrap_or_default())])
-        .chain([dir.join("image")])
-        .find(|p| p.is_file())
-        .ok_or_else(|| fail(format!("no kernel image (looked for {} and `image`)", arch.images.join(", "))))?;
     // An x86 vmlinux with a PVH note boots without decompression.
-    let pvh = build.join("vmlinux");
-    let image = if arch.name == "x86_64" && pvh.exists() && super::pvh::is_pvh(&pvh) { pvh } else { image };
+    let pvh = Some(build.join("vmlinux")).filter(|p| arch.name == "x86_64" && p.exists() && super::pvh::is_pvh(p));
+    let image = match pvh {
+        Some(p) => p,
+        None => arch
+            .images
+            .iter()
+            .flat_map(|i| [dir.join(i), build.join(i), dir.join(Path::new(i).file_name().unwrap_or_default())])
+            .chain([dir.join("image")])
+            .find(|p| p.is_file())
+            .ok_or_else(|| fail(format!("no kernel image (looked for {} and `image`)", arch.images.join(", "))))?,
+    };
     let config = build.join(".config");
     if !config.exists() {
         return Err(fail("no .config in the build tree".into()));
@@ -49,5 +51,5 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     // Installed modules (`make modules_install INSTALL_MOD_PATH=DIR`), if any.
     let modules_dir = std::fs::read_dir(dir.join("lib/modules")).ok().and_then(|rd| rd.flatten().map(|e| e.path()).find(|p| p.join("kernel").is_dir()));
-    Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash })
+    Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash, origin: super::origin::Origin { source: format!("build-dir:{}", dir.display()), ..Default::default() } })
 }

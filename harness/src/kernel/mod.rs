@@ -6,6 +6,8 @@ pub mod build;
 pub mod caps;
 pub mod debian;
 pub mod dir;
+pub mod export;
+pub mod origin;
 pub mod pvh;
 
 use crate::vm::Arch;
@@ -30,22 +32,47 @@ pub struct Kernel {
     pub modules_dir: Option<PathBuf>,
     /// Hash of the build tree's identity (config + Module.symvers), for module caching.
     pub build_hash: String,
+    /// Where it came from (source, series, config, toolchain), for reports.
+    pub origin: origin::Origin,
 }
 
 /// What `--kernel` names: nothing or `debian` (Debian's current kernel),
 /// `source` (built from Debian's kernel source), `source:SERIES[,SERIES]`
-/// (the same with patch series applied), or a kernel build directory.
+/// (the same with patch series applied), a kernel build directory, or a
+/// kernel artifact file (`klpt kernel build --export`).
 pub fn resolve(spec: Option<&str>, arch: Arch) -> crate::error::Result<Kernel> {
     match spec {
         None | Some("debian") => debian::current(arch),
         Some(s) if s == "source" || s.starts_with("source:") => {
             let series = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
-            let dir = build::build(&build::Spec { src: None, arch, series })?;
-            let mut k = dir::open(&dir, arch)?;
-            k.id = source_id(s, &k.release);
-            Ok(k)
+            built(&build::Spec { src: None, arch, series })
         }
-        Some(path) => dir::open(std::path::Path::new(path), arch),
+        Some(path) => open_path(std::path::Path::new(path), arch),
+    }
+}
+
+/// The kernel `klpt kernel build` builds (or finds cached) for `spec`, named
+/// as `--kernel source[:SERIES]` names it.
+pub fn built(spec: &build::Spec) -> crate::error::Result<Kernel> {
+    let (dir, origin) = build::build_with_origin(spec)?;
+    Ok(named(dir::open(&dir, spec.arch)?, spec, origin))
+}
+
+fn named(mut k: Kernel, spec: &build::Spec, origin: origin::Origin) -> Kernel {
+    // A user's tree keeps the build directory's name.
+    if spec.src.is_none() {
+        k.id = source_id(&spec.series, &k.release);
+    }
+    k.origin = origin;
+    k
+}
+
+/// A build directory, or an artifact file (unpacked into the cache once).
+fn open_path(path: &std::path::Path, arch: Arch) -> crate::error::Result<Kernel> {
+    if path.is_file() {
+        export::open(path, arch)
+    } else {
+        dir::open(path, arch)
     }
 }
 
@@ -74,27 +101,21 @@ pub fn peek(spec: Option<&str>, arch: Arch) -> crate::error::Result<Peek> {
         Some(s) if s == "source" || s.starts_with("source:") => {
             let series: Vec<PathBuf> = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
             let spec = build::Spec { src: None, arch, series };
-            match build::cached(&spec)? {
-                Some(dir) => {
-                    let mut k = dir::open(&dir, arch)?;
-                    k.id = source_id(s, &k.release);
-                    Ok(Peek::Ready(Box::new(k)))
-                }
+            match build::cached_with_origin(&spec)? {
+                Some((dir, origin)) => Ok(Peek::Ready(Box::new(named(dir::open(&dir, arch)?, &spec, origin)))),
                 None => {
                     let series: String = spec.series.iter().map(|p| format!(" --series {}", p.display())).collect();
                     Ok(Peek::Absent { id: None, how: format!("`--kernel {s}` for {} is not built yet: build it with `klpt kernel build --arch {}{series}`", arch.name, arch.name) })
                 }
             }
         }
-        Some(path) => dir::open(std::path::Path::new(path), arch).map(|k| Peek::Ready(Box::new(k))),
+        // An artifact is unpacked (locally, once): its headers and scripts are needed to list.
+        Some(path) => open_path(std::path::Path::new(path), arch).map(|k| Peek::Ready(Box::new(k))),
     }
 }
 
 /// `src-7.2.13` or `src-7.2.13+v2-replace-set`: short, stable trial names.
-fn source_id(spec: &str, release: &str) -> String {
-    let series: Vec<String> = spec
-        .strip_prefix("source:")
-        .map(|l| l.split(',').map(|p| std::path::Path::new(p).file_name().map(|n| n.to_string_lossy().trim_end_matches(".mbox").to_string()).unwrap_or_default()).collect())
-        .unwrap_or_default();
+fn source_id(series: &[PathBuf], release: &str) -> String {
+    let series: Vec<String> = series.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().trim_end_matches(".mbox").to_string()).unwrap_or_default()).collect();
     if series.is_empty() { format!("src-{release}") } else { format!("src-{release}+{}", series.join("+")) }
 }

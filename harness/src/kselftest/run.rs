@@ -193,7 +193,7 @@ impl Suite {
         let dir = self.dir.join(format!("boot-{n}"));
         std::fs::create_dir_all(&dir).map_err(|e| Error::Io { what: format!("create {}", dir.display()), source: e })?;
         let what = format!("kselftest {}/{}: booting guest {n}", self.target.arch.name, self.target.kernel.id);
-        let opts = Options { artifacts: self.dir.clone(), keep_failed: false, boot_timeout: self.boot_timeout };
+        let opts = Options { artifacts: self.dir.clone(), keep_failed: false, boot_timeout: self.boot_timeout, guest_time: false };
         crate::event::stage(&what, || runner::boot_smp(&self.target, 1, &dir, &opts))
     }
 

@@ -215,6 +215,7 @@ mod tests {
             system_map: None,
             modules_dir: None,
             build_hash: "test".into(),
+            origin: Default::default(),
         }
     }
 

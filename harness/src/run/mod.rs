@@ -135,7 +135,7 @@ fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
 /// modules of its cases; returns its jobs in plan order, and the selftest
 /// suites whose scripts are queued.
 fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
-    let opts = Arc::new(Options { artifacts: artifacts.to_path_buf(), keep_failed: req.keep_failed, boot_timeout: Duration::from_secs(240) });
+    let opts = Arc::new(Options { artifacts: artifacts.to_path_buf(), keep_failed: req.keep_failed, boot_timeout: Duration::from_secs(240), guest_time: false });
     let mut targets: Vec<Option<Arc<Target>>> = Vec::new();
     let mut suites: Vec<Option<Arc<crate::kselftest::Suite>>> = Vec::new();
     for (ti, spec) in plan.targets.iter().enumerate() {

@@ -146,6 +146,11 @@ impl Ran {
 /// once when the host has seen enough).
 const POLL: &str = "0.05";
 
+/// Unpacks the modules' archive (on stdin) into /root.
+const UPLOAD: &str = "cd /root && cpio -i -d -m 2>/run/klpt-upload.err || { cat /run/klpt-upload.err >&2; exit 97; }; cd /; ";
+/// [`UPLOAD`]'s exit status when the archive did not unpack.
+const UPLOAD_FAILED: i32 = 97;
+
 /// Budget of harness-side guest commands outside a step's own work
 /// (upload, kernel-log sync, capability probes, artifact collection).
 const HARNESS: Duration = Duration::from_secs(60);
@@ -153,15 +158,17 @@ const HARNESS: Duration = Duration::from_secs(60);
 impl<'a> Session<'a> {
     /// Uploads the case's modules and takes the initial log and taint state.
     pub fn start(guest: &'a Guest, case: &'a Case, caps: &'a Caps, modules: &BTreeMap<String, PathBuf>) -> Result<Session<'a>, Stop> {
-        // Modules and programs go to /root under their file names.
+        // Modules and programs go to /root under their file names, in one
+        // cpio archive extracted by the same command as the first log sync:
+        // one round trip, however many modules a case has.
+        let mut archive = crate::image::cpio::Cpio::new(Vec::new());
         for file in modules.values() {
             let data = std::fs::read(file).map_err(|e| Stop::Harness(format!("read {}: {e}", file.display())))?;
             let name = file.file_name().unwrap_or_default().to_string_lossy();
-            guest.put(&data, &format!("/root/{name}"))?;
-            if !name.ends_with(".ko") {
-                guest.exec(&format!("chmod +x /root/{name}"), HARNESS)?;
-            }
+            let perm = if name.ends_with(".ko") { 0o644 } else { 0o755 };
+            archive.file(&name, perm, &data).map_err(|e| Stop::Harness(format!("archive {name}: {e}")))?;
         }
+        let archive = archive.finish().map_err(|e| Stop::Harness(format!("archive: {e}")))?;
         let mut s = Session {
             guest,
             case,
@@ -180,7 +187,7 @@ impl<'a> Session<'a> {
             legacy: false,
             step_times: Vec::new(),
         };
-        s.taint_baseline = s.sync()?;
+        s.taint_baseline = s.sync_after(UPLOAD, Some(&archive))?;
         s.window_start = s.records.len();
         s.health_from = s.records.len();
         Ok(s)
@@ -222,15 +229,23 @@ impl<'a> Session<'a> {
     /// Marks the log, waits until the recorder has it, fetches new records;
     /// returns the current taint value.
     fn sync(&mut self) -> Result<u64, Stop> {
+        self.sync_after("", None)
+    }
+
+    /// [`Session::sync`], after `pre` (a command reading `input` on its stdin).
+    fn sync_after(&mut self, pre: &str, input: Option<&[u8]>) -> Result<u64, Stop> {
         self.sync_n += 1;
         let tag = format!("{}{}", kmsg::SYNC_TAG, self.sync_n);
         let script = format!(
-            "echo '{tag}' > /dev/kmsg; end=$(( $(cut -d. -f1 /proc/uptime) + 20 )); \
-             until grep -q '{tag}$' /run/kmsg; do [ $(cut -d. -f1 /proc/uptime) -ge $end ] && break; usleep 10000; done; \
+            "{pre}echo '{tag}' > /dev/kmsg; end=$(( $(cut -d. -f1 /proc/uptime) + 20 )); \
+             until grep -q '{tag}$' /run/kmsg; do [ $(cut -d. -f1 /proc/uptime) -ge $end ] && break; usleep 2000; done; \
              cat /proc/sys/kernel/tainted; tail -c +{} /run/kmsg",
             self.kmsg_offset + 1
         );
-        let out = self.sh_harness(&script)?;
+        let out = self.guest.exec_with_input(&script, input, HARNESS)?;
+        if out.status == UPLOAD_FAILED {
+            return Err(Stop::Harness(format!("upload: {}", out.stderr.trim())));
+        }
         let (taint, log) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
         // Only complete lines count; a partial last line is fetched next time.
         let complete = &log[..log.rfind('\n').map(|i| i + 1).unwrap_or(0)];

@@ -97,7 +97,7 @@ fn part_script(i: usize, p: &Part) -> String {
     match p {
         Part::Run(cmd) => format!("if [ $__s = 0 ]; then ( eval {} ) 2>&3 3>&-; __s=$?; __k p{i} $__s; fi\n", sh_quote(cmd)),
         Part::Wait { cond, report } => format!(
-            "if [ $__s = 0 ]; then __s=1; while :; do if {{ {cond}\n}}; then __s=0; break; fi; __now; [ $__u -ge $__end ] && break; usleep 10000; done; \
+            "if [ $__s = 0 ]; then __s=1; while :; do if {{ {cond}\n}}; then __s=0; break; fi; __now; [ $__u -ge $__end ] && break; usleep 5000; done; \
              [ $__s = 0 ] || {{ {}\n}}; __k p{i} $__s; fi\n",
             report.as_deref().unwrap_or(":")
         ),
@@ -115,7 +115,7 @@ fn sync_script(s: &Sync, paths: &Paths) -> String {
     format!(
         "echo {tag_debug} >> {kmsg}\n\
          __now; __se=$((__u + 2000))\n\
-         while :; do {read}; case $__l in *{tag}*) break;; esac; __now; [ $__u -ge $__se ] && break; usleep 10000; done\n\
+         while :; do {read}; case $__l in *{tag}*) break;; esac; __now; [ $__u -ge $__se ] && break; usleep 2000; done\n\
          cat {tainted}; __k taint\n\
          printf '%s' \"${{__l%x}}\"; __k log\n",
         tag = sh_quote(&s.tag),

@@ -190,6 +190,18 @@ pub fn abort(code: i32, why: &str) -> ! {
     std::process::exit(code);
 }
 
+/// Runs `f`, a short write of klpt's own into a tracked directory, with the
+/// signal handler's cleanup held off, so that the handler never removes a
+/// directory klpt is still filling; None, without running `f`, once a
+/// signal has arrived (the caller stops and drops its directory).
+pub fn unless_interrupted<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    if INTERRUPTED.load(Ordering::SeqCst) != 0 {
+        return None;
+    }
+    Some(f())
+}
+
 /// Installs the signal handlers once; call at startup.
 pub fn install_signal_handlers() {
     std::thread::spawn(|| {

@@ -8,10 +8,13 @@ use crate::runner::{self, AccelChoice, Options, Target};
 use crate::vm::qemu::{free_port, qemu_args};
 use crate::vm::Arch;
 use std::process::ExitCode;
+
+mod versus;
+pub use versus::{versus_kselftest, Plan};
 use std::time::{Duration, Instant};
 
 /// Plain `qemu-system-*` with klpt's arguments, timed to the readiness line.
-fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
+pub(super) fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     let log = dir.join("bare-console.log");
     let cfg = t.vm_config(1, &log);
     std::fs::write(&log, "").map_err(|e| Error::Other(e.to_string()))?;
@@ -41,11 +44,11 @@ fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     r
 }
 
-fn secs_list(v: &[f64]) -> String {
+pub(super) fn secs_list(v: &[f64]) -> String {
     v.iter().map(|x| format!("{x:.2}")).collect::<Vec<_>>().join(", ")
 }
 
-fn mean(v: &[f64]) -> f64 {
+pub(super) fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 
@@ -84,7 +87,7 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelCh
     // The first case's settings (smp) drive the timed klpt boots.
     let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: true };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut rows = Vec::new();
     for &arch in arches {
@@ -139,101 +142,6 @@ fn bench_target(t: &Target, cases: &[Case], probe: &Case, opts: &Options, dir: &
     Ok(Row { arch: arch.name, kernel: t.kernel.id.clone(), builds, bare: mean(&bare), ready: mean(&ready), cases: ran, suite, wall, guest, failed })
 }
 
-/// One suite's line in the `--versus-kselftest` table.
-struct SuiteRow {
-    suite: String,
-    scenarios: usize,
-    passed: usize,
-    guests: usize,
-    wall: f64,
-}
-
-impl SuiteRow {
-    fn per(&self) -> f64 {
-        self.wall / self.scenarios.max(1) as f64
-    }
-}
-
-/// `klpt bench --versus-kselftest`: on each (arch, kernel), the kernel
-/// tree's livepatch selftests (one guest, the scripts in order, a fresh
-/// guest only after a crash) and klpt's `cases` (one fresh guest per case,
-/// one at a time), on the same kernel build. Test modules are built before
-/// either clock starts; each image gets an untimed warm-up boot. Prints a
-/// table per target, its last line `klpt/kselftest wall ratio: X.XX`.
-pub fn versus_kselftest(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelChoice) -> Result<ExitCode> {
-    if cases.is_empty() {
-        return Err(Error::Other("no cases to bench against the selftests".into()));
-    }
-    let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
-    let mut failed = false;
-    for &arch in arches {
-        for kernel in kernels {
-            let (kt, built) = crate::kselftest::prepare(arch, Some(kernel), accel)?;
-            let t = Target::prepare(arch, Some(kernel), accel)?;
-            let cases: Vec<&Case> = cases.iter().filter(|c| c.runs_on(arch.name)).collect();
-            let t0 = Instant::now();
-            for c in &cases {
-                crate::modules::build::build_all(c, &t.kernel, &t.caps)?;
-            }
-            let case_builds = t0.elapsed().as_secs_f64();
-            let selftest_builds = built.build_secs;
-            let n_scripts = built.scripts.len();
-            bare_boot(&kt, dir.path())?;
-            bare_boot(&t, dir.path())?;
-            let id = format!("{}/{}", arch.name, kt.kernel.id);
-
-            println!("\n== {id}: the kernel's livepatch selftests ({n_scripts} scripts, one guest at a time) ==");
-            let w = cases.iter().map(|c| c.id.len()).chain([40]).max().unwrap_or(40);
-            let suite = crate::kselftest::Suite::new(std::sync::Arc::new(kt), built, &opts.artifacts, crate::kselftest::run::SCENARIO_TIMEOUT);
-            let t1 = Instant::now();
-            let (outs, _) = suite.run_all();
-            let kwall = t1.elapsed().as_secs_f64();
-            for o in &outs {
-                println!("{:<w$} {:>8.2}  {}", o.case_id, o.secs, o.word());
-            }
-            let k = SuiteRow {
-                suite: "kernel selftests/livepatch".into(),
-                scenarios: outs.len(),
-                passed: outs.iter().filter(|o| o.word() == "pass").count(),
-                guests: suite.boots(),
-                wall: kwall,
-            };
-            failed |= outs.iter().any(|o| o.word() == "fail");
-
-            println!("\n== {id}: klpt cases ({} cases, one guest each, one at a time) ==", cases.len());
-            let t2 = Instant::now();
-            let mut passed = 0;
-            for c in &cases {
-                let o = runner::run_case(&t, c, &opts);
-                println!("{:<w$} {:>8.2}  {}", c.id, o.secs, o.word());
-                passed += usize::from(o.word() == "pass");
-                failed |= o.word() == "fail";
-            }
-            let cwall = t2.elapsed().as_secs_f64();
-            let dirs: Vec<String> = {
-                let mut v: Vec<String> = cases.iter().map(|c| c.id.split('/').next().unwrap_or("").to_string()).collect();
-                v.dedup();
-                v
-            };
-            let c = SuiteRow { suite: format!("klpt cases/{}", dirs.join(",cases/")), scenarios: cases.len(), passed, guests: cases.len(), wall: cwall };
-
-            let builds = match selftest_builds {
-                Some(s) => format!("{s:.1} s"),
-                None => "cached".into(),
-            };
-            println!("\n{id}; untimed before the runs: selftest modules and helper {builds}, klpt's modules {case_builds:.1} s");
-            println!("| suite | scenarios | passed | guests | host wall | s/scenario |");
-            println!("|---|---|---|---|---|---|");
-            for r in [&k, &c] {
-                println!("| {} | {} | {} | {} | {:.1} s | {:.2} |", r.suite, r.scenarios, r.passed, r.guests, r.wall, r.per());
-            }
-            println!("klpt/kselftest wall ratio: {:.2}", c.wall / k.wall);
-        }
-    }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
 /// The `q`-quantile of `v` (nearest rank), NaN for no values.
 fn quantile(v: &[f64], q: f64) -> f64 {
     if v.is_empty() {
@@ -246,7 +154,7 @@ fn quantile(v: &[f64], q: f64) -> f64 {
 }
 
 /// The machine a figure was measured on: CPUs and load.
-fn machine() -> String {
+pub(super) fn machine() -> String {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load: Vec<&str> = load.split_whitespace().take(3).collect();
@@ -281,7 +189,7 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
         return Err(Error::Other("no cases to bench".into()));
     }
     let dir = crate::vm::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240) };
+    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
     let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut failed = false;
     for &arch in arches {
