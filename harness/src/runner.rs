@@ -269,6 +269,9 @@ pub fn run_case_observed(t: &Target, case: &Case, opts: &Options, legacy: bool, 
             }
         }
     }
+    if matches!((&status, xfail), (Status::Pass, Some(_))) || matches!((&status, xfail), (Status::Fail(f), Some(_)) if f.cause == Cause::KernelVerdict) {
+        out.xfail_reason = xfail.map(|x| x.reason.clone());
+    }
     out.status = match (status, xfail) {
         (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => Status::Xfail(format!("{} ({})", x.reason, f.first_line())),
         (Status::Pass, Some(x)) => Status::Xpass(format!("expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),

@@ -98,6 +98,8 @@ pub struct Outcome {
     pub step_secs: Vec<(&'static str, f64)>,
     /// The trial's artifacts directory (consoles, collected state).
     pub artifacts: Option<std::path::PathBuf>,
+    /// An xfail or xpass trial: the `reason` of the case's `xfail:` entry alone.
+    pub xfail_reason: Option<String>,
 }
 
 impl Outcome {
@@ -116,6 +118,7 @@ impl Outcome {
             retries: 0,
             step_secs: Vec::new(),
             artifacts: None,
+            xfail_reason: None,
         }
     }
 

@@ -22,7 +22,8 @@ pub enum Verdict {
     Xfail,
     /// Passed although the case's `xfail` entry expects a failure.
     Xpass,
-    /// klpt itself failed (cause `harness error`): the kernel was not judged.
+    /// klpt failed itself, or lost the guest even on the retry (cause
+    /// `harness error`, `guest lost`): the kernel was not judged.
     Error,
     /// The run was cancelled (or no shard ran it) before the trial finished.
     Unfinished,
@@ -105,6 +106,13 @@ pub struct TrialResult {
     /// Where the trial's console logs and failure artifacts are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifacts: Option<String>,
+    /// An xfail or xpass trial: the reason of the case's `xfail:` entry
+    /// alone (`message` also has this run's failure).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfail_reason: Option<String>,
+    /// When the trial started, seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_unix: Option<f64>,
 }
 
 impl TrialResult {
@@ -115,7 +123,7 @@ impl TrialResult {
             Status::Skip(r) => (Verdict::Skip, None, r.clone()),
             Status::Xfail(r) => (Verdict::Xfail, None, r.clone()),
             Status::Xpass(r) => (Verdict::Xpass, Some(Cause::KernelVerdict), r.clone()),
-            Status::Fail(f) if f.cause == Cause::HarnessError => (Verdict::Error, Some(f.cause), f.message.clone()),
+            Status::Fail(f) if matches!(f.cause, Cause::HarnessError | Cause::GuestLost) => (Verdict::Error, Some(f.cause), f.message.clone()),
             Status::Fail(f) => (Verdict::Fail, Some(f.cause), f.message.clone()),
         };
         TrialResult {
@@ -135,6 +143,8 @@ impl TrialResult {
             retries: o.retries,
             steps: o.step_secs.iter().map(|(k, s)| StepTiming { kind: k.to_string(), secs: *s }).collect(),
             artifacts: o.artifacts.as_ref().map(|p| p.display().to_string()),
+            xfail_reason: o.xfail_reason.clone(),
+            start_unix: None,
         }
     }
 
@@ -157,6 +167,8 @@ impl TrialResult {
             retries: 0,
             steps: Vec::new(),
             artifacts: None,
+            xfail_reason: None,
+            start_unix: None,
         }
     }
 
@@ -202,6 +214,31 @@ pub struct PlanRecord {
     pub mine: Vec<String>,
 }
 
+/// A kernel trials ran on, as reports beyond the trial name need it
+/// (KCIDB's checkout and build records).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KernelRecord {
+    pub arch: String,
+    /// The id trial names carry.
+    pub id: String,
+    /// `uname -r`.
+    pub release: String,
+    /// Its `.config`.
+    pub config: String,
+    pub origin: crate::kernel::origin::Origin,
+}
+
+impl KernelRecord {
+    pub fn of(k: &crate::kernel::Kernel) -> KernelRecord {
+        KernelRecord { arch: k.arch.name.to_string(), id: k.id.clone(), release: k.release.clone(), config: k.config.display().to_string(), origin: k.origin.clone() }
+    }
+
+    /// `x86_64/src-7.2.13`: the key of [`RunResults::kernels`], as trial names begin.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.arch, self.id)
+    }
+}
+
 /// The contents of a `--results` file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResults {
@@ -210,11 +247,18 @@ pub struct RunResults {
     /// Seconds since the Unix epoch when the run started.
     pub started_unix: u64,
     pub secs: f64,
-    /// Interrupted (Ctrl-C, SIGTERM, SIGHUP): unfinished trials say so.
+    /// Interrupted (Ctrl-C, SIGTERM, SIGHUP, `--timeout`): unfinished trials say so.
     pub cancelled: bool,
+    /// The run's `--artifacts` directory, absolute; trials' `artifacts` are below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<String>,
     pub plan: PlanRecord,
     /// One per trial of `plan.mine`, in plan order.
     pub results: Vec<TrialResult>,
+    /// The kernels klpt had or prepared, by `arch/id` (a run cancelled
+    /// before it fetched or built a kernel lacks it).
+    #[serde(default)]
+    pub kernels: std::collections::BTreeMap<String, KernelRecord>,
 }
 
 /// Counts of each verdict.

@@ -7,7 +7,7 @@
 //! such.
 
 use crate::event::Event;
-use crate::report::results::{PlanRecord, RunResults, TrialResult, Verdict, FORMAT};
+use crate::report::results::{KernelRecord, PlanRecord, RunResults, TrialResult, Verdict, FORMAT};
 use crate::runner::StepDone;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -54,6 +54,7 @@ struct Inner {
     started: std::collections::BTreeSet<usize>,
     finished: Option<RunResults>,
     errors: Vec<String>,
+    kernels: BTreeMap<String, KernelRecord>,
 }
 
 impl Inner {
@@ -70,6 +71,7 @@ pub struct Stream {
     inner: Mutex<Inner>,
     t0: Instant,
     started_unix: u64,
+    artifacts: Option<String>,
 }
 
 impl Stream {
@@ -77,14 +79,15 @@ impl Stream {
     /// `threads` trials at once: sends RunStarted, takes over progress
     /// events, and makes Ctrl-C, SIGTERM and SIGHUP finish it (every
     /// report written) before klpt exits.
-    pub fn start(plan: PlanRecord, reporters: Vec<Box<dyn Reporter>>, threads: usize) -> Arc<Stream> {
+    pub fn start(plan: PlanRecord, reporters: Vec<Box<dyn Reporter>>, threads: usize, artifacts: Option<&std::path::Path>) -> Arc<Stream> {
         let position: BTreeMap<&str, usize> = plan.trials.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
         let slots = plan.mine.iter().map(|n| (position[n.as_str()], None)).collect();
         let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let stream = Arc::new(Stream {
-            inner: Mutex::new(Inner { reporters, plan, slots, started: Default::default(), finished: None, errors: Vec::new() }),
+            inner: Mutex::new(Inner { reporters, plan, slots, started: Default::default(), finished: None, errors: Vec::new(), kernels: BTreeMap::new() }),
             t0: Instant::now(),
             started_unix,
+            artifacts: artifacts.map(|a| std::path::absolute(a).unwrap_or_else(|_| a.to_path_buf()).display().to_string()),
         });
         {
             let mut inner = stream.lock();
@@ -103,6 +106,12 @@ impl Stream {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a kernel the run has (for reports that describe it).
+    pub fn kernel(&self, k: &crate::kernel::Kernel) {
+        let r = KernelRecord::of(k);
+        self.lock().kernels.insert(r.key(), r);
     }
 
     pub fn trial_started(&self, index: usize) {
@@ -173,8 +182,10 @@ impl Stream {
             started_unix: self.started_unix,
             secs,
             cancelled: cancelled.is_some(),
+            artifacts: self.artifacts.clone(),
             plan,
             results,
+            kernels: inner.kernels.clone(),
         };
         let totals = crate::report::results::totals(&run.results);
         inner.send(&RunEvent::RunFinished { cancelled: run.cancelled, secs, totals, results: &run });

@@ -59,8 +59,11 @@ pub fn merge(runs: &[(PathBuf, RunResults)]) -> Result<RunResults, String> {
         started_unix: runs.iter().map(|(_, r)| r.started_unix).min().unwrap_or(0),
         secs: runs.iter().map(|(_, r)| r.secs).fold(0.0, f64::max),
         cancelled: runs.iter().any(|(_, r)| r.cancelled),
+        // Each shard has its own; every trial's record names its own directory.
+        artifacts: None,
         plan: PlanRecord { trials: first.plan.trials.clone(), partition: None, mine: first.plan.trials.iter().map(|t| t.name.clone()).collect() },
         results,
+        kernels: runs.iter().flat_map(|(_, r)| r.kernels.clone()).collect(),
     })
 }
 

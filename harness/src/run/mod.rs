@@ -100,9 +100,12 @@ pub fn run(req: Request) -> Result<bool, String> {
         reporters.push(Box::new(MatrixTable));
     }
     reporters.push(Box::new(req.files.clone()));
-    let stream = Stream::start(plan.record(), reporters, threads);
+    let stream = Stream::start(plan.record(), reporters, threads, Some(&artifacts));
     let _watchdog = req.timeout.map(watchdog);
-    let jobs = match prepare(&plan, &req, &artifacts) {
+    for k in plan.targets.iter().filter_map(|t| t.kernel.as_ref()) {
+        stream.kernel(k);
+    }
+    let jobs = match prepare(&plan, &req, &artifacts, &stream) {
         Ok(j) => j,
         Err(e) => {
             let _ = stream.finish(Some(&format!("the run stopped: {}", e.lines().next().unwrap_or(""))));
@@ -134,7 +137,7 @@ fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
 /// Prepares the targets this run's trials need (each once) and builds the
 /// modules of its cases; returns its jobs in plan order, and the selftest
 /// suites whose scripts are queued.
-fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
+fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path, stream: &Stream) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
     let opts = Arc::new(Options { artifacts: artifacts.to_path_buf(), keep_failed: req.keep_failed, boot_timeout: Duration::from_secs(240), guest_time: false });
     let mut targets: Vec<Option<Arc<Target>>> = Vec::new();
     let mut suites: Vec<Option<Arc<crate::kselftest::Suite>>> = Vec::new();
@@ -144,6 +147,7 @@ fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path) -> Result<(V
         targets.push(if plan.needs(ti, TrialKind::Case) {
             let t = Target::prepare(spec.arch, spec.spec.as_deref(), req.accel).map_err(|e| format!("{what}: {e}"))?;
             same(&t.kernel.id)?;
+            stream.kernel(&t.kernel);
             Some(Arc::new(t))
         } else {
             None
@@ -151,6 +155,7 @@ fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path) -> Result<(V
         suites.push(if plan.needs(ti, TrialKind::Kselftest) {
             let (t, built) = crate::kselftest::prepare(spec.arch, spec.spec.as_deref(), req.accel).map_err(|e| format!("{what}: {e}"))?;
             same(&t.kernel.id)?;
+            stream.kernel(&t.kernel);
             Some(crate::kselftest::Suite::new(Arc::new(t), built, artifacts, req.scenario_timeout))
         } else {
             None

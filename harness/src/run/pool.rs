@@ -53,6 +53,7 @@ pub fn execute(jobs: Vec<Job>, threads: usize, stream: &Stream) {
                     }
                     let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
                     stream.trial_started(job.index);
+                    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(stream)));
                     let result = r.unwrap_or_else(|p| {
                         let why = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
@@ -61,7 +62,7 @@ pub fn execute(jobs: Vec<Job>, threads: usize, stream: &Stream) {
                         r.cause = Some(Cause::HarnessError);
                         r
                     });
-                    stream.trial_finished(job.index, result);
+                    stream.trial_finished(job.index, TrialResult { start_unix: start, ..result });
                 })
                 .expect("spawn a trial worker");
         }

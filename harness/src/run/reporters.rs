@@ -157,8 +157,18 @@ impl Files {
 }
 
 /// WIRING POINT for the KCIDB reporter (`report/kcidb.rs`, written
-/// separately): it turns `run` into KCIDB JSON. Until it is wired in,
-/// `--kcidb` is refused up front rather than silently writing nothing.
+/// separately, `kcidb::render(&Run, &[Trial])`): it turns `run` into KCIDB
+/// JSON. Until it is wired in, `--kcidb` is refused up front rather than
+/// silently writing nothing. Everything its `Trial` needs is in `run`:
+/// name, case_id, arch, verdict (the same seven words), message (`cause`),
+/// xfail_reason, secs (`duration_secs`), start_unix, the trial's artifacts
+/// directory (`kcidb::trial_files` gives `log` and `artifacts`), and
+/// `run.artifacts` (`artifacts_root`; None after a merge: each shard's
+/// trials name their own directory); its `Kernel` comes from
+/// `run.kernels["<arch>/<kernel id>"]` (`origin`: source, series,
+/// patchset_hash, config_name, config_hash, toolchain; `config`: the
+/// `.config`). `Run::run_id` must be shared by a run's shards: take it from
+/// the CI (an option or environment variable), not from the results.
 fn kcidb(_run: Option<&RunResults>) -> Result<String, String> {
     Err("the KCIDB reporter is not built into this klpt yet".into())
 }
