@@ -155,6 +155,41 @@ pub fn finish() {
     }
 }
 
+/// Work the signal handler does before it kills anything: a run writes its
+/// reports (its running trials marked unfinished). Given what stopped klpt
+/// (`SIGINT`, or the run's timeout).
+type Hook = Box<dyn FnOnce(&str) + Send>;
+static HOOKS: Mutex<Vec<Hook>> = Mutex::new(Vec::new());
+
+/// Runs `f` when a signal interrupts klpt, before guests are killed (so no
+/// trial fails for its killed guest first).
+pub fn on_interrupt(f: impl FnOnce(&str) + Send + 'static) {
+    HOOKS.lock().unwrap_or_else(|e| e.into_inner()).push(Box::new(f));
+}
+
+/// Whether a signal is interrupting klpt: start no new work.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst) != 0
+}
+
+/// Stops klpt as a signal would, from klpt itself (a run's `--timeout`):
+/// the interrupt hooks run (reports), everything is killed and removed, and
+/// klpt exits with `code`.
+pub fn abort(code: i32, why: &str) -> ! {
+    if INTERRUPTED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        // A signal got there first and is exiting: wait for it.
+        let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+        std::process::exit(INTERRUPTED.load(Ordering::SeqCst));
+    }
+    eprintln!("\nklpt: {why}; writing reports, stopping guests and removing temporary files");
+    for hook in std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner())) {
+        hook(why);
+    }
+    let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    cleanup_all();
+    std::process::exit(code);
+}
+
 /// Runs `f`, a short write of klpt's own into a tracked directory, with the
 /// signal handler's cleanup held off, so that the handler never removes a
 /// directory klpt is still filling; None, without running `f`, once a
@@ -174,13 +209,16 @@ pub fn install_signal_handlers() {
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) else { return };
-            let code = tokio::select! {
-                _ = int.recv() => 130,
-                _ = term.recv() => 143,
-                _ = hup.recv() => 129,
+            let (code, name) = tokio::select! {
+                _ = int.recv() => (130, "SIGINT"),
+                _ = term.recv() => (143, "SIGTERM"),
+                _ = hup.recv() => (129, "SIGHUP"),
             };
             INTERRUPTED.store(code, Ordering::SeqCst);
-            eprintln!("\nklpt: interrupted; stopping guests and removing temporary files");
+            eprintln!("\nklpt: interrupted; writing reports, stopping guests and removing temporary files");
+            for hook in std::mem::take(&mut *HOOKS.lock().unwrap_or_else(|e| e.into_inner())) {
+                hook(name);
+            }
             // Held until the exit: `finish` on the main thread waits here
             // instead of exiting with the failure the interruption caused.
             let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());

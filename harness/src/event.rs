@@ -1,11 +1,13 @@
-//! Progress events. Pipeline stages send them; the terminal reporter is the
-//! only consumer, so stages never print directly.
+//! Progress events. Pipeline stages send them and never print directly:
+//! during a run they join the run's event stream (`run::events`), whose
+//! human reporter prints them; outside a run they go to stderr.
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event<'a> {
     /// Long work starts: downloading, building, booting.
     Begin { what: &'a str },
@@ -26,10 +28,32 @@ fn start() -> Instant {
     *START.get_or_init(Instant::now)
 }
 
-/// Sends one event to the reporter (stderr, one line each, with elapsed time).
+/// Where events go instead of stderr (the running run's event stream).
+type Sink = Box<dyn Fn(&Event<'_>, f64) + Send + Sync>;
+static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+
+/// Sends events to `sink` (with seconds since klpt started) until [`unsink`].
+pub fn sink(f: impl Fn(&Event<'_>, f64) + Send + Sync + 'static) {
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(f));
+}
+
+/// Events go to stderr again.
+pub fn unsink() {
+    *SINK.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
+
+/// Sends one event to the run's stream, else to stderr.
 pub fn emit(ev: Event<'_>) {
     let t = start().elapsed().as_secs_f64();
-    let line = match ev {
+    if let Some(f) = SINK.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        return f(&ev, t);
+    }
+    print(&ev, t);
+}
+
+/// Prints one event to stderr: one line, with seconds since klpt started.
+pub fn print(ev: &Event<'_>, t: f64) {
+    let line = match *ev {
         Event::Begin { what } => format!("[{t:7.1}s] {what} ..."),
         Event::Done { what, secs } => format!("[{t:7.1}s] {what}: done in {secs:.1}s"),
         Event::Failed { what, secs } => format!("[{t:7.1}s] {what}: failed after {secs:.1}s"),

@@ -3,10 +3,9 @@
 //! The modules follow the pipeline: [`case`] (YAML → typed cases) →
 //! [`modules`] (C + Kbuild) → [`kernel`] (artifacts and capabilities) →
 //! [`image`] (guest initramfs) → [`vm`] (QEMU + SSH) → [`steps`] (actions and
-//! assertions in the guest) → [`report`] (KTAP, JUnit). [`runner`] ties them
-//! into libtest-mimic trials. Every layer shares [`arch`] (the architectures)
-//! and [`cleanup`] (processes and temporary directories that never outlive a
-//! run).
+//! assertions in the guest) → [`report`] (KTAP, JUnit, results). [`runner`]
+//! runs one case on one target; [`run`] plans a command's trials, runs
+//! them on a pool of workers and streams their events to the reporters.
 
 pub mod apt;
 pub mod arch;
@@ -14,6 +13,7 @@ pub mod bench;
 pub mod cache;
 pub mod case;
 pub mod cleanup;
+pub mod commands;
 pub mod error;
 pub mod event;
 pub mod host;
@@ -23,6 +23,7 @@ pub mod kselftest;
 pub mod modules;
 pub mod quote;
 pub mod report;
+pub mod run;
 pub mod runner;
 pub mod shell;
 pub mod steps;

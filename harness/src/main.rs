@@ -1,12 +1,14 @@
 //! The `klpt` command line.
 
 use clap::{Args, Parser, Subcommand};
-use klpt::case::{self, Case};
-use klpt::runner::{self, AccelChoice, Options, Target};
-use klpt::arch::Arch;
+use klpt::commands::{self, Bench};
+use klpt::run::plan::{self, Selection};
+use klpt::run::reporters::Files;
+use klpt::run::Request;
+use klpt::runner::AccelChoice;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -18,7 +20,8 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct KernelArgs {
-    /// Architecture(s): x86_64, arm64, s390x, ppc64le or `all` (repeatable).
+    /// Architecture(s): x86_64, arm64, s390x, ppc64le or `all` (repeatable,
+    /// comma lists allowed; each runs once).
     #[arg(long = "arch", default_value = "x86_64")]
     arches: Vec<String>,
     /// Kernel(s) under test (repeatable): `debian` (Debian's current kernel, the
@@ -39,12 +42,8 @@ enum Cmd {
         words: Vec<String>,
         #[command(flatten)]
         k: KernelArgs,
-        /// Write KTAP (kernel selftest format) here.
-        #[arg(long)]
-        ktap: Option<PathBuf>,
-        /// Write JUnit XML here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
+        #[command(flatten)]
+        reports: ReportArgs,
         /// Where console logs and failure artifacts go.
         #[arg(long, default_value = "klpt-artifacts")]
         artifacts: PathBuf,
@@ -107,12 +106,8 @@ enum Cmd {
         filters: Vec<String>,
         #[command(flatten)]
         k: KernelArgs,
-        /// Write KTAP (kernel selftest format) here.
-        #[arg(long)]
-        ktap: Option<PathBuf>,
-        /// Write JUnit XML here.
-        #[arg(long)]
-        junit: Option<PathBuf>,
+        #[command(flatten)]
+        reports: ReportArgs,
         /// Where consoles and script transcripts go.
         #[arg(long, default_value = "klpt-artifacts")]
         artifacts: PathBuf,
@@ -121,6 +116,11 @@ enum Cmd {
         scenario_timeout: u64,
         #[command(flatten)]
         t: TestArgs,
+    },
+    /// Work with the results files of finished runs.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
     },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
@@ -168,6 +168,48 @@ enum KernelCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// Merge the `--results` files of a run's shards into the reports of
+    /// one unsharded run (trials no file holds are unfinished).
+    Merge {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        reports: ReportArgs,
+    },
+}
+
+/// Reports written when the run ends, also when it is interrupted (its
+/// unfinished trials marked as such).
+#[derive(Args)]
+struct ReportArgs {
+    /// Write KTAP (kernel selftest format) here.
+    #[arg(long)]
+    ktap: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Write the run's results as JSON here (`klpt report merge` reads them).
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// Write the case × kernel table as JSON here.
+    #[arg(long)]
+    matrix: Option<PathBuf>,
+    /// Write KCIDB JSON here.
+    #[arg(long)]
+    kcidb: Option<PathBuf>,
+    /// Write every event of the run (trials, steps, progress) as JSON lines here.
+    #[arg(long)]
+    jsonl: Option<PathBuf>,
+}
+
+impl ReportArgs {
+    fn files(&self) -> Files {
+        Files { ktap: self.ktap.clone(), junit: self.junit.clone(), results: self.results.clone(), matrix: self.matrix.clone(), kcidb: self.kcidb.clone() }
+    }
+}
+
 /// libtest's options, for filtering and listing as Rust users expect.
 #[derive(Args)]
 struct TestArgs {
@@ -188,96 +230,31 @@ struct TestArgs {
     /// Guests run at once (default: one per core, as many as memory allows).
     #[arg(long)]
     test_threads: Option<usize>,
+    /// One character per trial instead of a line.
     #[arg(long, short)]
     quiet: bool,
+    /// Accepted for libtest compatibility: klpt captures nothing.
     #[arg(long)]
     nocapture: bool,
+    /// Run one shard of the selected trials: `count:K/N` (round-robin in
+    /// plan order) or `hash:K/N` (by trial name), K of N.
+    #[arg(long)]
+    partition: Option<String>,
+    /// Stop the whole run after SECS seconds (preparation included): the
+    /// reports are written, unfinished trials marked as such; exit 1.
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
 }
 
-fn arches(names: &[String]) -> Result<Vec<Arch>, String> {
-    let mut out = Vec::new();
-    for n in names.iter().flat_map(|n| n.split(',')) {
-        if n == "all" {
-            out.extend(klpt::arch::ALL);
-        } else {
-            out.push(Arch::by_name(n).ok_or_else(|| format!("unknown architecture `{n}` (x86_64, arm64, s390x, ppc64le, all)"))?);
-        }
+impl TestArgs {
+    fn selection(&self, filters: Vec<String>) -> Selection {
+        Selection { filters, skip: self.skip.clone(), exact: self.exact, ignored: self.ignored }
     }
-    out.dedup();
-    Ok(out)
-}
-
-fn load_cases(paths: &[PathBuf]) -> Result<Vec<Case>, String> {
-    let files = case::discover(paths).map_err(|e| e.to_string())?;
-    let mut cases = Vec::new();
-    let mut errors = Vec::new();
-    for f in files {
-        match case::load(&f) {
-            Ok(c) => cases.push(c),
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors.join("\n"));
-    }
-    Ok(cases)
-}
-
-fn default_cases() -> PathBuf {
-    klpt::project_root().join("cases/stock")
 }
 
 fn main() -> ExitCode {
     klpt::cleanup::install_signal_handlers();
-    let cli = Cli::parse();
-    let r = match cli.cmd {
-        Cmd::Run { words, k, ktap, junit, artifacts, keep_failed, kselftest, t } => run(words, k, ktap, junit, artifacts, keep_failed, kselftest, t),
-        Cmd::Check { paths } => check(paths),
-        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series, export: Some(file) } } => arches(&a).and_then(|a| match a[..] {
-            [arch] => klpt::kernel::export::export_build(&klpt::kernel::build::Spec { src, arch, series }, &file).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
-            _ => Err("--export writes one kernel: pass one --arch".into()),
-        }),
-        Cmd::Kernel { cmd: KernelCmd::Build { src, arches: a, series, export: None } } => arches(&a).and_then(|a| {
-            for arch in a {
-                let dir = klpt::kernel::build::build(&klpt::kernel::build::Spec { src: src.clone(), arch, series: series.clone() }).map_err(|e| e.to_string())?;
-                println!("{}: {}", arch.name, dir.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }),
-        Cmd::Gen { case, k } => gen(case, k),
-        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::arch::X86_64), k.accel).map_err(|e| e.to_string()),
-        Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
-        Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
-        Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => {
-            let default = klpt::project_root().join("cases/kselftest");
-            let paths = if paths.is_empty() { vec![default.clone()] } else { paths };
-            let hint = |e: String| if paths == [default.clone()] && !default.exists() { format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)") } else { e };
-            load_cases(&paths).map_err(hint).and_then(|cases| {
-                let stock = load_cases(&[default_cases()])?;
-                let a = arches(&k.arches)?;
-                let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
-                let mut code = ExitCode::SUCCESS;
-                for kernel in &kernels {
-                    let plan = klpt::bench::Plan { cases: &cases, stock: &stock, arches: &a, kernel, accel: k.accel, boots };
-                    if klpt::bench::versus_kselftest(&plan).map_err(|e| e.to_string())? != ExitCode::SUCCESS {
-                        code = ExitCode::FAILURE;
-                    }
-                }
-                Ok(code)
-            })
-        }
-        Cmd::Bench { paths, k, boots, kernel_builds, steps, .. } => {
-            let paths = if paths.is_empty() { vec![default_cases()] } else { paths };
-            load_cases(&paths).and_then(|cases| {
-                let a = arches(&k.arches)?;
-                if steps {
-                    klpt::bench::bench_steps(&cases, &a, &k.kernels, k.accel).map_err(|e| e.to_string())
-                } else {
-                    klpt::bench::bench(&cases, &a, &k.kernels, k.accel, boots, kernel_builds).map_err(|e| e.to_string())
-                }
-            })
-        }
-    };
+    let r = dispatch(Cli::parse().cmd);
     klpt::cleanup::finish();
     match r {
         Ok(code) => code,
@@ -288,212 +265,92 @@ fn main() -> ExitCode {
     }
 }
 
-fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> Result<Vec<Arc<Target>>, String> {
-    // Partial module builds of a killed run go before anything else starts.
-    klpt::modules::build::sweep();
-    let mut targets = Vec::new();
-    for a in arches {
-        for k in kernels {
-            targets.push(Arc::new(Target::prepare(*a, k.as_deref(), accel).map_err(|e| format!("{} ({}): {e}", a.name, k.as_deref().unwrap_or("debian")))?));
-        }
-    }
-    Ok(targets)
-}
-
-/// The trial id of each (arch, kernel) without preparing it (`--list`).
-fn kernel_ids(arches: &[Arch], kernels: &[Option<String>]) -> Result<Vec<(Arch, String)>, String> {
-    let mut out = Vec::new();
-    for a in arches {
-        for k in kernels {
-            let what = || format!("{} ({})", a.name, k.as_deref().unwrap_or("debian"));
-            match klpt::kernel::peek(k.as_deref(), *a).map_err(|e| format!("{}: {e}", what()))? {
-                klpt::kernel::Peek::Ready(kernel) => out.push((*a, kernel.id)),
-                klpt::kernel::Peek::Absent { id: Some(id), .. } => out.push((*a, id)),
-                klpt::kernel::Peek::Absent { id: None, how } => return Err(format!("{}: cannot name its trials before it is built (they carry the built kernel's release): {how}", what())),
-            }
-        }
-    }
-    Ok(out)
-}
-
-fn matrix(paths: Vec<PathBuf>, a: Vec<String>, kernels: Vec<String>, json: PathBuf, artifacts: PathBuf, test_threads: Option<usize>) -> Result<ExitCode, String> {
+fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
     let root = klpt::project_root();
-    let paths = if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
-    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
-    let kernels: Vec<Option<String>> = if kernels.is_empty() {
-        let series = root.join("cases/hybrid/series");
-        vec![Some("source".into()), Some(format!("source:{}", series.join("v1-replaceable").display())), Some(format!("source:{}", series.join("v2-replace-set").display()))]
-    } else {
-        kernels.into_iter().map(Some).collect()
-    };
-    let targets = prepare(&arches(&a)?, &kernels, AccelChoice::Auto)?;
-    runner::prebuild(&targets, &cases);
-    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
-    let opts = Arc::new(Options { artifacts, keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
-    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
-    let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
-    args.test_threads = Some(test_threads.unwrap_or_else(runner::default_parallel_guests));
-    args.quiet = true;
-    let conclusion = libtest_mimic::run(&args, runner::trials(&targets, &cases, opts, outcomes.clone()));
-    let all = runner::write_reports(&outcomes, None, None).map_err(|e| e.to_string())?;
-    let table = klpt::report::matrix::Matrix::from_outcomes(&all);
-    print!("{}", table.text());
-    std::fs::write(&json, table.json()).map_err(|e| format!("{}: {e}", json.display()))?;
-    eprintln!("matrix written to {}", json.display());
-    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
-    let paths = if paths.is_empty() { vec![klpt::project_root().join("cases")] } else { paths };
-    let files = case::discover(&paths).map_err(|e| e.to_string())?;
-    let mut bad = 0;
-    for f in &files {
-        if let Err(e) = case::load(f) {
-            eprintln!("{e}");
-            bad += 1;
+    let exit = |ok: bool| if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE };
+    match cmd {
+        Cmd::Run { words, k, reports, artifacts, keep_failed, kselftest, t } => {
+            // Words naming files or directories are case paths; the rest filter trials.
+            let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
+            let paths: Vec<PathBuf> = if paths.is_empty() { vec![root.join("cases/stock")] } else { paths.into_iter().map(PathBuf::from).collect() };
+            let cases = klpt::run::load_cases(&paths)?;
+            let kernels = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
+            let req = request(cases, kselftest, &k, kernels, &t, filters, &reports, artifacts)?;
+            klpt::run::run(Request { keep_failed, ..req }).map(exit)
         }
-    }
-    println!("{} case file(s) checked, {} with errors", files.len(), bad);
-    Ok(if bad == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
-}
-
-/// Prints a case's generated C. Installs, fetches and builds nothing: on a
-/// kernel klpt does not have yet it generates for a stock kernel's
-/// `struct klp_patch` and says so.
-fn gen(path: PathBuf, k: KernelArgs) -> Result<ExitCode, String> {
-    let c = case::load(&path).map_err(|e| e.to_string())?;
-    let arch = *arches(&k.arches)?.first().ok_or("no arch")?;
-    let caps = match klpt::kernel::peek(k.kernels.first().map(String::as_str), arch).map_err(|e| e.to_string())? {
-        klpt::kernel::Peek::Ready(kernel) => klpt::kernel::caps::Caps::probe(&kernel),
-        klpt::kernel::Peek::Absent { id, how } => {
-            let fields = klpt::modules::gen::stock_fields();
-            eprintln!(
-                "note: {how}.\nnote: generating for a stock kernel's struct klp_patch ({}) instead of {}'s headers; fields the kernel under test lacks or adds (replace_set, replaceable) may differ.",
-                fields.iter().cloned().collect::<Vec<_>>().join(", "),
-                id.as_deref().unwrap_or("the kernel")
-            );
-            klpt::kernel::caps::Caps { klp_fields: fields, ..Default::default() }
+        Cmd::Selftests { filters, k, reports, artifacts, scenario_timeout, t } => {
+            // Debian's kernels come without their tree: default to the one klpt builds.
+            let kernels = if k.kernels.is_empty() { vec![Some("source".to_string())] } else { k.kernels.iter().cloned().map(Some).collect() };
+            let req = request(Vec::new(), true, &k, kernels, &t, filters, &reports, artifacts)?;
+            klpt::run::run(Request { scenario_timeout: Duration::from_secs(scenario_timeout), ..req }).map(exit)
         }
-    };
-    for s in klpt::modules::build::sources(&c, &caps) {
-        println!("/* ===== {}.c ===== */\n{}", s.name, s.c);
-    }
-    for m in klpt::modules::prebuilt::of(&c) {
-        println!("/* ===== {}: prebuilt, not generated: {} ===== */", m.name, m.path.display());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn libtest_args(filters: &[String], t: TestArgs) -> libtest_mimic::Arguments {
-    let mut args = libtest_mimic::Arguments::from_iter(["klpt"]);
-    args.filter = filters.first().cloned();
-    args.list = t.list;
-    args.ignored = t.ignored;
-    args.include_ignored = t.include_ignored;
-    args.exact = t.exact;
-    args.skip = t.skip;
-    args.test_threads = Some(t.test_threads.unwrap_or_else(runner::default_parallel_guests));
-    args.quiet = t.quiet;
-    args.nocapture = t.nocapture;
-    args
-}
-
-fn selftests(filters: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, scenario_timeout: u64, t: TestArgs) -> Result<ExitCode, String> {
-    let arches = arches(&k.arches)?;
-    // Debian's kernels come without their tree: default to the one klpt builds.
-    let kernels = if k.kernels.is_empty() { vec!["source".to_string()] } else { k.kernels.clone() };
-    let mut args = libtest_args(&filters, t);
-    // The drivers run the scripts (one guest per target at a time); trial
-    // threads only wait for their scenario. Two or more make libtest print
-    // each result as one line, not around the drivers' progress lines.
-    args.test_threads = Some(args.test_threads.unwrap_or(2));
-    if args.list {
-        // Names only: the scripts are read from the kernel's tree; nothing is built.
-        return Ok(libtest_mimic::run(&args, kselftest_listing(&arches, &kernels)?).exit_code());
-    }
-    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
-    let suites = kselftest_suites(&arches, &kernels, k.accel, &artifacts, Duration::from_secs(scenario_timeout))?;
-    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
-    let trials = klpt::kselftest::trials(&suites, outcomes.clone(), &args);
-    let conclusion = libtest_mimic::run(&args, trials);
-    for s in &suites {
-        s.finish();
-    }
-    runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
-    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(words: Vec<String>, k: KernelArgs, ktap: Option<PathBuf>, junit: Option<PathBuf>, artifacts: PathBuf, keep_failed: bool, kselftest: bool, t: TestArgs) -> Result<ExitCode, String> {
-    // Words naming files or directories are case paths; the rest filter trials.
-    let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
-    let paths: Vec<PathBuf> = if paths.is_empty() { vec![default_cases()] } else { paths.into_iter().map(PathBuf::from).collect() };
-    let cases: Vec<Arc<Case>> = load_cases(&paths)?.into_iter().map(Arc::new).collect();
-    let arches = arches(&k.arches)?;
-    let mut args = libtest_args(&filters, t);
-    args.test_threads = Some(args.test_threads.unwrap_or_else(runner::default_parallel_guests));
-    let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
-    if args.list {
-        // Names only: nothing installed, fetched (beyond apt metadata) or built.
-        let ids = kernel_ids(&arches, &kernels)?;
-        let mut trials = runner::listing(&ids, &cases);
-        if kselftest {
-            trials.extend(kselftest_listing(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>())?);
+        Cmd::Matrix { paths, arches, kernels, json, artifacts, test_threads } => {
+            let paths = if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
+            let kernels = if kernels.is_empty() {
+                let series = root.join("cases/hybrid/series");
+                vec![Some("source".into()), Some(format!("source:{}", series.join("v1-replaceable").display())), Some(format!("source:{}", series.join("v2-replace-set").display()))]
+            } else {
+                kernels.into_iter().map(Some).collect()
+            };
+            let req = Request {
+                cases: klpt::run::load_cases(&paths)?.into_iter().map(Arc::new).collect(),
+                kselftest: false,
+                arches: plan::arches(&arches)?,
+                kernels,
+                accel: AccelChoice::Auto,
+                selection: Selection::default(),
+                partition: None,
+                list: false,
+                threads: test_threads,
+                quiet: true,
+                artifacts,
+                keep_failed: false,
+                scenario_timeout: klpt::kselftest::run::SCENARIO_TIMEOUT,
+                files: Files { matrix: Some(json.clone()), ..Files::default() },
+                jsonl: None,
+                matrix_table: true,
+                timeout: None,
+            };
+            let ok = klpt::run::run(req)?;
+            eprintln!("matrix written to {}", json.display());
+            Ok(exit(ok))
         }
-        return Ok(libtest_mimic::run(&args, trials).exit_code());
-    }
-    let targets = prepare(&arches, &kernels, k.accel)?;
-    // Modules for the trials this run selects only (libtest's filter words).
-    let selected: Vec<Arc<Case>> = cases
-        .iter()
-        .filter(|c| targets.iter().any(|t| selects(&args, &runner::trial_name(t, c))))
-        .cloned()
-        .collect();
-    runner::prebuild(&targets, &selected);
-    let artifacts = runner::claim_artifacts(&artifacts).map_err(|e| e.to_string())?;
-    let suites = if kselftest { kselftest_suites(&arches, &kernels.iter().map(|k| k.clone().unwrap_or_else(|| "debian".into())).collect::<Vec<_>>(), k.accel, &artifacts, klpt::kselftest::run::SCENARIO_TIMEOUT)? } else { Vec::new() };
-    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed, boot_timeout: Duration::from_secs(240), guest_time: false });
-    let outcomes: runner::Outcomes = Arc::new(Mutex::new(Vec::new()));
-    let mut trials = runner::trials(&targets, &cases, opts, outcomes.clone());
-    trials.extend(klpt::kselftest::trials(&suites, outcomes.clone(), &args));
-    let conclusion = libtest_mimic::run(&args, trials);
-    for s in &suites {
-        s.finish();
-    }
-    runner::write_reports(&outcomes, ktap.as_deref(), junit.as_deref()).map_err(|e| e.to_string())?;
-    runner::wait_for_kept_guests();
-    Ok(if conclusion.has_failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-}
-
-/// The selftests' trials for `--list`, read from the kernels' trees.
-fn kselftest_listing(arches: &[Arch], kernels: &[String]) -> Result<Vec<libtest_mimic::Trial>, String> {
-    let mut trials = Vec::new();
-    for a in arches {
-        for kernel in kernels {
-            let what = format!("{} ({kernel})", a.name);
-            match klpt::kernel::peek(Some(kernel), *a).map_err(|e| format!("{what}: {e}"))? {
-                klpt::kernel::Peek::Ready(kr) => trials.extend(klpt::kselftest::run::listing(*a, &kr).map_err(|e| format!("{what}: {e}"))?),
-                klpt::kernel::Peek::Absent { how, .. } => return Err(format!("{what}: cannot list its selftests before it is built: {how}")),
+        Cmd::Report { cmd: ReportCmd::Merge { files, reports } } => {
+            if reports.jsonl.is_some() {
+                return Err("--jsonl: a merge has no events to stream; merge writes --ktap, --junit, --results, --matrix and --kcidb".into());
             }
+            klpt::run::merge::command(&files, reports.files()).map(exit)
         }
+        Cmd::Check { paths } => commands::check(paths),
+        Cmd::Kernel { cmd: KernelCmd::Build { src, arches, series, export } } => commands::kernel_build(src, &arches, series, export),
+        Cmd::Gen { case, k } => commands::gen(&case, commands::one_arch(&k.arches)?, k.kernels.first().map(String::as_str)),
+        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), commands::one_arch(&k.arches)?, k.accel).map_err(|e| e.to_string()),
+        Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => commands::bench(Bench::VersusKselftest { boots }, paths, &k.arches, &k.kernels, k.accel),
+        Cmd::Bench { paths, k, steps: true, .. } => commands::bench(Bench::Steps, paths, &k.arches, &k.kernels, k.accel),
+        Cmd::Bench { paths, k, boots, kernel_builds, .. } => commands::bench(Bench::Boots { boots, kernel_builds }, paths, &k.arches, &k.kernels, k.accel),
     }
-    Ok(trials)
 }
 
-/// Builds the selftests of every (arch, kernel) and their guests' images.
-fn kselftest_suites(arches: &[Arch], kernels: &[String], accel: AccelChoice, artifacts: &std::path::Path, timeout: Duration) -> Result<Vec<Arc<klpt::kselftest::Suite>>, String> {
-    let mut suites = Vec::new();
-    for a in arches {
-        for kernel in kernels {
-            let (target, built) = klpt::kselftest::prepare(*a, Some(kernel), accel).map_err(|e| format!("{} ({kernel}): {e}", a.name))?;
-            suites.push(klpt::kselftest::Suite::new(Arc::new(target), built, artifacts, timeout));
-        }
-    }
-    Ok(suites)
-}
-
-/// Whether libtest's filter and `--skip` words let the trial `name` run.
-fn selects(args: &libtest_mimic::Arguments, name: &str) -> bool {
-    let hit = |f: &str| if args.exact { name == f } else { name.contains(f) };
-    args.filter.as_deref().is_none_or(hit) && !args.skip.iter().any(|s| hit(s))
+/// The run request of `klpt run` and `klpt selftests`.
+#[allow(clippy::too_many_arguments)]
+fn request(cases: Vec<klpt::case::Case>, kselftest: bool, k: &KernelArgs, kernels: Vec<Option<String>>, t: &TestArgs, filters: Vec<String>, reports: &ReportArgs, artifacts: PathBuf) -> Result<Request, String> {
+    Ok(Request {
+        cases: cases.into_iter().map(Arc::new).collect(),
+        kselftest,
+        arches: plan::arches(&k.arches)?,
+        kernels,
+        accel: k.accel,
+        selection: t.selection(filters),
+        partition: t.partition.as_deref().map(str::parse).transpose()?,
+        list: t.list,
+        threads: t.test_threads,
+        quiet: t.quiet,
+        artifacts,
+        keep_failed: false,
+        scenario_timeout: klpt::kselftest::run::SCENARIO_TIMEOUT,
+        files: reports.files(),
+        jsonl: reports.jsonl.clone(),
+        matrix_table: false,
+        timeout: t.timeout.map(Duration::from_secs),
+    })
 }

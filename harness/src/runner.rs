@@ -1,5 +1,6 @@
-//! The runner: prepares each (architecture, kernel) once, then runs every
-//! (case, arch, kernel) as a libtest-mimic trial in a fresh guest.
+//! The runner: prepares an (architecture, kernel) target, and runs one
+//! case on it in a fresh guest ([`run_case`]). Planning, the worker pool
+//! and reporting are `crate::run`'s.
 
 use crate::case::Case;
 use crate::error::{Error, Result};
@@ -137,21 +138,9 @@ pub fn trial_name(t: &Target, case: &Case) -> String {
     name(t.arch.name, &t.kernel.id, case)
 }
 
-fn name(arch: &str, kernel_id: &str, case: &Case) -> String {
+/// `x86_64/debian-6.1.0-50-amd64/stock/basic-enable-disable`.
+pub fn name(arch: &str, kernel_id: &str, case: &Case) -> String {
     format!("{arch}/{kernel_id}/{}", case.id)
-}
-
-/// The trials of `cases` on (architecture, kernel id) pairs for `--list`:
-/// named as [`trials`] names them, without a prepared target; their bodies
-/// never run.
-pub fn listing(kernels: &[(Arch, String)], cases: &[Arc<Case>]) -> Vec<libtest_mimic::Trial> {
-    let mut v = Vec::new();
-    for (arch, id) in kernels {
-        for c in cases.iter().filter(|c| c.runs_on(arch.name)) {
-            v.push(libtest_mimic::Trial::test(name(arch.name, id, c), || Err("listed, not prepared".into())));
-        }
-    }
-    v
 }
 
 /// A booted guest for a case, logged in, with the case's modules on it.
@@ -216,14 +205,46 @@ pub fn wait_for_kept_guests() {
     }
 }
 
+/// One step that ran (or was passed over), as it finished.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepDone {
+    /// 1-based, as messages number steps.
+    pub number: usize,
+    /// The step's line in the case file.
+    pub line: usize,
+    pub kind: &'static str,
+    pub label: String,
+    pub secs: f64,
+    pub verdict: StepVerdict,
+    /// 1, or 2 in the fresh guest of a retry.
+    pub attempt: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepVerdict {
+    Ok,
+    /// Its `when:` did not hold: it did not run.
+    NotMet,
+    /// It skipped the rest of the case (the kernel lacks something).
+    Skip,
+    /// It stopped the case: the trial's failure says why.
+    Fail,
+}
+
 /// Runs one case on one target; never panics, always returns an outcome.
 pub fn run_case(t: &Target, case: &Case, opts: &Options) -> Outcome {
-    run_case_steps(t, case, opts, false)
+    run_case_observed(t, case, opts, false, &|_| {})
 }
 
 /// [`run_case`], with `legacy`: steps run the way they did before one guest
 /// command per step (for `klpt bench --steps` only).
 pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> Outcome {
+    run_case_observed(t, case, opts, legacy, &|_| {})
+}
+
+/// [`run_case_steps`], telling `on_step` about each step as it finishes.
+pub fn run_case_observed(t: &Target, case: &Case, opts: &Options, legacy: bool, on_step: &dyn Fn(&StepDone)) -> Outcome {
     let t0 = Instant::now();
     let mut out = Outcome::new(trial_name(t, case), case.id.clone(), t.arch.name, &t.kernel.id);
     let xfail = case
@@ -232,7 +253,7 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
         .iter()
         .find(|x| (x.arches.is_empty() || x.arches.iter().any(|a| a == t.arch.name)) && regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
     let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
-    let mut status = attempt(t, case, opts, &mut out, &dir, true, legacy);
+    let mut status = attempt(t, case, opts, &mut out, &dir, (1, true), legacy, on_step);
     // Only a lost guest is retried, once, in a fresh guest: the kernel's
     // verdicts, crashes and timeouts would only repeat.
     if let Status::Fail(first) = &status {
@@ -240,7 +261,7 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
             let first = first.clone();
             emit(Event::Warn { msg: &format!("{}: {}; retrying once in a fresh guest", out.name, first.first_line()) });
             out.retries = 1;
-            status = attempt(t, case, opts, &mut out, &dir.join("retry"), false, legacy);
+            status = attempt(t, case, opts, &mut out, &dir.join("retry"), (2, false), legacy, on_step);
             let retried = format!("retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}", dir.display());
             match &mut status {
                 Status::Fail(f) => f.message.push_str(&format!("\n{retried}")),
@@ -248,18 +269,23 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
             }
         }
     }
+    if matches!((&status, xfail), (Status::Pass, Some(_))) || matches!((&status, xfail), (Status::Fail(f), Some(_)) if f.cause == Cause::KernelVerdict) {
+        out.xfail_reason = xfail.map(|x| x.reason.clone());
+    }
     out.status = match (status, xfail) {
         (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => Status::Xfail(format!("{} ({})", x.reason, f.first_line())),
-        (Status::Pass, Some(x)) => Status::Fail(Failure::new(Cause::KernelVerdict, format!("XPASS: expected to fail on {} ({}), but passed", t.kernel.id, x.reason))),
+        (Status::Pass, Some(x)) => Status::Xpass(format!("expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),
         (s, _) => s,
     };
     out.secs = t0.elapsed().as_secs_f64();
+    out.artifacts = Some(dir);
     out
 }
 
-/// One attempt at a case in a fresh guest. `may_retry`: a lost guest will
-/// get another attempt, so this one's guest is never kept.
-fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, may_retry: bool, legacy: bool) -> Status {
+/// One attempt (numbered from 1) at a case in a fresh guest. `may_retry`:
+/// a lost guest will get another attempt, so this one's guest is never kept.
+#[allow(clippy::too_many_arguments)]
+fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, (number, may_retry): (u32, bool), legacy: bool, on_step: &dyn Fn(&StepDone)) -> Status {
     let fail = |cause, msg: String| Status::Fail(Failure::new(cause, msg));
     let missing = t.caps.missing(&case.doc.requires, None);
     if !missing.is_empty() {
@@ -301,13 +327,26 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     }
     let mut status = Status::Pass;
     for step in &case.steps {
-        let stop = match session.run(step) {
-            Ok(()) => continue,
+        let ran = session.step_times.len();
+        let r = session.run(step);
+        let done = |verdict| {
+            let secs = session.step_times.get(ran).map(|s| s.1).unwrap_or(0.0);
+            on_step(&StepDone { number: step.index + 1, line: step.line, kind: crate::steps::run::kind(&step.action), label: step.label.clone(), secs, verdict, attempt: number })
+        };
+        let stop = match r {
+            Ok(()) => {
+                done(if session.step_times.len() > ran { StepVerdict::Ok } else { StepVerdict::NotMet });
+                continue;
+            }
             Err(Stop::Skip(r)) => {
+                done(StepVerdict::Skip);
                 status = Status::Skip(r);
                 break;
             }
-            Err(stop) => stop,
+            Err(stop) => {
+                done(StepVerdict::Fail);
+                stop
+            }
         };
         let (cause, detail) = match &stop {
             Stop::Harness(m) => (Cause::HarnessError, m.clone()),
@@ -376,47 +415,6 @@ fn keep(booted: Booted, f: &mut Failure) {
     KEPT.lock().unwrap_or_else(|e| e.into_inner()).push(kept);
 }
 
-/// Shared outcome list the trials append to.
-pub type Outcomes = Arc<Mutex<Vec<Outcome>>>;
-
-pub fn trials(targets: &[Arc<Target>], cases: &[Arc<Case>], opts: Arc<Options>, outcomes: Outcomes) -> Vec<libtest_mimic::Trial> {
-    let mut v = Vec::new();
-    for t in targets {
-        for c in cases.iter().filter(|c| c.runs_on(t.arch.name)) {
-            let (t, c, opts, outcomes) = (t.clone(), c.clone(), opts.clone(), outcomes.clone());
-            v.push(libtest_mimic::Trial::ignorable_test(trial_name(&t, &c), move || {
-                let o = run_case(&t, &c, &opts);
-                let r = match &o.status {
-                    Status::Pass => Ok(libtest_mimic::Completion::Completed),
-                    Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
-                    Status::Xfail(r) => {
-                        eprintln!("{}: expected failure: {r}", o.name);
-                        Ok(libtest_mimic::Completion::Completed)
-                    }
-                    Status::Fail(f) => Err(libtest_mimic::Failed::from(f.to_string())),
-                };
-                outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
-                r
-            }));
-        }
-    }
-    v
-}
-
-/// Writes the requested reports, in trial-name order.
-pub fn write_reports(outcomes: &Outcomes, ktap: Option<&Path>, junit: Option<&Path>) -> Result<Vec<Outcome>> {
-    let mut all = outcomes.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    all.sort_by(|a, b| a.name.cmp(&b.name));
-    let write = |p: &Path, s: String| std::fs::write(p, s).map_err(|e| Error::Io { what: format!("write {}", p.display()), source: e });
-    if let Some(p) = ktap {
-        write(p, crate::report::ktap(&all))?;
-    }
-    if let Some(p) = junit {
-        write(p, crate::report::junit(&all))?;
-    }
-    Ok(all)
-}
-
 /// Claims `dir` for this run's artifacts. A run holds an advisory lock on
 /// it until it exits; a concurrent run that finds it taken writes to
 /// `<dir>-<pid>` instead, so no two runs ever share a console log.
@@ -458,15 +456,6 @@ pub fn default_parallel_guests() -> usize {
     cores.min(by_memory).max(1)
 }
 
-/// Builds, before the first guest starts, every module the run's cases need
-/// on each target in one Kbuild call per target (see `modules::build::build_batch`).
-pub fn prebuild(targets: &[Arc<Target>], cases: &[Arc<Case>]) {
-    for t in targets {
-        let mine: Vec<&Case> = cases.iter().map(|c| c.as_ref()).filter(|c| c.runs_on(t.arch.name) && t.caps.missing(&c.doc.requires, None).is_empty()).collect();
-        crate::modules::build::build_batch(&mine, &t.kernel, &t.caps);
-    }
-}
-
 /// The target of the integration tests (`harness/tests/`): `KLPT_ARCH`
 /// (default x86_64) and `KLPT_KERNEL` (default Debian's current kernel),
 /// prepared; exits with status 2 when it cannot be.
@@ -483,28 +472,5 @@ pub fn test_target() -> Arc<Target> {
             eprintln!("cannot prepare the kernel under test: {e}");
             std::process::exit(2);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn listing_names_trials_as_a_run_does() {
-        let dir = crate::project_root().join("cases/stock");
-        let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
-        only_arm.doc.arches = vec!["arm64".into()];
-        let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
-        let kernels = [(crate::arch::X86_64, "debian-6.1.0-50-amd64".to_string()), (crate::arch::ARM64, "src-7.2.13".to_string())];
-        let names: Vec<String> = listing(&kernels, &cases).iter().map(|t| t.name().to_string()).collect();
-        assert_eq!(
-            names,
-            [
-                "x86_64/debian-6.1.0-50-amd64/stock/refusal-logged-once",
-                "arm64/src-7.2.13/stock/refusal-logged-once",
-                "arm64/src-7.2.13/stock/basic-enable-disable",
-            ]
-        );
     }
 }

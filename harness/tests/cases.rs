@@ -162,6 +162,7 @@ fn main() {
                 Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
                 Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
                 Status::Fail(f) => Err(f.to_string().into()),
+                Status::Xpass(r) => Err(format!("XPASS: {r}").into()),
             }
         }));
     }

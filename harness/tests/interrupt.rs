@@ -10,6 +10,9 @@
 //!   removes the leftover build directory (and whatever still runs in it),
 //!   and the module was never published.
 //! * SIGINT during a boot: exit 130, no QEMU left, no temporary directory.
+//! * SIGINT mid-run: every requested report is written, the finished
+//!   trial with its verdict and the others unfinished; so does a run that
+//!   reaches its `--timeout` (exit 1).
 //!
 //! The module builds are of a case generated with a unique module name and
 //! marker, so nothing is cached for it.
@@ -295,11 +298,12 @@ fn sigkill_during_module_build_is_cleaned_by_the_next_run() {
     // A make that had lived on would have linked the module.
     let ko = Path::new(&b.dir).join(format!("{module}.ko"));
     assert!(!ko.exists(), "{} was linked after klpt died: make outlived it", ko.display());
-    // The next run removes the leftover when it prepares its target; its
-    // filter matches no trial, so it builds and boots nothing itself.
+    // The next run removes the leftover before it plans; its filter
+    // matches no trial, so it builds and boots nothing and says so.
     let mut next = Klpt::start(&s, &["run", &case, "no-such-trial", "--accel", "tcg", "--artifacts", &art]);
     let st = next.wait(Duration::from_secs(60));
-    assert!(st.success(), "the next run failed ({st}):\n{}", next.stderr());
+    assert_eq!(st.code(), Some(2), "an empty selection is an error ({st}):\n{}", next.stderr());
+    assert!(next.stderr().contains("no trial selected"), "no word on the empty selection:\n{}", next.stderr());
     assert!(next.stderr().contains(&format!("removed {}", b.dir)), "the next run did not report removing {}:\n{}", b.dir, next.stderr());
     assert_build_gone(&b, &module);
     assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
@@ -338,4 +342,70 @@ fn sigint_during_boot() {
     assert!(left.is_empty(), "processes of the interrupted run remain: {left:?}");
     assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
     eprintln!("SIGINT during a boot: clean in {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// Reads a file klpt wrote, or says which is missing.
+fn read(p: &Path, stderr: &str) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}; klpt's stderr:\n{stderr}", p.display()))
+}
+
+#[test]
+fn sigint_mid_run_writes_every_report() {
+    let _g = serial();
+    let s = Scratch::new();
+    let stock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock");
+    let cases = [stock.join("basic-enable-disable.yaml"), stock.join("refusal-logged-once.yaml")].map(|p| p.to_string_lossy().into_owned());
+    let art = s.artifacts().to_string_lossy().into_owned();
+    let out = |f: &str| s.path().join(f);
+    let (ktap, junit, results, events) = (out("r.ktap"), out("r.xml"), out("r.json"), out("r.jsonl"));
+    let mut args: Vec<String> = ["run", &cases[0], &cases[1], "--accel", "tcg", "--test-threads", "1", "--artifacts", &art].map(String::from).to_vec();
+    for (flag, p) in [("--ktap", &ktap), ("--junit", &junit), ("--results", &results), ("--jsonl", &events)] {
+        args.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
+    }
+    let mut k = Klpt::start(&s, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    // The event stream says when the first trial is done: one guest at a
+    // time, so the second is about to start or running.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&events).unwrap_or_default().contains("\"event\":\"trial_finished\"") {
+        if let Some(st) = k.child.as_mut().unwrap().try_wait().unwrap() {
+            panic!("klpt exited ({st}) before its first trial finished; stderr:\n{}", k.stderr());
+        }
+        assert!(Instant::now() < deadline, "no trial finished within 120s; stderr:\n{}", k.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    k.signal(libc::SIGINT, true);
+    let st = k.wait(Duration::from_secs(20));
+    assert_eq!(st.code(), Some(130), "exit status after SIGINT; stderr:\n{}", k.stderr());
+    let err = k.stderr();
+    let r: serde_json::Value = serde_json::from_str(&read(&results, &err)).expect("results are JSON");
+    assert_eq!(r["cancelled"], true, "{r}");
+    let verdicts: Vec<(&str, &str)> = r["results"].as_array().unwrap().iter().map(|t| (t["case_id"].as_str().unwrap(), t["verdict"].as_str().unwrap())).collect();
+    assert_eq!(verdicts, [("stock/basic-enable-disable", "pass"), ("stock/refusal-logged-once", "unfinished")], "{r}");
+    let k = read(&ktap, &err);
+    assert!(k.contains("\nok 1 ") && k.contains("# unfinished: the run was interrupted (SIGINT)") && k.contains("\nnot ok 2 "), "{k}");
+    assert!(k.ends_with("# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:0 error:1\n"), "{k}");
+    let j = read(&junit, &err);
+    assert!(j.contains("tests=\"2\" failures=\"0\" errors=\"1\"") && j.contains("<error message=\"unfinished: the run was interrupted (SIGINT)"), "{j}");
+    let last = read(&events, &err).lines().last().unwrap_or_default().to_string();
+    assert!(last.contains("\"event\":\"run_finished\"") && last.contains("\"cancelled\":true"), "last event: {last}");
+    let left = running_with(&art);
+    assert!(left.is_empty(), "processes of the interrupted run remain: {left:?}");
+    assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
+}
+
+#[test]
+fn run_timeout_writes_every_report() {
+    let _g = serial();
+    let s = Scratch::new();
+    let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock/basic-enable-disable.yaml");
+    let art = s.artifacts().to_string_lossy().into_owned();
+    let ktap = s.path().join("r.ktap");
+    let mut k = Klpt::start(&s, &["run", &case.to_string_lossy(), "--accel", "tcg", "--artifacts", &art, "--timeout", "2", "--ktap", &ktap.to_string_lossy()]);
+    let st = k.wait(Duration::from_secs(90));
+    assert_eq!(st.code(), Some(1), "exit status after --timeout; stderr:\n{}", k.stderr());
+    let r = read(&ktap, &k.stderr());
+    assert!(r.contains("# unfinished: the run timed out after 2s (--timeout)") && r.contains("\nnot ok 1 "), "{r}");
+    let left = running_with(&art);
+    assert!(left.is_empty(), "processes of the timed-out run remain: {left:?}");
+    assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
 }

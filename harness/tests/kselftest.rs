@@ -88,6 +88,7 @@ fn expect(all: &[Outcome], id: &str, want: &str, needles: &[&str]) -> Result<(),
         Status::Skip(r) => ("skip".to_string(), r.clone()),
         Status::Xfail(r) => ("xfail".to_string(), r.clone()),
         Status::Fail(f) => (format!("fail:{}", f.cause.as_str()), f.to_string()),
+        Status::Xpass(r) => ("xpass".to_string(), r.clone()),
     };
     if word != want {
         return Err(format!("{id}: expected {want}, got {word}: {text}").into());

@@ -11,4 +11,4 @@ pub mod parse;
 pub mod run;
 pub mod scripts;
 
-pub use run::{prepare, trials, Suite};
+pub use run::{prepare, Suite};

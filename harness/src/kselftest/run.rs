@@ -449,52 +449,6 @@ pub fn last_logged_start(console: &str) -> Option<String> {
     })
 }
 
-/// One libtest trial per scenario of every script; each pushes its outcome
-/// to `outcomes` for the reports. The scripts of the trials `args` selects
-/// are queued at once, in order.
-pub fn trials(suites: &[Arc<Suite>], outcomes: runner::Outcomes, args: &libtest_mimic::Arguments) -> Vec<libtest_mimic::Trial> {
-    let mut v = Vec::new();
-    let mut wanted: Vec<(Arc<Suite>, usize)> = Vec::new();
-    for s in suites {
-        for (si, script) in s.built.scripts.iter().enumerate() {
-            for sc in 0..script.scenarios.len() {
-                let (s2, outcomes) = (s.clone(), outcomes.clone());
-                let trial = libtest_mimic::Trial::ignorable_test(s.trial_name(script, sc), move || {
-                    let o = s2.outcome(si, sc);
-                    let r = match &o.status {
-                        Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
-                        Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
-                        Status::Fail(f) => Err(libtest_mimic::Failed::from(f.to_string())),
-                    };
-                    outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
-                    r
-                });
-                if !args.list && !args.is_filtered_out(&trial) && !args.is_ignored(&trial) && !wanted.iter().any(|(w, i)| Arc::ptr_eq(w, s) && *i == si) {
-                    wanted.push((s.clone(), si));
-                }
-                v.push(trial);
-            }
-        }
-    }
-    for (s, si) in wanted {
-        s.request(si);
-    }
-    v
-}
-
-/// The trials of the selftests of `kernel` (already fetched or built) for
-/// `--list`: named as [`trials`] names them; their bodies never run.
-pub fn listing(arch: crate::arch::Arch, kernel: &crate::kernel::Kernel) -> Result<Vec<libtest_mimic::Trial>> {
-    let scripts = super::build::scripts_of(kernel)?;
-    let mut v = Vec::new();
-    for s in &scripts {
-        for sc in &s.scenarios {
-            v.push(libtest_mimic::Trial::test(format!("{}/{}/{}", arch.name, kernel.id, s.case_id(sc)), || Err("listed, not prepared".into())));
-        }
-    }
-    Ok(v)
-}
-
 /// Prepares a target whose guest carries the selftests of `kernel`'s tree.
 pub fn prepare(arch: crate::arch::Arch, kernel: Option<&str>, accel: runner::AccelChoice) -> Result<(Target, Built)> {
     prepare_suite(arch, kernel, accel, None)

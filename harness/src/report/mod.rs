@@ -1,14 +1,18 @@
-//! Reports: each trial's outcome, written as KTAP (the kernel selftest
-//! format) and JUnit XML after the run.
+//! Reports: each trial's outcome, and the reporters that turn a run's
+//! [`results::TrialResult`]s into KTAP (the kernel selftest format), JUnit
+//! XML and the matrix.
 
 pub mod kcidb;
 pub mod matrix;
+pub mod results;
 
+use results::{TrialResult, Verdict};
 use std::fmt::Write;
 
 /// Why a trial failed: a closed set, so a report never has to guess from
 /// the wording of a message. Only [`Cause::GuestLost`] is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// The kernel did something other than the case expects (an assertion
     /// or an errno mismatch, a warning in the log, a transition that never
@@ -69,6 +73,9 @@ pub enum Status {
     Skip(String),
     /// Failed as the case's `xfail` entry for this kernel expects.
     Xfail(String),
+    /// Passed although the case's `xfail` entry for this kernel expects a
+    /// failure: fails the run. The message says which entry.
+    Xpass(String),
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +97,10 @@ pub struct Outcome {
     /// Each step that ran in the final attempt: its kind (`load`, `assert`,
     /// ...) and host seconds.
     pub step_secs: Vec<(&'static str, f64)>,
+    /// The trial's artifacts directory (consoles, collected state).
+    pub artifacts: Option<std::path::PathBuf>,
+    /// An xfail or xpass trial: the `reason` of the case's `xfail:` entry alone.
+    pub xfail_reason: Option<String>,
 }
 
 impl Outcome {
@@ -107,6 +118,8 @@ impl Outcome {
             notes: Vec::new(),
             retries: 0,
             step_secs: Vec::new(),
+            artifacts: None,
+            xfail_reason: None,
         }
     }
 
@@ -116,38 +129,57 @@ impl Outcome {
             Status::Fail(_) => "fail",
             Status::Skip(_) => "skip",
             Status::Xfail(_) => "xfail",
+            Status::Xpass(_) => "xpass",
         }
     }
 }
 
-pub fn ktap(outcomes: &[Outcome]) -> String {
-    let mut s = format!("KTAP version 1\n1..{}\n", outcomes.len());
-    for (i, o) in outcomes.iter().enumerate() {
+/// KTAP of `results` in the order given (plan order). Totals count every
+/// verdict; an unfinished trial counts as an error.
+pub fn ktap(results: &[TrialResult]) -> String {
+    let mut s = format!("KTAP version 1\n1..{}\n", results.len());
+    for (i, r) in results.iter().enumerate() {
         let n = i + 1;
-        let name = o.name.replace('#', "_");
-        for note in &o.notes {
+        let name = r.name.replace('#', "_");
+        for note in &r.notes {
             let _ = writeln!(s, "# {note}");
         }
-        match &o.status {
-            Status::Pass => {
+        let one_line = || r.message.replace('\n', " ");
+        match r.verdict {
+            Verdict::Pass => {
                 let _ = writeln!(s, "ok {n} {name}");
             }
-            Status::Fail(f) => {
-                for l in f.to_string().lines() {
+            Verdict::Skip => {
+                let _ = writeln!(s, "ok {n} {name} # SKIP {}", one_line());
+            }
+            Verdict::Xfail => {
+                let _ = writeln!(s, "ok {n} {name} # XFAIL {}", one_line());
+            }
+            Verdict::Fail | Verdict::Xpass | Verdict::Error | Verdict::Unfinished => {
+                let story = match r.verdict {
+                    Verdict::Xpass => format!("XPASS: {}", r.message),
+                    Verdict::Unfinished => format!("unfinished: {}", r.message),
+                    _ => r.story(),
+                };
+                for l in story.lines() {
                     let _ = writeln!(s, "# {l}");
                 }
                 let _ = writeln!(s, "not ok {n} {name}");
             }
-            Status::Skip(r) => {
-                let _ = writeln!(s, "ok {n} {name} # SKIP {}", r.replace('\n', " "));
-            }
-            Status::Xfail(r) => {
-                let _ = writeln!(s, "ok {n} {name} # XFAIL {}", r.replace('\n', " "));
-            }
         }
     }
-    let count = |w: &str| outcomes.iter().filter(|o| o.word() == w).count();
-    let _ = writeln!(s, "# Totals: pass:{} fail:{} xfail:{} xpass:0 skip:{} error:0", count("pass"), count("fail"), count("xfail"), count("skip"));
+    let t = results::totals(results);
+    let c = |v: Verdict| t[&v];
+    let _ = writeln!(
+        s,
+        "# Totals: pass:{} fail:{} xfail:{} xpass:{} skip:{} error:{}",
+        c(Verdict::Pass),
+        c(Verdict::Fail),
+        c(Verdict::Xfail),
+        c(Verdict::Xpass),
+        c(Verdict::Skip),
+        c(Verdict::Error) + c(Verdict::Unfinished)
+    );
     s
 }
 
@@ -161,28 +193,44 @@ fn xml(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-pub fn junit(outcomes: &[Outcome]) -> String {
-    let count = |w: &str| outcomes.iter().filter(|o| o.word() == w).count();
-    let total: f64 = outcomes.iter().map(|o| o.secs).sum();
+/// JUnit's class of a trial: `arch.kernel`, the kernel id's own dots made
+/// underscores (CI front ends read dots in a class name as packages).
+pub fn junit_class(arch: &str, kernel: &str) -> String {
+    format!("{arch}.{}", kernel.replace('.', "_"))
+}
+
+/// JUnit XML of `results` in the order given (plan order). Failures are
+/// the kernel's (fail, xpass); errors are klpt's own and unfinished trials.
+pub fn junit(results: &[TrialResult]) -> String {
+    let t = results::totals(results);
+    let failures = t[&Verdict::Fail] + t[&Verdict::Xpass];
+    let errors = t[&Verdict::Error] + t[&Verdict::Unfinished];
+    let skipped = t[&Verdict::Skip];
+    let total: f64 = results.iter().map(|r| r.secs).sum();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        s,
-        "<testsuites name=\"klpt\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total:.3}\">\n<testsuite name=\"klpt\" tests=\"{}\" failures=\"{}\" skipped=\"{}\" time=\"{total:.3}\">",
-        outcomes.len(), count("fail"), count("skip"), outcomes.len(), count("fail"), count("skip")
-    );
-    for o in outcomes {
-        let class = xml(&format!("{}.{}", o.arch, o.kernel));
-        let _ = write!(s, "  <testcase classname=\"{class}\" name=\"{}\" time=\"{:.3}\"", xml(&o.case_id), o.secs);
-        match &o.status {
-            Status::Pass => s.push_str("/>\n"),
-            Status::Fail(f) => {
-                let _ = writeln!(s, ">\n    <failure message=\"{}\" type=\"{}\">{}</failure>\n  </testcase>", xml(&f.first_line()), f.cause.as_str(), xml(&f.to_string()));
+    let head = format!("tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\"", results.len());
+    let _ = writeln!(s, "<testsuites name=\"klpt\" {head}>\n<testsuite name=\"klpt\" {head}>");
+    for r in results {
+        let class = xml(&junit_class(&r.arch, &r.kernel));
+        let _ = write!(s, "  <testcase classname=\"{class}\" name=\"{}\" time=\"{:.3}\"", xml(&r.case_id), r.secs);
+        let ty = r.cause.map(|c| c.as_str()).unwrap_or("unfinished");
+        match r.verdict {
+            Verdict::Pass => s.push_str("/>\n"),
+            Verdict::Fail => {
+                let _ = writeln!(s, ">\n    <failure message=\"{}\" type=\"{ty}\">{}</failure>\n  </testcase>", xml(&r.first_line()), xml(&r.story()));
             }
-            Status::Skip(r) => {
-                let _ = writeln!(s, ">\n    <skipped message=\"{}\"/>\n  </testcase>", xml(r));
+            Verdict::Xpass => {
+                let _ = writeln!(s, ">\n    <failure message=\"XPASS: {}\" type=\"xpass\">{}</failure>\n  </testcase>", xml(r.message.lines().next().unwrap_or("")), xml(&r.message));
             }
-            Status::Xfail(r) => {
-                let _ = writeln!(s, ">\n    <system-out>expected failure: {}</system-out>\n  </testcase>", xml(r));
+            Verdict::Error | Verdict::Unfinished => {
+                let msg = if r.verdict == Verdict::Unfinished { format!("unfinished: {}", r.first_line()) } else { r.first_line() };
+                let _ = writeln!(s, ">\n    <error message=\"{}\" type=\"{ty}\">{}</error>\n  </testcase>", xml(&msg), xml(&r.story()));
+            }
+            Verdict::Skip => {
+                let _ = writeln!(s, ">\n    <skipped message=\"{}\"/>\n  </testcase>", xml(&r.message));
+            }
+            Verdict::Xfail => {
+                let _ = writeln!(s, ">\n    <system-out>expected failure: {}</system-out>\n  </testcase>", xml(&r.message));
             }
         }
     }
@@ -194,8 +242,11 @@ pub fn junit(outcomes: &[Outcome]) -> String {
 mod tests {
     use super::*;
 
-    fn o(name: &str, status: Status) -> Outcome {
-        Outcome { name: name.into(), case_id: name.into(), arch: "x86_64".into(), kernel: "k".into(), status, secs: 1.0, guest_secs: None, ssh_ready_secs: None, notes: vec![], retries: 0, step_secs: vec![] }
+    fn o(name: &str, status: Status) -> TrialResult {
+        let mut o = Outcome::new(name.into(), name.into(), "x86_64", "6.1.0-50");
+        o.status = status;
+        o.secs = 1.0;
+        TrialResult::from_outcome(&o, results::TrialKind::Case, None)
     }
 
     #[test]
@@ -203,7 +254,26 @@ mod tests {
         let v = vec![o("a", Status::Pass), o("b", Status::Fail(Failure::new(Cause::KernelVerdict, "x <y>\nz"))), o("c", Status::Skip("no LIVEPATCH".into()))];
         let k = ktap(&v);
         assert!(k.starts_with("KTAP version 1\n1..3\nok 1 a\n# kernel verdict: x <y>\n# z\nnot ok 2 b\nok 3 c # SKIP no LIVEPATCH\n"), "{k}");
+        assert!(k.ends_with("# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n"), "{k}");
         let j = junit(&v);
         assert!(j.contains("failures=\"1\"") && j.contains("x &lt;y&gt;") && j.contains("<skipped message=\"no LIVEPATCH\"/>"));
+        assert!(j.contains("classname=\"x86_64.6_1_0-50\""), "{j}");
+    }
+
+    #[test]
+    fn totals_count_every_verdict() {
+        let planned = results::PlannedTrial { name: "d".into(), kind: results::TrialKind::Case, arch: "x86_64".into(), kernel: "k".into(), case_id: "d".into(), case_path: None };
+        let v = vec![
+            o("a", Status::Xpass("expected to fail".into())),
+            o("b", Status::Fail(Failure::new(Cause::HarnessError, "no gcc"))),
+            o("c", Status::Xfail("known".into())),
+            TrialResult::unfinished(&planned, "the run was cancelled"),
+        ];
+        let k = ktap(&v);
+        assert!(k.ends_with("# Totals: pass:0 fail:0 xfail:1 xpass:1 skip:0 error:2\n"), "{k}");
+        assert!(k.contains("# unfinished: the run was cancelled\nnot ok 4 d\n"), "{k}");
+        let j = junit(&v);
+        assert!(j.contains("failures=\"1\" errors=\"2\""), "{j}");
+        assert!(j.contains("<error message=\"harness error: no gcc\""), "{j}");
     }
 }
