@@ -186,6 +186,80 @@ pub fn trial_files(dir: &Path) -> (Option<PathBuf>, Vec<PathBuf>) {
     (log, files)
 }
 
+/// The KCIDB input of a run's (or a merge's) results. `run_id`: None takes
+/// a hash of the plan's trial names, the same for a run and its shards.
+/// `artifacts_url`: where the run's `--artifacts` directory is published
+/// (unsharded runs only; a merge's trials keep `file://` URLs).
+pub fn from_results(run: &crate::report::results::RunResults, run_id: Option<String>, artifacts_url: Option<String>) -> (Run, Vec<Trial>) {
+    use crate::report::results::Verdict as V;
+    let run_id = run_id.unwrap_or_else(|| {
+        let mut h = Sha256::new();
+        for t in &run.plan.trials {
+            h.update(t.name.as_bytes());
+            h.update(b"\n");
+        }
+        format!("plan-{}", hex(&h.finalize()[..8]))
+    });
+    let root = run.artifacts.as_ref().map(PathBuf::from);
+    let trials = run
+        .results
+        .iter()
+        .map(|r| {
+            let record = run.kernels.get(&format!("{}/{}", r.arch, r.kernel));
+            let kernel = match record {
+                Some(k) => {
+                    let o = &k.origin;
+                    // Built from source by klpt: no series is an empty patchset; a
+                    // binary or foreign build's patches are unknown.
+                    let built = o.source.starts_with("debian:") || o.source.starts_with("dir:");
+                    let config = std::fs::read_to_string(&k.config).ok();
+                    let (hash, compiler) = config.as_deref().map(config_facts).map(|(h, c)| (Some(h), c)).unwrap_or((None, None));
+                    Kernel {
+                        id: r.kernel.clone(),
+                        source: o.source.clone(),
+                        git_commit_hash: None,
+                        git_repository_url: None,
+                        series: o.series.clone(),
+                        patchset_hash: o.patchset_hash.clone().or_else(|| built.then(String::new)),
+                        config_hash: o.config_hash.clone().or(hash),
+                        config_name: o.config_name.clone(),
+                        config_path: config.is_some().then(|| PathBuf::from(&k.config)),
+                        compiler: compiler.or_else(|| o.toolchain.as_ref().and_then(|t| t.lines().next().map(String::from))),
+                    }
+                }
+                // A run cancelled before its kernel was prepared.
+                None => Kernel { id: r.kernel.clone(), source: format!("klpt-kernel:{}", r.kernel), git_commit_hash: None, git_repository_url: None, series: vec![], patchset_hash: None, config_hash: None, config_name: None, config_path: None, compiler: None },
+            };
+            let (log, artifacts) = r.artifacts.as_deref().map(|d| trial_files(Path::new(d))).unwrap_or_default();
+            Trial {
+                name: r.name.clone(),
+                case_id: r.case_id.clone(),
+                arch: r.arch.clone(),
+                kernel,
+                verdict: match r.verdict {
+                    V::Pass => Verdict::Pass,
+                    V::Fail if r.cause == Some(crate::report::Cause::GuestLost) => Verdict::Error,
+                    V::Fail => Verdict::Fail,
+                    V::Skip => Verdict::Skip,
+                    V::Xfail => Verdict::Xfail,
+                    V::Xpass => Verdict::Xpass,
+                    V::Error => Verdict::Error,
+                    V::Unfinished => Verdict::Unfinished,
+                },
+                cause: (!r.message.is_empty()).then(|| r.message.clone()),
+                xfail_reason: r.xfail_reason.clone(),
+                duration_secs: r.secs,
+                start_unix: r.start_unix,
+                log,
+                artifacts,
+                artifacts_root: root.clone().unwrap_or_else(|| PathBuf::from("/")),
+                artifacts_url: artifacts_url.clone().filter(|_| root.is_some()),
+            }
+        })
+        .collect();
+    (Run { origin: "klpt".into(), run_id }, trials)
+}
+
 /// A report that cannot be written: which trial and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("KCIDB report: {0}")]

@@ -126,10 +126,12 @@ fn write(p: &Path, s: &str) -> Result<(), String> {
 }
 
 impl Files {
-    /// Refuses reports this build cannot write, before any work starts.
+    /// Refuses, before any work starts, a report whose directory cannot be made.
     pub fn check(&self) -> Result<(), String> {
-        if let Some(p) = &self.kcidb {
-            kcidb(None).map_err(|e| format!("--kcidb {}: {e}", p.display()))?;
+        for p in [&self.ktap, &self.junit, &self.results, &self.matrix, &self.kcidb].into_iter().flatten() {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {} for {}: {e}", dir.display(), p.display()))?;
+            }
         }
         Ok(())
     }
@@ -147,7 +149,7 @@ impl Files {
         put(&self.junit, &|| Ok(crate::report::junit(&run.results)));
         put(&self.results, &|| serde_json::to_string_pretty(run).map(|s| s + "\n").map_err(|e| e.to_string()));
         put(&self.matrix, &|| Ok(crate::report::matrix::Matrix::from_results(&run.results).json()));
-        put(&self.kcidb, &|| kcidb(Some(run)));
+        put(&self.kcidb, &|| kcidb(run));
         if errors.is_empty() {
             Ok(())
         } else {
@@ -156,21 +158,14 @@ impl Files {
     }
 }
 
-/// WIRING POINT for the KCIDB reporter (`report/kcidb.rs`, written
-/// separately, `kcidb::render(&Run, &[Trial])`): it turns `run` into KCIDB
-/// JSON. Until it is wired in, `--kcidb` is refused up front rather than
-/// silently writing nothing. Everything its `Trial` needs is in `run`:
-/// name, case_id, arch, verdict (the same seven words), message (`cause`),
-/// xfail_reason, secs (`duration_secs`), start_unix, the trial's artifacts
-/// directory (`kcidb::trial_files` gives `log` and `artifacts`), and
-/// `run.artifacts` (`artifacts_root`; None after a merge: each shard's
-/// trials name their own directory); its `Kernel` comes from
-/// `run.kernels["<arch>/<kernel id>"]` (`origin`: source, series,
-/// patchset_hash, config_name, config_hash, toolchain; `config`: the
-/// `.config`). `Run::run_id` must be shared by a run's shards: take it from
-/// the CI (an option or environment variable), not from the results.
-fn kcidb(_run: Option<&RunResults>) -> Result<String, String> {
-    Err("the KCIDB reporter is not built into this klpt yet".into())
+/// The KCIDB report of `run` (see `report::kcidb::from_results`). The run
+/// id comes from `KLPT_RUN_ID` (a CI pipeline's id, shared by its shards),
+/// else from the plan, which a run and its shards share too.
+fn kcidb(run: &RunResults) -> Result<String, String> {
+    let run_id = std::env::var("KLPT_RUN_ID").ok().filter(|s| !s.is_empty());
+    let url = std::env::var("KLPT_ARTIFACTS_URL").ok().filter(|s| !s.is_empty());
+    let (meta, trials) = crate::report::kcidb::from_results(run, run_id, url);
+    crate::report::kcidb::render(&meta, &trials).map_err(|e| e.to_string())
 }
 
 impl Reporter for Files {
