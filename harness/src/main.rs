@@ -227,7 +227,7 @@ struct TestArgs {
     /// Skip trials whose names contain this (repeatable).
     #[arg(long)]
     skip: Vec<String>,
-    /// Guests run at once (default: one per core, as many as memory allows).
+    /// Guests run at once (default: two per core, as many as memory allows).
     #[arg(long)]
     test_threads: Option<usize>,
     /// One character per trial instead of a line.
