@@ -78,27 +78,9 @@ pub struct Kernel {
     pub compiler: Option<String>,
 }
 
-/// What became of a trial, as klpt sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    Pass,
-    /// The kernel did not do what the case expects: a verdict, a crash, a
-    /// step timeout (`Cause::KernelVerdict`, `KernelCrash`, `StepTimeout`;
-    /// a failure with `Cause::GuestLost` is an [`Verdict::Error`]).
-    Fail,
-    /// The case does not apply to this kernel (it lacks a capability).
-    Skip,
-    /// Failed as the case's `xfail` entry for this kernel expects.
-    Xfail,
-    /// Passed although the case's `xfail` entry expects a failure.
-    Xpass,
-    /// klpt failed or lost the guest, so the kernel's behaviour is unknown
-    /// (`Cause::HarnessError`, `GuestLost` even after its retry).
-    Error,
-    /// The trial never finished (the run was interrupted, its shard lost).
-    Unfinished,
-}
+/// A trial's verdict (the one results record, `report::results::Verdict`):
+/// a failure whose cause is a lost guest arrives here as `Error`.
+pub use super::results::Verdict;
 
 impl Verdict {
     /// The KCIDB status, `(status, why)`. KCIDB's statuses describe the
@@ -113,18 +95,6 @@ impl Verdict {
             Verdict::Skip => "SKIP",
             Verdict::Error => "ERROR",
             Verdict::Unfinished => "MISS",
-        }
-    }
-
-    pub fn word(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Skip => "skip",
-            Verdict::Xfail => "xfail",
-            Verdict::Xpass => "xpass",
-            Verdict::Error => "error",
-            Verdict::Unfinished => "unfinished",
         }
     }
 }
@@ -237,14 +207,8 @@ pub fn from_results(run: &crate::report::results::RunResults, run_id: Option<Str
                 arch: r.arch.clone(),
                 kernel,
                 verdict: match r.verdict {
-                    V::Pass => Verdict::Pass,
-                    V::Fail if r.cause == Some(crate::report::Cause::GuestLost) => Verdict::Error,
-                    V::Fail => Verdict::Fail,
-                    V::Skip => Verdict::Skip,
-                    V::Xfail => Verdict::Xfail,
-                    V::Xpass => Verdict::Xpass,
-                    V::Error => Verdict::Error,
-                    V::Unfinished => Verdict::Unfinished,
+                    V::Fail if r.cause == Some(crate::report::Cause::GuestLost) => V::Error,
+                    v => v,
                 },
                 cause: (!r.message.is_empty()).then(|| r.message.clone()),
                 xfail_reason: r.xfail_reason.clone(),
@@ -426,7 +390,7 @@ fn build(run: &Run, id: &str, checkout_id: &str, t: &Trial) -> Value {
 }
 
 fn test(run: &Run, id: &str, build_id: &str, t: &Trial, start: Option<String>) -> Value {
-    let mut misc = json!({"trial": t.name, "kernel": t.kernel.id, "klpt_verdict": t.verdict.word()});
+    let mut misc = json!({"trial": t.name, "kernel": t.kernel.id, "klpt_verdict": t.verdict.as_str()});
     if let Some(r) = &t.xfail_reason {
         misc["xfail_reason"] = json!(clean(r));
     }
@@ -535,17 +499,6 @@ fn check_trial(t: &Trial) -> Result<(), InputError> {
         if !h.is_empty() && (h.len() != 64 || !h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))) {
             return bad(format!("kernel {}: patchset hash {h:?} is neither empty nor 64 lower-case hex digits", k.id));
         }
-    }
-    if !t.artifacts_root.is_absolute() {
-        return bad(format!("artifacts dir {} must be absolute (its files become file:// URLs)", t.artifacts_root.display()));
-    }
-    if let Some(u) = &t.artifacts_url {
-        if !u.contains("://") || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return bad(format!("artifacts URL {u:?} is not an absolute URL"));
-        }
-    }
-    if let Some(p) = k.config_path.as_ref().filter(|p| !p.is_absolute()) {
-        return bad(format!("kernel {}: config path {} must be absolute", k.id, p.display()));
     }
     if !t.artifacts_root.is_absolute() {
         return bad(format!("artifacts dir {} must be absolute (its files become file:// URLs)", t.artifacts_root.display()));
