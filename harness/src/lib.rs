@@ -16,6 +16,7 @@ pub mod host;
 pub mod image;
 pub mod kernel;
 pub mod kselftest;
+pub mod model;
 pub mod modules;
 pub mod quote;
 pub mod report;
