@@ -211,7 +211,7 @@ fn compatibility_is_checked_before_the_transition() {
 fn unswitched_observer_sees_the_old_version() {
     // cases/stock/unswitched-task-sees-old-version.yaml
     let fa = m("tgt", "fa");
-    let mut k = K::new(stock(), vec![cumulative("c1", &[fa.clone()]), cumulative("c2", &[fa.clone(), m("tgt", "hold")])], &["tgt"]);
+    let mut k = K::new(stock(), vec![cumulative("c1", std::slice::from_ref(&fa)), cumulative("c2", &[fa.clone(), m("tgt", "hold")])], &["tgt"]);
     k.ok(Op::LoadTarget("tgt".into()));
     k.load("c1");
     k.ok(Op::Park(m("tgt", "hold")));
