@@ -12,6 +12,7 @@ pub mod cache;
 pub mod case;
 pub mod error;
 pub mod event;
+pub mod explore;
 pub mod host;
 pub mod image;
 pub mod kernel;

@@ -122,6 +122,31 @@ enum Cmd {
         #[command(flatten)]
         t: TestArgs,
     },
+    /// Random patches and operation sequences, run in guests and compared
+    /// with the reference model after every operation.
+    Explore {
+        #[command(flatten)]
+        k: KernelArgs,
+        /// The same seed on the same kernel replays the same sequences.
+        #[arg(long, default_value = "1")]
+        seed: u64,
+        /// Budget: operations in all.
+        #[arg(long, default_value = "200")]
+        ops: usize,
+        /// Budget: start no guest after this many seconds.
+        #[arg(long)]
+        time: Option<u64>,
+        #[arg(long, default_value = "40")]
+        ops_per_guest: usize,
+        /// Patches in the random universe.
+        #[arg(long, default_value = "5")]
+        patches: usize,
+        #[arg(long, default_value = "klpt-artifacts")]
+        artifacts: PathBuf,
+        /// Write the generated cases and the model's coverage; boot nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
         /// Cases to time (default: cases/stock; with --versus-kselftest, cases/kselftest).
@@ -235,6 +260,10 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Gen { case, k } => gen(case, k),
+        Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run } => {
+            let opts = klpt::explore::Options { seed, ops, time: time.map(Duration::from_secs), ops_per_guest, patches, artifacts, dry_run };
+            explore(k, opts)
+        }
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),
         Cmd::Matrix { paths, arches: a, kernels, json, artifacts, test_threads } => matrix(paths, a, kernels, json, artifacts, test_threads),
         Cmd::Selftests { filters, k, ktap, junit, artifacts, scenario_timeout, t } => selftests(filters, k, ktap, junit, artifacts, scenario_timeout, t),
@@ -268,6 +297,18 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn explore(k: KernelArgs, opts: klpt::explore::Options) -> Result<ExitCode, String> {
+    let a = arches(&k.arches)?;
+    let kernels: Vec<Option<String>> = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
+    let mut diverged = false;
+    for t in prepare(&a, &kernels, k.accel)? {
+        let s = klpt::explore::explore(&t, &opts)?;
+        print!("{}: {}", t.kernel.id, klpt::explore::report(&s));
+        diverged |= !s.divergences.is_empty();
+    }
+    Ok(if diverged { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn prepare(arches: &[Arch], kernels: &[Option<String>], accel: AccelChoice) -> Result<Vec<Arc<Target>>, String> {
