@@ -49,7 +49,13 @@ pub fn generate(u: &Universe, model: &mut Kernel, rng: &mut Rng, n: usize) -> Ve
             .filter_map(|(op, w)| {
                 let mut m = model.clone();
                 let pr = m.step(op);
-                (!matches!(pr.outcome, Outcome::Invalid(_))).then(|| (op.clone(), *w, m, pr))
+                // Refusals stay reachable but do not crowd out the rest.
+                let w = match pr.outcome {
+                    Outcome::Invalid(_) => return None,
+                    Outcome::Refused(_) => (*w / 4).max(1),
+                    Outcome::Ok => *w,
+                };
+                Some((op.clone(), w, m, pr))
             })
             .collect();
         if choices.is_empty() {
