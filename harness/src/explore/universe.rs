@@ -39,7 +39,7 @@ impl Universe {
             pool.extend(t.funcs.iter().chain(&t.park).map(|f| FuncKey::new(&t.name, f)));
         }
         let sem = features.semantics();
-        let patches = (0..patches)
+        let mut patches: Vec<PatchSpec> = (0..patches)
             .map(|i| {
                 let mut funcs: Vec<FuncKey> = Vec::new();
                 for _ in 0..1 + rng.below(3) {
@@ -60,6 +60,13 @@ impl Universe {
                 p
             })
             .collect();
+        // A patch of the parking function is what holds a transition open.
+        let hold = FuncKey::new(&targets[0].name, targets[0].park.as_deref().unwrap_or_default());
+        if !patches.iter().any(|p| p.funcs.contains(&hold)) {
+            if let Some(p) = patches.last_mut() {
+                p.funcs.push(hold);
+            }
+        }
         Universe { features: features.clone(), patches, targets }
     }
 
