@@ -44,16 +44,20 @@ pub fn generate(u: &Universe, model: &mut Kernel, rng: &mut Rng, n: usize) -> Ve
     let all = candidates(u, model.semantics());
     let mut out = Vec::new();
     for _ in 0..n {
+        // A held transition is rare and short: while one is open, what
+        // the kernel refuses during it is the interesting part.
+        let held = model.in_transition();
         let choices: Vec<(Op, u32, Kernel, Prediction)> = all
             .iter()
             .filter_map(|(op, w)| {
                 let mut m = model.clone();
                 let pr = m.step(op);
                 // Refusals stay reachable but do not crowd out the rest.
-                let w = match pr.outcome {
-                    Outcome::Invalid(_) => return None,
-                    Outcome::Refused(_) => (*w / 4).max(1),
-                    Outcome::Ok => *w,
+                let w = match (&pr.outcome, op) {
+                    (Outcome::Invalid(_), _) => return None,
+                    (_, Op::Release | Op::Force(_)) if held => 2,
+                    (Outcome::Refused(_), _) if !held => (*w / 4).max(1),
+                    _ => *w,
                 };
                 Some((op.clone(), w, m, pr))
             })
