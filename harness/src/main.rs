@@ -146,6 +146,9 @@ enum Cmd {
         /// Write the generated cases and the model's coverage; boot nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Fresh guests a divergence may use to shrink its case (0: none).
+        #[arg(long, default_value = "12")]
+        shrink_runs: usize,
     },
     /// Measure boot and case times against bare QEMU, and print the ratios.
     Bench {
@@ -260,8 +263,8 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }),
         Cmd::Gen { case, k } => gen(case, k),
-        Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run } => {
-            let opts = klpt::explore::Options { seed, ops, time: time.map(Duration::from_secs), ops_per_guest, patches, artifacts, dry_run };
+        Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run, shrink_runs } => {
+            let opts = klpt::explore::Options { seed, ops, time: time.map(Duration::from_secs), ops_per_guest, patches, artifacts, dry_run, shrink_runs };
             explore(k, opts)
         }
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), arches(&k.arches).and_then(|a| a.first().copied().ok_or_else(|| "no arch".into())).unwrap_or(klpt::vm::arch::X86_64), k.accel).map_err(|e| e.to_string()),

@@ -7,6 +7,7 @@
 pub mod render;
 pub mod rng;
 pub mod sequence;
+pub mod shrink;
 pub mod universe;
 
 use crate::event::{emit, Event};
@@ -33,6 +34,8 @@ pub struct Options {
     pub artifacts: PathBuf,
     /// Only generate and write the cases; boot nothing.
     pub dry_run: bool,
+    /// Guests a divergence may use to shrink (0: do not shrink).
+    pub shrink_runs: usize,
 }
 
 /// A guest where the kernel and the model disagreed.
@@ -43,6 +46,8 @@ pub struct Divergence {
     pub op: Option<usize>,
     /// The case that reproduces it (all of the guest's operations).
     pub case: PathBuf,
+    /// The shrunk case and its number of operations, if shrinking found one.
+    pub shrunk: Option<(PathBuf, usize)>,
     pub message: String,
 }
 
@@ -115,8 +120,12 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
             Status::Pass => plan.len(),
             Status::Fail(f) => {
                 let op = failed_op(&f.message);
-                sum.divergences.push(Divergence { guest: g, op, case: file.clone(), message: f.message.clone() });
                 emit(Event::Warn { msg: &format!("explore: guest {g}: divergence at operation {}: {}", op.map_or("?".into(), |o| o.to_string()), f.first_line()) });
+                let shrunk = match op {
+                    Some(n) if opts.shrink_runs > 0 => shrink_divergence(t, &universe, &plan[..n], &dir, g, &f.cause, opts.shrink_runs)?,
+                    _ => None,
+                };
+                sum.divergences.push(Divergence { guest: g, op, case: file.clone(), shrunk, message: f.message.clone() });
                 op.map_or(0, |o| o - 1)
             }
             Status::Skip(why) => return Err(format!("the kernel cannot run the generated case: {why}")),
@@ -131,6 +140,56 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     let sem = features.semantics();
     sum.unreached = Rule::ALL.into_iter().filter(|r| r.applies(sem) && !sum.coverage.contains_key(&format!("refused {}", r.id()))).collect();
     Ok(sum)
+}
+
+/// Shrinks guest `g`'s divergence (its plan up to the diverging operation)
+/// in fresh guests and writes the smallest case that still diverges there.
+fn shrink_divergence(
+    t: &Target,
+    u: &Universe,
+    plan: &[Planned],
+    dir: &std::path::Path,
+    g: usize,
+    cause: &crate::report::Cause,
+    runs: usize,
+) -> Result<Option<(PathBuf, usize)>, String> {
+    let run_opts = runner::Options { artifacts: dir.join("runs-shrink"), keep_failed: false, boot_timeout: Duration::from_secs(300) };
+    let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
+    let mut tried = 0;
+    let mut last_msg = String::new();
+    let mut fails = |cand: &[Planned]| -> bool {
+        tried += 1;
+        let ops: Vec<_> = cand.iter().map(|p| p.op.clone()).collect();
+        let small = u.only(&ops);
+        let file = dir.join(format!("guest-{g:04}-shrink-{tried:02}.yaml"));
+        let yaml = render::case_yaml(&small, cand, "klpt explore: shrink candidate");
+        let Ok(case) = std::fs::write(&file, &yaml).map_err(|e| e.to_string()).and_then(|_| crate::case::parse(&file, &yaml).map_err(|e| e.to_string())) else {
+            return false;
+        };
+        let out = runner::run_case(t, &case, &run_opts);
+        let _ = std::fs::remove_file(&file);
+        match &out.status {
+            Status::Fail(f) if &f.cause == cause && failed_op(&f.message) == Some(cand.len()) => {
+                last_msg = f.message.clone();
+                true
+            }
+            _ => false,
+        }
+    };
+    let best = shrink::shrink(u, &ops, runs, &mut fails);
+    let Some(plan) = shrink::replan(u, &best) else { return Ok(None) };
+    let small = u.only(&best);
+    let expected = last_msg.lines().take(6).collect::<Vec<_>>().join("\n  ");
+    let desc = format!(
+        "klpt explore: guest {g}'s divergence, shrunk from {} to {} operations. The kernel disagreed with the model at the last operation: {}",
+        ops.len(),
+        best.len(),
+        if expected.is_empty() { "(see the original case)".to_string() } else { expected }
+    );
+    let file = dir.join(format!("guest-{g:04}-min.yaml"));
+    std::fs::write(&file, render::case_yaml(&small, &plan, &desc)).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    emit(Event::Note { msg: &format!("explore: guest {g}: shrunk to {} operations in {tried} guests: {}", best.len(), file.display()) });
+    Ok(Some((file, best.len())))
 }
 
 /// Adds what `plan` reaches in a fresh model to `cov`.
@@ -161,6 +220,9 @@ pub fn report(s: &Summary) -> String {
             d.op.map_or("?".into(), |o| o.to_string()),
             d.case.display()
         ));
+        if let Some((f, n)) = &d.shrunk {
+            out.push_str(&format!("    shrunk to {n} operations: klpt run {}\n", f.display()));
+        }
     }
     out.push_str("model coverage (operations the kernel agreed with):\n");
     for (what, n) in &s.coverage {

@@ -70,6 +70,18 @@ impl Universe {
         Universe { features: features.clone(), patches, targets }
     }
 
+    /// The universe without the patches `ops` never names.
+    pub fn only(&self, ops: &[crate::model::Op]) -> Universe {
+        use crate::model::Op;
+        let named = |p: &PatchSpec| {
+            ops.iter().any(|o| match o {
+                Op::Load(n) | Op::Disable(n) | Op::Enable(n) | Op::Force(n) | Op::Unload(n) | Op::SetReplaceable(n, _) => *n == p.name,
+                _ => false,
+            })
+        };
+        Universe { patches: self.patches.iter().filter(|p| named(p)).cloned().collect(), ..self.clone() }
+    }
+
     pub fn kernel(&self) -> Kernel {
         let targets: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
         Kernel::new(self.features.clone(), self.patches.clone(), &targets).expect("a generated universe fits its kernel")
