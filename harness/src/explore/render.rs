@@ -231,3 +231,39 @@ fn expectation(u: &Universe, after: &Observation, log: &[String]) -> Value {
     }
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::rng::Rng;
+    use crate::explore::shrink::replan;
+    use crate::model::Features;
+
+    #[test]
+    fn held_load_refusal_and_observer_calls_render_as_steps() {
+        let f = Features::new(&["replace", "states"], &["replace", "stack_order", "patched"]);
+        let mut u = Universe::generate(&f, &mut Rng::new(9), 3);
+        let hold = u.park().expect("a parking function");
+        let fa = FuncKey::new(&hold.object, &u.targets[0].funcs[0]);
+        let p = u.patches.iter_mut().find(|p| p.funcs.contains(&hold)).expect("a patch of it");
+        if !p.funcs.contains(&fa) {
+            p.funcs.push(fa);
+        }
+        let holder = p.name.clone();
+        let ops = [Op::LoadTarget(hold.object.clone()), Op::Park(hold.clone()), Op::Load(holder.clone()), Op::Load(holder.clone())];
+        let plan = replan(&u, &ops).expect("meaningful");
+        let yaml = case_yaml(&u, &plan, "t");
+        let v: serde_norway::Value = serde_norway::from_str(&yaml).expect("YAML");
+        let steps = v["steps"].as_sequence().expect("steps");
+        let named = |n: &str| steps.iter().find(|s| s["name"].as_str() == Some(n)).unwrap_or_else(|| panic!("no step {n}:\n{yaml}"));
+        let held = &named(&format!("op 3: load {holder}"))["load"];
+        assert_eq!(held["wait"].as_bool(), Some(false), "{yaml}");
+        assert_eq!(named(&format!("op 4: load {holder}"))["load"]["refused"].as_str(), Some("EEXIST"));
+        let state = &named("op 3: what the model expects")["wait"];
+        assert_eq!(state["patches"][holder.as_str()]["transition"].as_u64(), Some(1));
+        // The observer calls each patched function of its module.
+        let callable = plan[2].after.funcs.keys().filter(|k| k.object == hold.object && !u.is_park(k)).count();
+        let calls = steps.iter().filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("op 3: the observer calls"))).count();
+        assert!(callable > 0 && calls == callable, "{yaml}");
+    }
+}
