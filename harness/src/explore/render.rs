@@ -201,7 +201,15 @@ fn expectation(u: &Universe, after: &Observation, log: &[String]) -> Value {
         if let Some(s) = v.replace_set {
             p["replace_set"] = json!(s);
         }
-        let objects: Map<String, Value> = v.objects.iter().filter_map(|(o, patched)| patched.map(|x| (o.clone(), json!(x as u8)))).collect();
+        // Only declared objects: a case cannot name the objects a replace
+        // transition adds for its nops (the model still predicts them).
+        let declared = u.patches.iter().find(|p| &p.name == name).map(|p| p.objects()).unwrap_or_default();
+        let objects: Map<String, Value> = v
+            .objects
+            .iter()
+            .filter(|(o, _)| declared.contains(o))
+            .filter_map(|(o, patched)| patched.map(|x| (o.clone(), json!(x as u8))))
+            .collect();
         if !objects.is_empty() {
             p["objects"] = Value::Object(objects);
         }
