@@ -253,11 +253,11 @@ mod tests {
             Features::new(&["replace_set", "states"], &["replace_set", "stack_order", "patched"]),
         ];
         for f in kernels {
-            for seed in 0..4 {
+            for seed in 0..8 {
                 let root = Rng::new(seed);
                 let u = Universe::generate(&f, &mut root.fork(u64::MAX), 5);
                 let mut k = u.kernel();
-                let plan = sequence::generate(&u, &mut k, &mut root.fork(0), 60);
+                let plan = sequence::generate(&u, &mut k, &mut root.fork(0), 120);
                 let yaml = render::case_yaml(&u, &plan, "generated");
                 let file = std::path::Path::new("/nonexistent/explore/generated.yaml");
                 if let Err(e) = crate::case::parse(file, &yaml) {
