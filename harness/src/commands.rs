@@ -1,5 +1,5 @@
 //! The commands that are not runs: `klpt check`, `klpt gen`, `klpt kernel
-//! build`, `klpt shell` and `klpt bench`, given parsed arguments.
+//! build`, `klpt shell`, `klpt bench` and `klpt explore`, given parsed arguments.
 
 use crate::case;
 use crate::runner::AccelChoice;
@@ -108,4 +108,21 @@ pub fn bench(what: Bench, paths: Vec<PathBuf>, arches: &[String], kernels: &[Str
             }
         }
     }
+}
+
+/// `klpt explore` on every (arch, kernel): fails when any diverged.
+pub fn explore(arches: &[String], kernels: &[String], accel: AccelChoice, opts: &crate::explore::Options) -> Result<ExitCode, String> {
+    let arches = crate::run::plan::arches(arches)?;
+    let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
+    crate::modules::build::sweep();
+    let mut diverged = false;
+    for &a in &arches {
+        for &k in &kernels {
+            let t = crate::runner::Target::prepare(a, k, accel).map_err(|e| format!("{} ({}): {e}", a.name, k.unwrap_or("debian")))?;
+            let s = crate::explore::explore(&t, opts)?;
+            print!("{}: {}", t.kernel.id, crate::explore::report(&s));
+            diverged |= !s.divergences.is_empty();
+        }
+    }
+    Ok(if diverged { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

@@ -117,6 +117,35 @@ enum Cmd {
         #[command(flatten)]
         t: TestArgs,
     },
+    /// Random patches and operation sequences, run in guests and compared
+    /// with the reference model after every operation.
+    Explore {
+        #[command(flatten)]
+        k: KernelArgs,
+        /// The same seed on the same kernel replays the same sequences.
+        #[arg(long, default_value = "1")]
+        seed: u64,
+        /// Budget: operations in all.
+        #[arg(long, default_value = "200")]
+        ops: usize,
+        /// Budget: start no guest after this many seconds.
+        #[arg(long)]
+        time: Option<u64>,
+        /// Operations run in one guest before the next starts fresh.
+        #[arg(long, default_value = "40")]
+        ops_per_guest: usize,
+        /// Patches in the random universe.
+        #[arg(long, default_value = "5")]
+        patches: usize,
+        #[arg(long, default_value = "klpt-artifacts")]
+        artifacts: PathBuf,
+        /// Write the generated cases and the model's coverage; boot nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Fresh guests a divergence may use to shrink its case (0: none).
+        #[arg(long, default_value = "12")]
+        shrink_runs: usize,
+    },
     /// Work with the results files of finished runs.
     Report {
         #[command(subcommand)]
@@ -323,6 +352,10 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         }
         Cmd::Check { paths } => commands::check(paths),
         Cmd::Kernel { cmd: KernelCmd::Build { src, arches, series, export } } => commands::kernel_build(src, &arches, series, export),
+        Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run, shrink_runs } => {
+            let opts = klpt::explore::Options { seed, ops, time: time.map(Duration::from_secs), ops_per_guest, patches, artifacts, dry_run, shrink_runs };
+            commands::explore(&k.arches, &k.kernels, k.accel, &opts)
+        }
         Cmd::Gen { case, k } => commands::gen(&case, commands::one_arch(&k.arches)?, k.kernels.first().map(String::as_str)),
         Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), commands::one_arch(&k.arches)?, k.accel).map_err(|e| e.to_string()),
         Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => commands::bench(Bench::VersusKselftest { boots }, paths, &k.arches, &k.kernels, k.accel),

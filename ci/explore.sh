@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# A short fixed-seed exploration (klpt explore) on x86_64 against stock 7.2
+# and both reference series: random patches and operations, the kernel
+# compared with the reference model after every operation. Prints each
+# run's divergences and the model's coverage; fails on any divergence.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p ci-out
+for k in source source:cases/hybrid/series/v1-replaceable source:cases/hybrid/series/v2-replace-set; do
+	cargo run --release -p klpt -- explore --arch x86_64 --kernel "$k" --seed 3 --ops 80 \
+		--artifacts ci-out/artifacts | tee -a ci-out/explore-x86_64.txt
+done
