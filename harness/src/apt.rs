@@ -38,11 +38,17 @@ fn parse_mirror(text: &str) -> Option<(String, String)> {
     // deb822 stanzas
     for stanza in text.split("\n\n") {
         let field = |name: &str| {
-            stanza.lines().find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
+            stanza
+                .lines()
+                .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(':')).map(|v| v.trim().to_string()))
         };
         if let (Some(uris), Some(comps)) = (field("URIs"), field("Components")) {
             let uri = uris.split_whitespace().next()?.to_string();
-            if comps.split_whitespace().any(|c| c == "main") && !uri.contains("security") && field("Types").is_some_and(|t| t.contains("deb")) && uri.contains("debian") {
+            if comps.split_whitespace().any(|c| c == "main")
+                && !uri.contains("security")
+                && field("Types").is_some_and(|t| t.contains("deb"))
+                && uri.contains("debian")
+            {
                 return Some((uri, field("Signed-By").unwrap_or(default_key)));
             }
         }
@@ -64,7 +70,11 @@ fn parse_mirror(text: &str) -> Option<(String, String)> {
             rest = rest[end + 1..].trim();
         }
         let parts: Vec<&str> = rest.split_whitespace().collect();
-        if parts.len() >= 3 && parts[2..].contains(&"main") && !parts[0].contains("security") && parts[0].contains("debian") {
+        if parts.len() >= 3
+            && parts[2..].contains(&"main")
+            && !parts[0].contains("security")
+            && parts[0].contains("debian")
+        {
             return Some((parts[0].to_string(), key));
         }
     }
@@ -75,7 +85,9 @@ fn parse_mirror(text: &str) -> Option<(String, String)> {
 pub fn host_codename() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string())))
+        .and_then(|t| {
+            t.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(|v| v.trim_matches('"').to_string()))
+        })
         .unwrap_or_else(|| "stable".into())
 }
 
@@ -110,11 +122,18 @@ pub fn parse_simulation(text: &str) -> Simulation {
     for l in text.lines() {
         if let Some(rest) = l.strip_prefix("Inst ") {
             let name = rest.split_whitespace().next().unwrap_or_default();
-            let Some(group) = rest.find('(').and_then(|i| rest[i + 1..].find(')').map(|j| &rest[i + 1..i + 1 + j])) else { continue };
+            let Some(group) = rest.find('(').and_then(|i| rest[i + 1..].find(')').map(|j| &rest[i + 1..i + 1 + j]))
+            else {
+                continue;
+            };
             let version = group.split_whitespace().next().unwrap_or_default();
             let arch = group.rsplit_once('[').map(|(_, a)| a.trim_end_matches(']')).unwrap_or_default();
             if !name.is_empty() && !version.is_empty() {
-                sim.install.push(PkgVersion { name: name.split(':').next().unwrap_or(name).into(), version: version.into(), arch: arch.into() });
+                sim.install.push(PkgVersion {
+                    name: name.split(':').next().unwrap_or(name).into(),
+                    version: version.into(),
+                    arch: arch.into(),
+                });
             }
         } else if let Some(rest) = l.strip_prefix("Remv ") {
             if let Some(name) = rest.split_whitespace().next() {
@@ -139,7 +158,8 @@ impl Apt {
         for d in ["lists/partial", "archives/partial", "etc/preferences.d", "debs"] {
             std::fs::create_dir_all(root.join(d)).ctx(|| format!("create {}", root.display()))?;
         }
-        let sources: String = suites.iter().map(|s| format!("deb [arch={arch} signed-by={key}] {uri} {s} main\n")).collect();
+        let sources: String =
+            suites.iter().map(|s| format!("deb [arch={arch} signed-by={key}] {uri} {s} main\n")).collect();
         let sl = root.join("etc/sources.list");
         if std::fs::read_to_string(&sl).ok().as_deref() != Some(sources.as_str()) {
             std::fs::write(&sl, sources).ctx(|| format!("write {}", sl.display()))?;
@@ -163,23 +183,25 @@ impl Apt {
     fn opts(&self) -> Vec<String> {
         let r = self.root.display();
         let mut v = vec!["-c".to_string(), format!("{r}/etc/apt.conf")];
-        v.extend([
-            format!("Dir::Etc::SourceList={r}/etc/sources.list"),
-            "Dir::Etc::SourceParts=/dev/null".into(),
-            "Dir::Etc::Preferences=/dev/null".into(),
-            format!("Dir::Etc::PreferencesParts={r}/etc/preferences.d"),
-            format!("Dir::State::Lists={r}/lists"),
-            format!("Dir::State::status={r}/status"),
-            format!("Dir::Cache={r}"),
-            format!("Dir::Cache::archives={r}/archives"),
-            "Debug::NoLocking=1".into(),
-            "APT::Sandbox::User=root".into(),
-            format!("APT::Architecture={}", self.arch),
-            format!("APT::Architectures::={}", self.arch),
-            "Acquire::Retries=3".into(),
-        ]
-        .into_iter()
-        .flat_map(|o| ["-o".to_string(), o]));
+        v.extend(
+            [
+                format!("Dir::Etc::SourceList={r}/etc/sources.list"),
+                "Dir::Etc::SourceParts=/dev/null".into(),
+                "Dir::Etc::Preferences=/dev/null".into(),
+                format!("Dir::Etc::PreferencesParts={r}/etc/preferences.d"),
+                format!("Dir::State::Lists={r}/lists"),
+                format!("Dir::State::status={r}/status"),
+                format!("Dir::Cache={r}"),
+                format!("Dir::Cache::archives={r}/archives"),
+                "Debug::NoLocking=1".into(),
+                "APT::Sandbox::User=root".into(),
+                format!("APT::Architecture={}", self.arch),
+                format!("APT::Architectures::={}", self.arch),
+                "Acquire::Retries=3".into(),
+            ]
+            .into_iter()
+            .flat_map(|o| ["-o".to_string(), o]),
+        );
         v
     }
 
@@ -199,14 +221,25 @@ impl Apt {
         if fresh {
             return Ok(());
         }
-        crate::event::stage(&format!("apt: updating {} {} index", self.suite, self.arch), || run(self.cmd("apt-get").arg("update").arg("-q")))?;
+        crate::event::stage(&format!("apt: updating {} {} index", self.suite, self.arch), || {
+            run(self.cmd("apt-get").arg("update").arg("-q"))
+        })?;
         std::fs::write(&stamp, "").ctx(|| "write apt stamp".into())?;
         Ok(())
     }
 
     /// `Depends:` of a package (first alternative of each).
     pub fn depends(&self, pkg: &str) -> Result<Vec<String>> {
-        let out = run(self.cmd("apt-cache").args(["depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", pkg]))?;
+        let out = run(self.cmd("apt-cache").args([
+            "depends",
+            "--no-recommends",
+            "--no-suggests",
+            "--no-conflicts",
+            "--no-breaks",
+            "--no-replaces",
+            "--no-enhances",
+            pkg,
+        ]))?;
         Ok(out
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Depends: ").or_else(|| l.trim().strip_prefix("|Depends: ")))
@@ -217,10 +250,9 @@ impl Apt {
     /// The first dependency of `meta` whose name starts with `prefix`: how a
     /// metapackage (linux-image-amd64) resolves to the real package.
     pub fn resolve(&self, meta: &str, prefix: &str) -> Result<String> {
-        self.depends(meta)?
-            .into_iter()
-            .find(|d| d.starts_with(prefix))
-            .ok_or_else(|| Error::Other(format!("{meta} ({} {}) depends on no {prefix}* package", self.suite, self.arch)))
+        self.depends(meta)?.into_iter().find(|d| d.starts_with(prefix)).ok_or_else(|| {
+            Error::Other(format!("{meta} ({} {}) depends on no {prefix}* package", self.suite, self.arch))
+        })
     }
 
     /// What installing `pkgs` (candidates from `release`, everything else
@@ -242,10 +274,24 @@ impl Apt {
 
     /// `Depends:` and `Pre-Depends:` of each package's `release` candidate
     /// (every alternative), by package.
-    pub fn depends_map(&self, pkgs: &[String], release: &str) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
+    pub fn depends_map(
+        &self,
+        pkgs: &[String],
+        release: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
         let out = run(self
             .cmd("apt-cache")
-            .args(["-t", release, "depends", "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"])
+            .args([
+                "-t",
+                release,
+                "depends",
+                "--no-recommends",
+                "--no-suggests",
+                "--no-conflicts",
+                "--no-breaks",
+                "--no-replaces",
+                "--no-enhances",
+            ])
             .args(pkgs))?;
         Ok(parse_depends(&out))
     }
@@ -253,10 +299,16 @@ impl Apt {
     /// Downloads exact versions (cached) and returns their .deb paths, in order.
     pub fn download_exact(&self, pkgs: &[PkgVersion]) -> Result<Vec<PathBuf>> {
         let debs = self.root.join("debs");
-        let missing: Vec<String> = pkgs.iter().filter(|p| !debs.join(p.deb_name()).exists()).map(|p| format!("{}={}", p.name, p.version)).collect();
+        let missing: Vec<String> = pkgs
+            .iter()
+            .filter(|p| !debs.join(p.deb_name()).exists())
+            .map(|p| format!("{}={}", p.name, p.version))
+            .collect();
         if !missing.is_empty() {
             let what = format!("apt: downloading {} ({})", missing.join(" "), self.arch);
-            crate::event::stage(&what, || run(self.cmd("apt-get").current_dir(&debs).arg("download").arg("-q").args(&missing)))?;
+            crate::event::stage(&what, || {
+                run(self.cmd("apt-get").current_dir(&debs).arg("download").arg("-q").args(&missing))
+            })?;
         }
         let out: Vec<PathBuf> = pkgs.iter().map(|p| debs.join(p.deb_name())).collect();
         if let Some(p) = out.iter().find(|p| !p.exists()) {
@@ -273,7 +325,9 @@ impl Apt {
         let mut out = Vec::new();
         let mut missing = Vec::new();
         for stanza in show.split("\n\n").filter(|s| s.contains("Package: ")) {
-            let field = |n: &str| stanza.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap_or_default();
+            let field = |n: &str| {
+                stanza.lines().find_map(|l| l.strip_prefix(n).map(|v| v.trim().to_string())).unwrap_or_default()
+            };
             let (name, version, arch) = (field("Package: "), field("Version: "), field("Architecture: "));
             // apt-get download names files name_version_arch.deb, with the epoch's `:` escaped.
             let path = debs.join(format!("{name}_{}_{arch}.deb", version.replace(':', "%3a")));
@@ -283,11 +337,20 @@ impl Apt {
             out.push(path);
         }
         if out.len() != pkgs.len() {
-            return Err(Error::Other(format!("apt-cache show found {} of {} packages ({}) in {} {}", out.len(), pkgs.len(), pkgs.join(" "), self.suite, self.arch)));
+            return Err(Error::Other(format!(
+                "apt-cache show found {} of {} packages ({}) in {} {}",
+                out.len(),
+                pkgs.len(),
+                pkgs.join(" "),
+                self.suite,
+                self.arch
+            )));
         }
         if !missing.is_empty() {
             let what = format!("apt: downloading {} ({})", missing.join(" "), self.arch);
-            crate::event::stage(&what, || run(self.cmd("apt-get").current_dir(&debs).arg("download").arg("-q").args(&missing)))?;
+            crate::event::stage(&what, || {
+                run(self.cmd("apt-get").current_dir(&debs).arg("download").arg("-q").args(&missing))
+            })?;
         }
         for p in &out {
             if !p.exists() {
@@ -361,7 +424,11 @@ Conf libslirp0 (4.7.0-1 Debian:12.15/oldstable [amd64])
         let v = |n: &str, ver: &str, a: &str| PkgVersion { name: n.into(), version: ver.into(), arch: a.into() };
         assert_eq!(
             sim.install,
-            vec![v("libslirp0", "4.7.0-1", "amd64"), v("qemu-system-common", "1:10.0.2+ds-2+deb13u1~bpo12+1", "amd64"), v("seabios", "1.16.3-2~bpo12+1", "all")]
+            vec![
+                v("libslirp0", "4.7.0-1", "amd64"),
+                v("qemu-system-common", "1:10.0.2+ds-2+deb13u1~bpo12+1", "amd64"),
+                v("seabios", "1.16.3-2~bpo12+1", "all")
+            ]
         );
         assert_eq!(sim.install[1].deb_name(), "qemu-system-common_1%3a10.0.2+ds-2+deb13u1~bpo12+1_amd64.deb");
         assert_eq!(parse_simulation("Reading package lists...\n"), Simulation::default());

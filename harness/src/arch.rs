@@ -37,7 +37,7 @@ pub const X86_64: Arch = Arch {
     images: &["arch/x86/boot/bzImage"],
     deb_kernel_meta: "linux-image-amd64",
     deb_headers_meta: "linux-headers-amd64",
-    elf_machine: 62 /* EM_X86_64 */,
+    elf_machine: 62, /* EM_X86_64 */
     big_endian: false,
 };
 
@@ -50,7 +50,7 @@ pub const ARM64: Arch = Arch {
     images: &["arch/arm64/boot/Image"],
     deb_kernel_meta: "linux-image-arm64",
     deb_headers_meta: "linux-headers-arm64",
-    elf_machine: 183 /* EM_AARCH64 */,
+    elf_machine: 183, /* EM_AARCH64 */
     big_endian: false,
 };
 
@@ -63,7 +63,7 @@ pub const S390X: Arch = Arch {
     images: &["arch/s390/boot/bzImage"],
     deb_kernel_meta: "linux-image-s390x",
     deb_headers_meta: "linux-headers-s390x",
-    elf_machine: 22 /* EM_S390 */,
+    elf_machine: 22, /* EM_S390 */
     big_endian: true,
 };
 
@@ -76,7 +76,7 @@ pub const PPC64LE: Arch = Arch {
     images: &["vmlinux"],
     deb_kernel_meta: "linux-image-powerpc64le",
     deb_headers_meta: "linux-headers-powerpc64le",
-    elf_machine: 21 /* EM_PPC64 */,
+    elf_machine: 21, /* EM_PPC64 */
     big_endian: false,
 };
 
@@ -100,7 +100,11 @@ impl Arch {
 
     /// `CROSS_COMPILE=` value: empty when building natively.
     pub fn cross_compile(&self) -> &'static str {
-        if Arch::host() == Some(*self) { "" } else { self.cross }
+        if Arch::host() == Some(*self) {
+            ""
+        } else {
+            self.cross
+        }
     }
 }
 
@@ -116,7 +120,14 @@ impl<T: Clone> PerArch<T> {
     /// The value for `arch`, computed by `f` the first time. The lock is not
     /// held while `f` runs (it may boot a guest or download a package).
     pub fn get_or_try<E>(&self, arch: Arch, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
-        let find = || self.0.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(n, _)| *n == arch.name).map(|(_, v)| v.clone());
+        let find = || {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .find(|(n, _)| *n == arch.name)
+                .map(|(_, v)| v.clone())
+        };
         if let Some(v) = find() {
             return Ok(v);
         }

@@ -21,7 +21,8 @@ pub fn root() -> PathBuf {
 }
 
 pub fn dir(sub: &str) -> PathBuf {
-    let redirected = REDIRECTS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(s, _)| s == sub).map(|(_, d)| d.clone());
+    let redirected =
+        REDIRECTS.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(s, _)| s == sub).map(|(_, d)| d.clone());
     let d = redirected.unwrap_or_else(|| root().join(sub));
     let _ = std::fs::create_dir_all(&d);
     d
@@ -164,7 +165,12 @@ impl Scratch {
 pub fn sweep(parent: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut removed = Vec::new();
     let Ok(entries) = std::fs::read_dir(parent) else { return removed };
-    let candidates: Vec<PathBuf> = entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(prefix)).map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    let candidates: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
     if candidates.is_empty() {
         return removed;
     }
@@ -209,7 +215,9 @@ fn kill_users(dir: &Path) {
         }
         let cwd_in = std::fs::read_link(e.path().join("cwd")).is_ok_and(|c| c.starts_with(dir));
         // The path itself or below it, not a longer name that starts alike.
-        let named = std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c.windows(needle.len() + 1).any(|w| w.starts_with(needle) && matches!(w[needle.len()], b'/' | 0)));
+        let named = std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+            c.windows(needle.len() + 1).any(|w| w.starts_with(needle) && matches!(w[needle.len()], b'/' | 0))
+        });
         if cwd_in || named {
             // SAFETY: kill(2); the process works in an abandoned build directory.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -217,7 +225,9 @@ fn kill_users(dir: &Path) {
         }
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    while killed.iter().any(|&p| crate::cleanup::proc_stat(p).is_some_and(|(state, _)| state != 'Z')) && std::time::Instant::now() < deadline {
+    while killed.iter().any(|&p| crate::cleanup::proc_stat(p).is_some_and(|(state, _)| state != 'Z'))
+        && std::time::Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(10));
     }
 }

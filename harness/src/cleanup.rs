@@ -67,7 +67,10 @@ pub fn group_alive(pgid: i32) -> bool {
         return false;
     }
     let Ok(procs) = std::fs::read_dir("/proc") else { return false };
-    procs.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).any(|pid| matches!(proc_stat(pid), Some((state, pg)) if pg == pgid && state != 'Z'))
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .any(|pid| matches!(proc_stat(pid), Some((state, pg)) if pg == pgid && state != 'Z'))
 }
 
 /// (state, process group) of a process, from `/proc/PID/stat`.
@@ -208,7 +211,11 @@ pub fn install_signal_handlers() {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         rt.block_on(async {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) else { return };
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+            else {
+                return;
+            };
             let (code, name) = tokio::select! {
                 _ = int.recv() => (130, "SIGINT"),
                 _ = term.recv() => (143, "SIGTERM"),

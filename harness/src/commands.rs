@@ -1,9 +1,9 @@
 //! The commands that are not runs: `klpt check`, `klpt gen`, `klpt kernel
 //! build`, `klpt shell`, `klpt bench` and `klpt explore`, given parsed arguments.
 
+use crate::arch::Arch;
 use crate::case;
 use crate::runner::AccelChoice;
-use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -26,7 +26,11 @@ pub fn check(paths: Vec<PathBuf>) -> Result<ExitCode, String> {
 pub fn one_arch(names: &[String]) -> Result<Arch, String> {
     match crate::run::plan::arches(names)?.as_slice() {
         [a] => Ok(*a),
-        more => Err(format!("this command takes one architecture, not {} ({})", more.len(), more.iter().map(|a| a.name).collect::<Vec<_>>().join(", "))),
+        more => Err(format!(
+            "this command takes one architecture, not {} ({})",
+            more.len(),
+            more.iter().map(|a| a.name).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -57,16 +61,25 @@ pub fn gen(path: &Path, arch: Arch, kernel: Option<&str>) -> Result<ExitCode, St
 }
 
 /// `klpt kernel build` (with `export`, one arch's kernel as one file too).
-pub fn kernel_build(src: Option<PathBuf>, arches: &[String], series: Vec<PathBuf>, export: Option<PathBuf>) -> Result<ExitCode, String> {
+pub fn kernel_build(
+    src: Option<PathBuf>,
+    arches: &[String],
+    series: Vec<PathBuf>,
+    export: Option<PathBuf>,
+) -> Result<ExitCode, String> {
     let arches = crate::run::plan::arches(arches)?;
     if let Some(file) = export {
         return match arches[..] {
-            [arch] => crate::kernel::export::export_build(&crate::kernel::build::Spec { src, arch, series }, &file).map(|_| ExitCode::SUCCESS).map_err(|e| e.to_string()),
+            [arch] => crate::kernel::export::export_build(&crate::kernel::build::Spec { src, arch, series }, &file)
+                .map(|_| ExitCode::SUCCESS)
+                .map_err(|e| e.to_string()),
             _ => Err("--export writes one kernel: pass one --arch".into()),
         };
     }
     for arch in arches {
-        let dir = crate::kernel::build::build(&crate::kernel::build::Spec { src: src.clone(), arch, series: series.clone() }).map_err(|e| e.to_string())?;
+        let dir =
+            crate::kernel::build::build(&crate::kernel::build::Spec { src: src.clone(), arch, series: series.clone() })
+                .map_err(|e| e.to_string())?;
         println!("{}: {}", arch.name, dir.display());
     }
     Ok(ExitCode::SUCCESS)
@@ -80,13 +93,25 @@ pub enum Bench {
 }
 
 /// `klpt bench`.
-pub fn bench(what: Bench, paths: Vec<PathBuf>, arches: &[String], kernels: &[String], accel: AccelChoice) -> Result<ExitCode, String> {
+pub fn bench(
+    what: Bench,
+    paths: Vec<PathBuf>,
+    arches: &[String],
+    kernels: &[String],
+    accel: AccelChoice,
+) -> Result<ExitCode, String> {
     let a = crate::run::plan::arches(arches)?;
     match what {
         Bench::VersusKselftest { boots } => {
             let default = crate::project_root().join("cases/kselftest");
             let paths = if paths.is_empty() { vec![default.clone()] } else { paths };
-            let hint = |e: String| if paths == [default.clone()] && !default.exists() { format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)") } else { e };
+            let hint = |e: String| {
+                if paths == [default.clone()] && !default.exists() {
+                    format!("{e}\n  (name the cases to compare with, e.g. `klpt bench --versus-kselftest cases/stock`)")
+                } else {
+                    e
+                }
+            };
             let cases = crate::run::load_cases(&paths).map_err(hint)?;
             let stock = crate::run::load_cases(&[crate::project_root().join("cases/stock")])?;
             let kernels = if kernels.is_empty() { vec!["source".to_string()] } else { kernels.to_vec() };
@@ -103,7 +128,9 @@ pub fn bench(what: Bench, paths: Vec<PathBuf>, arches: &[String], kernels: &[Str
             let paths = if paths.is_empty() { vec![crate::project_root().join("cases/stock")] } else { paths };
             let cases = crate::run::load_cases(&paths)?;
             match what {
-                Bench::Boots { boots, kernel_builds } => crate::bench::bench(&cases, &a, kernels, accel, boots, kernel_builds).map_err(|e| e.to_string()),
+                Bench::Boots { boots, kernel_builds } => {
+                    crate::bench::bench(&cases, &a, kernels, accel, boots, kernel_builds).map_err(|e| e.to_string())
+                }
                 _ => crate::bench::bench_steps(&cases, &a, kernels, accel).map_err(|e| e.to_string()),
             }
         }
@@ -111,14 +138,21 @@ pub fn bench(what: Bench, paths: Vec<PathBuf>, arches: &[String], kernels: &[Str
 }
 
 /// `klpt explore` on every (arch, kernel): fails when any diverged.
-pub fn explore(arches: &[String], kernels: &[String], accel: AccelChoice, opts: &crate::explore::Options) -> Result<ExitCode, String> {
+pub fn explore(
+    arches: &[String],
+    kernels: &[String],
+    accel: AccelChoice,
+    opts: &crate::explore::Options,
+) -> Result<ExitCode, String> {
     let arches = crate::run::plan::arches(arches)?;
-    let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
+    let kernels: Vec<Option<&str>> =
+        if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     crate::modules::build::sweep();
     let mut diverged = false;
     for &a in &arches {
         for &k in &kernels {
-            let t = crate::runner::Target::prepare(a, k, accel).map_err(|e| format!("{} ({}): {e}", a.name, k.unwrap_or("debian")))?;
+            let t = crate::runner::Target::prepare(a, k, accel)
+                .map_err(|e| format!("{} ({}): {e}", a.name, k.unwrap_or("debian")))?;
             let s = crate::explore::explore(&t, opts)?;
             print!("{}: {}", t.kernel.id, crate::explore::report(&s));
             diverged |= !s.divergences.is_empty();

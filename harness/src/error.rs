@@ -39,7 +39,11 @@ pub enum Error {
 fn tail_of(out: &str) -> String {
     let lines: Vec<&str> = out.lines().collect();
     let tail = &lines[lines.len().saturating_sub(25)..];
-    if tail.is_empty() { String::new() } else { format!(":\n{}", tail.join("\n")) }
+    if tail.is_empty() {
+        String::new()
+    } else {
+        format!(":\n{}", tail.join("\n"))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

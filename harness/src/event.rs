@@ -10,17 +10,34 @@ use std::time::Instant;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event<'a> {
     /// Long work starts: downloading, building, booting.
-    Begin { what: &'a str },
+    Begin {
+        what: &'a str,
+    },
     /// Long work finished, with how long it took.
-    Done { what: &'a str, secs: f64 },
+    Done {
+        what: &'a str,
+        secs: f64,
+    },
     /// Long work failed (or was interrupted) after this long.
-    Failed { what: &'a str, secs: f64 },
+    Failed {
+        what: &'a str,
+        secs: f64,
+    },
     /// A cached artifact was reused.
-    Cached { what: &'a str },
+    Cached {
+        what: &'a str,
+    },
     /// One line of progress inside a long stage (e.g. a build's output).
-    Progress { what: &'a str, line: &'a str },
-    Note { msg: &'a str },
-    Warn { msg: &'a str },
+    Progress {
+        what: &'a str,
+        line: &'a str,
+    },
+    Note {
+        msg: &'a str,
+    },
+    Warn {
+        msg: &'a str,
+    },
 }
 
 fn start() -> Instant {

@@ -1,9 +1,9 @@
 //! Host prerequisites: found, installed from Debian packages when klpt runs
 //! as root, or named with the exact command to run.
 
+use crate::arch::Arch;
 use crate::error::{Error, Result};
 use crate::event::{emit, stage, Event};
-use crate::arch::Arch;
 use crate::vm::arch::profile;
 use std::process::Command;
 
@@ -38,7 +38,15 @@ pub fn needed(arches: &[Arch]) -> Vec<(String, String)> {
 /// What building a kernel from source needs on top of [`needed`].
 pub fn ensure_kernel_build(arch: Arch) -> Result<()> {
     let mut v = needed(&[arch]);
-    for (t, p) in [("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("git", "git"), ("ccache", "ccache"), ("perl", "perl"), ("tar", "tar")] {
+    for (t, p) in [
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("bc", "bc"),
+        ("git", "git"),
+        ("ccache", "ccache"),
+        ("perl", "perl"),
+        ("tar", "tar"),
+    ] {
         v.push((t.into(), p.into()));
     }
     // Headers without a tool to look for.
@@ -71,7 +79,10 @@ fn install_line(pkgs: &[String]) -> String {
 }
 
 fn install_missing(needed: Vec<(String, String)>) -> Result<()> {
-    let missing: Vec<(String, String)> = needed.into_iter().filter(|(t, _)| if t.starts_with('/') { !std::path::Path::new(t).exists() } else { !on_path(t) }).collect();
+    let missing: Vec<(String, String)> = needed
+        .into_iter()
+        .filter(|(t, _)| if t.starts_with('/') { !std::path::Path::new(t).exists() } else { !on_path(t) })
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -81,19 +92,28 @@ fn install_missing(needed: Vec<(String, String)>) -> Result<()> {
         v.dedup();
         v
     };
-    let tools_of = |qemu: bool| missing.iter().filter(|(_, p)| is_qemu(p) == qemu).map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", ");
+    let tools_of = |qemu: bool| {
+        missing.iter().filter(|(_, p)| is_qemu(p) == qemu).map(|(t, _)| t.as_str()).collect::<Vec<_>>().join(", ")
+    };
     let (pkgs, qemu) = (pkgs_of(false), pkgs_of(true));
     // SAFETY: geteuid has no preconditions.
     let may_install = unsafe { libc::geteuid() } == 0 && std::env::var_os("KLPT_NO_INSTALL").is_none();
     if !pkgs.is_empty() {
         if !may_install {
-            return Err(Error::HostTools { missing: tools_of(false), install: format!("sudo {}", install_line(&pkgs)) });
+            return Err(Error::HostTools {
+                missing: tools_of(false),
+                install: format!("sudo {}", install_line(&pkgs)),
+            });
         }
-        apt_install(&pkgs).map_err(|why| Error::HostTools { missing: format!("{} ({why})", tools_of(false)), install: format!("sudo {}", install_line(&pkgs)) })?;
+        apt_install(&pkgs).map_err(|why| Error::HostTools {
+            missing: format!("{} ({why})", tools_of(false)),
+            install: format!("sudo {}", install_line(&pkgs)),
+        })?;
     }
     if !qemu.is_empty() {
         // No host QEMU is no reason to stop: vm::binary then runs a private one.
-        let why = if may_install { apt_install(&qemu).err() } else { Some("klpt may not install packages here".into()) };
+        let why =
+            if may_install { apt_install(&qemu).err() } else { Some("klpt may not install packages here".into()) };
         if let Some(why) = why {
             emit(Event::Warn {
                 msg: &format!("host: no {} ({why}); klpt will use a private QEMU from the release's backports, unpacked into its cache. To use the host's instead: sudo {}", tools_of(true), install_line(&qemu)),
@@ -129,14 +149,22 @@ fn apt_install(pkgs: &[String]) -> std::result::Result<(), String> {
             return Ok(());
         }
         let removes = would_remove(pkgs);
-        Err(if removes.is_empty() { "apt-get failed".to_string() } else { format!("installing them would remove {}, and klpt never removes packages", removes.join(" ")) })
+        Err(if removes.is_empty() {
+            "apt-get failed".to_string()
+        } else {
+            format!("installing them would remove {}, and klpt never removes packages", removes.join(" "))
+        })
     })
 }
 
 /// The installed packages `apt-get install pkgs` would remove (a simulation
 /// with the host's apt configuration; changes nothing).
 fn would_remove(pkgs: &[String]) -> Vec<String> {
-    let out = Command::new("apt-get").args(["-s", "-q", "install", "--no-install-recommends"]).args(pkgs).env("LC_ALL", "C").output();
+    let out = Command::new("apt-get")
+        .args(["-s", "-q", "install", "--no-install-recommends"])
+        .args(pkgs)
+        .env("LC_ALL", "C")
+        .output();
     out.map(|o| crate::apt::parse_simulation(&String::from_utf8_lossy(&o.stdout)).remove).unwrap_or_default()
 }
 

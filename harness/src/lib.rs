@@ -36,5 +36,7 @@ use std::path::PathBuf;
 
 /// The project tree (cases/, images/): `$KLPT_ROOT`, else the source checkout.
 pub fn project_root() -> PathBuf {
-    std::env::var_os("KLPT_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+    std::env::var_os("KLPT_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
 }

@@ -235,7 +235,13 @@ struct ReportArgs {
 
 impl ReportArgs {
     fn files(&self) -> Files {
-        Files { ktap: self.ktap.clone(), junit: self.junit.clone(), results: self.results.clone(), matrix: self.matrix.clone(), kcidb: self.kcidb.clone() }
+        Files {
+            ktap: self.ktap.clone(),
+            junit: self.junit.clone(),
+            results: self.results.clone(),
+            matrix: self.matrix.clone(),
+            kcidb: self.kcidb.clone(),
+        }
     }
 }
 
@@ -300,8 +306,13 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
     match cmd {
         Cmd::Run { words, k, reports, artifacts, keep_failed, kselftest, t } => {
             // Words naming files or directories are case paths; the rest filter trials.
-            let (paths, filters): (Vec<String>, Vec<String>) = words.into_iter().partition(|w| std::path::Path::new(w).exists());
-            let paths: Vec<PathBuf> = if paths.is_empty() { vec![root.join("cases/stock")] } else { paths.into_iter().map(PathBuf::from).collect() };
+            let (paths, filters): (Vec<String>, Vec<String>) =
+                words.into_iter().partition(|w| std::path::Path::new(w).exists());
+            let paths: Vec<PathBuf> = if paths.is_empty() {
+                vec![root.join("cases/stock")]
+            } else {
+                paths.into_iter().map(PathBuf::from).collect()
+            };
             let cases = klpt::run::load_cases(&paths)?;
             let kernels = if k.kernels.is_empty() { vec![None] } else { k.kernels.iter().cloned().map(Some).collect() };
             let req = request(cases, kselftest, &k, kernels, &t, filters, &reports, artifacts)?;
@@ -309,15 +320,24 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         }
         Cmd::Selftests { filters, k, reports, artifacts, scenario_timeout, t } => {
             // Debian's kernels come without their tree: default to the one klpt builds.
-            let kernels = if k.kernels.is_empty() { vec![Some("source".to_string())] } else { k.kernels.iter().cloned().map(Some).collect() };
+            let kernels = if k.kernels.is_empty() {
+                vec![Some("source".to_string())]
+            } else {
+                k.kernels.iter().cloned().map(Some).collect()
+            };
             let req = request(Vec::new(), true, &k, kernels, &t, filters, &reports, artifacts)?;
             klpt::run::run(Request { scenario_timeout: Duration::from_secs(scenario_timeout), ..req }).map(exit)
         }
         Cmd::Matrix { paths, arches, kernels, json, artifacts, test_threads } => {
-            let paths = if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
+            let paths =
+                if paths.is_empty() { vec![root.join("cases/stock"), root.join("cases/hybrid")] } else { paths };
             let kernels = if kernels.is_empty() {
                 let series = root.join("cases/hybrid/series");
-                vec![Some("source".into()), Some(format!("source:{}", series.join("v1-replaceable").display())), Some(format!("source:{}", series.join("v2-replace-set").display()))]
+                vec![
+                    Some("source".into()),
+                    Some(format!("source:{}", series.join("v1-replaceable").display())),
+                    Some(format!("source:{}", series.join("v2-replace-set").display())),
+                ]
             } else {
                 kernels.into_iter().map(Some).collect()
             };
@@ -351,22 +371,57 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             klpt::run::merge::command(&files, reports.files()).map(exit)
         }
         Cmd::Check { paths } => commands::check(paths),
-        Cmd::Kernel { cmd: KernelCmd::Build { src, arches, series, export } } => commands::kernel_build(src, &arches, series, export),
+        Cmd::Kernel { cmd: KernelCmd::Build { src, arches, series, export } } => {
+            commands::kernel_build(src, &arches, series, export)
+        }
         Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run, shrink_runs } => {
-            let opts = klpt::explore::Options { seed, ops, time: time.map(Duration::from_secs), ops_per_guest, patches, artifacts, dry_run, shrink_runs };
+            let opts = klpt::explore::Options {
+                seed,
+                ops,
+                time: time.map(Duration::from_secs),
+                ops_per_guest,
+                patches,
+                artifacts,
+                dry_run,
+                shrink_runs,
+            };
             commands::explore(&k.arches, &k.kernels, k.accel, &opts)
         }
-        Cmd::Gen { case, k } => commands::gen(&case, commands::one_arch(&k.arches)?, k.kernels.first().map(String::as_str)),
-        Cmd::Shell { case, until, k } => klpt::shell::shell(&case, until.as_deref(), k.kernels.first().map(String::as_str), commands::one_arch(&k.arches)?, k.accel).map_err(|e| e.to_string()),
-        Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => commands::bench(Bench::VersusKselftest { boots }, paths, &k.arches, &k.kernels, k.accel),
-        Cmd::Bench { paths, k, steps: true, .. } => commands::bench(Bench::Steps, paths, &k.arches, &k.kernels, k.accel),
-        Cmd::Bench { paths, k, boots, kernel_builds, .. } => commands::bench(Bench::Boots { boots, kernel_builds }, paths, &k.arches, &k.kernels, k.accel),
+        Cmd::Gen { case, k } => {
+            commands::gen(&case, commands::one_arch(&k.arches)?, k.kernels.first().map(String::as_str))
+        }
+        Cmd::Shell { case, until, k } => klpt::shell::shell(
+            &case,
+            until.as_deref(),
+            k.kernels.first().map(String::as_str),
+            commands::one_arch(&k.arches)?,
+            k.accel,
+        )
+        .map_err(|e| e.to_string()),
+        Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => {
+            commands::bench(Bench::VersusKselftest { boots }, paths, &k.arches, &k.kernels, k.accel)
+        }
+        Cmd::Bench { paths, k, steps: true, .. } => {
+            commands::bench(Bench::Steps, paths, &k.arches, &k.kernels, k.accel)
+        }
+        Cmd::Bench { paths, k, boots, kernel_builds, .. } => {
+            commands::bench(Bench::Boots { boots, kernel_builds }, paths, &k.arches, &k.kernels, k.accel)
+        }
     }
 }
 
 /// The run request of `klpt run` and `klpt selftests`.
 #[allow(clippy::too_many_arguments)]
-fn request(cases: Vec<klpt::case::Case>, kselftest: bool, k: &KernelArgs, kernels: Vec<Option<String>>, t: &TestArgs, filters: Vec<String>, reports: &ReportArgs, artifacts: PathBuf) -> Result<Request, String> {
+fn request(
+    cases: Vec<klpt::case::Case>,
+    kselftest: bool,
+    k: &KernelArgs,
+    kernels: Vec<Option<String>>,
+    t: &TestArgs,
+    filters: Vec<String>,
+    reports: &ReportArgs,
+    artifacts: PathBuf,
+) -> Result<Request, String> {
     Ok(Request {
         cases: cases.into_iter().map(Arc::new).collect(),
         kselftest,

@@ -2,6 +2,8 @@
 //! case on it in a fresh guest ([`run_case`]). Planning, the worker pool
 //! and reporting are `crate::run`'s.
 
+use crate::arch::Arch;
+use crate::arch::PerArch;
 use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::event::{emit, Event};
@@ -10,8 +12,6 @@ use crate::report::{Cause, Failure, Outcome, Status};
 use crate::steps::{Session, Stop};
 use crate::vm::qemu::{Accel, Vm, VmConfig};
 use crate::vm::ssh::Guest;
-use crate::arch::PerArch;
-use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -61,12 +61,26 @@ impl Target {
 
     /// [`Target::prepare`] with another guest image, made by `image` for the
     /// kernel, and no saved guest: its guests boot.
-    pub fn prepare_with(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice, image: impl FnOnce(&Kernel) -> Result<PathBuf>) -> Result<Target> {
+    pub fn prepare_with(
+        arch: Arch,
+        kernel_spec: Option<&str>,
+        accel: AccelChoice,
+        image: impl FnOnce(&Kernel) -> Result<PathBuf>,
+    ) -> Result<Target> {
         crate::host::ensure(&[arch])?;
         let kernel = crate::kernel::resolve(kernel_spec, arch)?;
         let caps = Caps::probe(&kernel);
         let initrd = image(&kernel)?;
-        let mut t = Target { arch, kernel, caps, initrd, accel: Accel::Tcg, saved_state: None, saved_note: None, saved_smp: Mutex::default() };
+        let mut t = Target {
+            arch,
+            kernel,
+            caps,
+            initrd,
+            accel: Accel::Tcg,
+            saved_state: None,
+            saved_note: None,
+            saved_smp: Mutex::default(),
+        };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
@@ -78,7 +92,9 @@ impl Target {
                 }
             }
         };
-        emit(Event::Note { msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel) });
+        emit(Event::Note {
+            msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel),
+        });
         Ok(t)
     }
 
@@ -118,7 +134,12 @@ fn saved_state(t: &Target, smp: u32) -> std::result::Result<PathBuf, String> {
     }
     // The template's console and monitor live in the snapshot's own scratch dir.
     crate::vm::snapshot::saved(&t.vm_config(smp, Path::new("console.log")), Duration::from_secs(240)).map_err(|e| {
-        emit(Event::Warn { msg: &format!("{}: cannot save a ready guest with {smp} vCPU(s) ({e}); every such case boots its own", t.arch.name) });
+        emit(Event::Warn {
+            msg: &format!(
+                "{}: cannot save a ready guest with {smp} vCPU(s) ({e}); every such case boots its own",
+                t.arch.name
+            ),
+        });
         e.to_string()
     })
 }
@@ -251,14 +272,19 @@ pub fn run_case_steps(t: &Target, case: &Case, opts: &Options, legacy: bool) -> 
 }
 
 /// [`run_case_steps`], telling `on_step` about each step as it finishes.
-pub fn run_case_observed(t: &Target, case: &Case, opts: &Options, legacy: bool, on_step: &dyn Fn(&StepDone)) -> Outcome {
+pub fn run_case_observed(
+    t: &Target,
+    case: &Case,
+    opts: &Options,
+    legacy: bool,
+    on_step: &dyn Fn(&StepDone),
+) -> Outcome {
     let t0 = Instant::now();
     let mut out = Outcome::new(trial_name(t, case), case.id.clone(), t.arch.name, &t.kernel.id);
-    let xfail = case
-        .doc
-        .xfail
-        .iter()
-        .find(|x| (x.arches.is_empty() || x.arches.iter().any(|a| a == t.arch.name)) && regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id)));
+    let xfail = case.doc.xfail.iter().find(|x| {
+        (x.arches.is_empty() || x.arches.iter().any(|a| a == t.arch.name))
+            && regex::Regex::new(&x.kernel).is_ok_and(|r| r.is_match(&t.kernel.id))
+    });
     let dir = opts.artifacts.join(t.arch.name).join(&t.kernel.id).join(&case.id);
     let mut status = attempt(t, case, opts, &mut out, &dir, (1, true), legacy, on_step);
     // Only a lost guest is retried, once, in a fresh guest: the kernel's
@@ -269,19 +295,28 @@ pub fn run_case_observed(t: &Target, case: &Case, opts: &Options, legacy: bool, 
             emit(Event::Warn { msg: &format!("{}: {}; retrying once in a fresh guest", out.name, first.first_line()) });
             out.retries = 1;
             status = attempt(t, case, opts, &mut out, &dir.join("retry"), (2, false), legacy, on_step);
-            let retried = format!("retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}", dir.display());
+            let retried = format!(
+                "retried once in a fresh guest (artifacts in {}/retry); the first attempt failed with:\n{first}",
+                dir.display()
+            );
             match &mut status {
                 Status::Fail(f) => f.message.push_str(&format!("\n{retried}")),
                 _ => out.notes.push(retried),
             }
         }
     }
-    if matches!((&status, xfail), (Status::Pass, Some(_))) || matches!((&status, xfail), (Status::Fail(f), Some(_)) if f.cause == Cause::KernelVerdict) {
+    if matches!((&status, xfail), (Status::Pass, Some(_)))
+        || matches!((&status, xfail), (Status::Fail(f), Some(_)) if f.cause == Cause::KernelVerdict)
+    {
         out.xfail_reason = xfail.map(|x| x.reason.clone());
     }
     out.status = match (status, xfail) {
-        (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => Status::Xfail(format!("{} ({})", x.reason, f.first_line())),
-        (Status::Pass, Some(x)) => Status::Xpass(format!("expected to fail on {} ({}), but passed", t.kernel.id, x.reason)),
+        (Status::Fail(f), Some(x)) if f.cause == Cause::KernelVerdict => {
+            Status::Xfail(format!("{} ({})", x.reason, f.first_line()))
+        }
+        (Status::Pass, Some(x)) => {
+            Status::Xpass(format!("expected to fail on {} ({}), but passed", t.kernel.id, x.reason))
+        }
         (s, _) => s,
     };
     out.secs = t0.elapsed().as_secs_f64();
@@ -292,7 +327,16 @@ pub fn run_case_observed(t: &Target, case: &Case, opts: &Options, legacy: bool, 
 /// One attempt (numbered from 1) at a case in a fresh guest. `may_retry`:
 /// a lost guest will get another attempt, so this one's guest is never kept.
 #[allow(clippy::too_many_arguments)]
-fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Path, (number, may_retry): (u32, bool), legacy: bool, on_step: &dyn Fn(&StepDone)) -> Status {
+fn attempt(
+    t: &Target,
+    case: &Case,
+    opts: &Options,
+    out: &mut Outcome,
+    dir: &Path,
+    (number, may_retry): (u32, bool),
+    legacy: bool,
+    on_step: &dyn Fn(&StepDone),
+) -> Status {
     let fail = |cause, msg: String| Status::Fail(Failure::new(cause, msg));
     let missing = t.caps.missing(&case.doc.requires, None);
     if !missing.is_empty() {
@@ -338,7 +382,15 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
         let r = session.run(step);
         let done = |verdict| {
             let secs = session.step_times.get(ran).map(|s| s.1).unwrap_or(0.0);
-            on_step(&StepDone { number: step.index + 1, line: step.line, kind: crate::steps::run::kind(&step.action), label: step.label.clone(), secs, verdict, attempt: number })
+            on_step(&StepDone {
+                number: step.index + 1,
+                line: step.line,
+                kind: crate::steps::run::kind(&step.action),
+                label: step.label.clone(),
+                secs,
+                verdict,
+                attempt: number,
+            })
         };
         let stop = match r {
             Ok(()) => {
@@ -361,7 +413,10 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
             // A verdict or a timeout may be the first sign of a crash.
             Stop::Verdict(m) | Stop::Timeout(m) => match booted.vm.fatal() {
                 Some(c) => (Cause::KernelCrash, format!("the kernel crashed:\n{c}\n(the step saw: {m})")),
-                None => (if matches!(stop, Stop::Timeout(_)) { Cause::StepTimeout } else { Cause::KernelVerdict }, m.clone()),
+                None => (
+                    if matches!(stop, Stop::Timeout(_)) { Cause::StepTimeout } else { Cause::KernelVerdict },
+                    m.clone(),
+                ),
             },
             Stop::Skip(_) => unreachable!("handled above"),
         };
@@ -381,7 +436,11 @@ fn attempt(t: &Target, case: &Case, opts: &Options, out: &mut Outcome, dir: &Pat
     out.notes.append(&mut session.notes);
     out.step_secs = std::mem::take(&mut session.step_times);
     if opts.guest_time && booted.vm.exited().is_none() {
-        out.guest_secs = booted.guest.exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10)).ok().and_then(|o| o.stdout.trim().parse().ok());
+        out.guest_secs = booted
+            .guest
+            .exec("cut -d' ' -f1 /proc/uptime", Duration::from_secs(10))
+            .ok()
+            .and_then(|o| o.stdout.trim().parse().ok());
     }
     drop(session);
     if let Status::Fail(f) = &mut status {
@@ -398,8 +457,13 @@ fn lost_or_crashed(vm: &Vm, saw: &str) -> (Cause, String) {
     let fate = vm.settle(SETTLE);
     match (fate.crash, fate.exited) {
         (Some(c), _) => (Cause::KernelCrash, format!("the kernel crashed:\n{c}\n(the connection broke: {saw})")),
-        (None, Some(x)) => (Cause::GuestLost, format!("QEMU exited ({x}) with no crash on the console\n(the step saw: {saw})")),
-        (None, None) => (Cause::GuestLost, format!("the connection to the guest broke; QEMU is still running and the console shows no crash: {saw}")),
+        (None, Some(x)) => {
+            (Cause::GuestLost, format!("QEMU exited ({x}) with no crash on the console\n(the step saw: {saw})"))
+        }
+        (None, None) => (
+            Cause::GuestLost,
+            format!("the connection to the guest broke; QEMU is still running and the console shows no crash: {saw}"),
+        ),
     }
 }
 
@@ -431,7 +495,8 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
     let try_claim = |d: &Path| -> Result<bool> {
         std::fs::create_dir_all(d).map_err(|e| Error::Io { what: format!("create {}", d.display()), source: e })?;
         let lock = d.join(".klpt-run.lock");
-        let f = std::fs::File::create(&lock).map_err(|e| Error::Io { what: format!("create {}", lock.display()), source: e })?;
+        let f = std::fs::File::create(&lock)
+            .map_err(|e| Error::Io { what: format!("create {}", lock.display()), source: e })?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Ok(false);
@@ -446,7 +511,9 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
     if !try_claim(&mine)? {
         return Err(Error::Other(format!("{} is in use by another klpt run", mine.display())));
     }
-    emit(Event::Warn { msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()) });
+    emit(Event::Warn {
+        msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()),
+    });
     Ok(mine)
 }
 
@@ -457,9 +524,11 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
 /// 28.0 s with 2 guests at a time, 21.2–23.3 s with 4 and 28.1 s with 6.
 pub fn default_parallel_guests() -> usize {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let available_kib = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("MemAvailable:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()));
+    let available_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find(|l| l.starts_with("MemAvailable:"))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    });
     // A guest's QEMU maps `-m 1024` and touches most of what the guest uses.
     let per_guest_kib = 1280 * 1024;
     let by_memory = available_kib.map(|k| (k.saturating_sub(1024 * 1024) / per_guest_kib) as usize).unwrap_or(cores);

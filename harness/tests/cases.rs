@@ -22,10 +22,18 @@ use std::time::Duration;
 const WRONG: &[(&str, &str, &[&str])] = &[
     ("wrong-sysfs-value", "kernel verdict: step ", &["klpt_w_sysfs/enabled: expected 0, got 1"]),
     ("wrong-errno", "kernel verdict: step ", &["expected refusal with EBUSY, got EINVAL"]),
-    ("missing-dmesg-event", "kernel verdict: step ", &["dmesg: expected event", "unpatching complete", "not found after"]),
+    (
+        "missing-dmesg-event",
+        "kernel verdict: step ",
+        &["dmesg: expected event", "unpatching complete", "not found after"],
+    ),
     ("patch-without-effect", "kernel verdict: step ", &["/proc/cmdline: expected to contain \"klpt_w_effect\""]),
     ("transition-never-ends", "kernel verdict: step ", &["transition of klpt_w_stuck did not finish within 5s"]),
-    ("compile-error", "harness error: module build failed for klpt_w_cc", &["compile-error.yaml:9:", "undeclared_variable"]),
+    (
+        "compile-error",
+        "harness error: module build failed for klpt_w_cc",
+        &["compile-error.yaml:9:", "undeclared_variable"],
+    ),
     ("kernel-warning", "kernel verdict: step ", &["kernel reported a problem", "WARNING:"]),
 ];
 
@@ -93,7 +101,8 @@ fn keyless_login(port: u16, password: &str) -> Result<Keyless, String> {
     let mut last = String::new();
     // Emulated guests flake at the banner exchange: retry the connection, never a login.
     for _ in 0..5 {
-        let tcp = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
         let mut sess = ssh2::Session::new().map_err(|e| e.to_string())?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(15_000);
@@ -127,7 +136,8 @@ fn key_only_login(t: &Target, dir: &Path) -> Result<(), Failed> {
     std::fs::create_dir_all(dir).map_err(|e| Failed::from(format!("{}: {e}", dir.display())))?;
     let vm = Vm::boot(t.vm_config(1, &dir.join("console.log"))).map_err(|e| Failed::from(e.to_string()))?;
     vm.wait_ready(Duration::from_secs(240)).map_err(|e| Failed::from(e.to_string()))?;
-    let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60)).map_err(|e| Failed::from(format!("klpt's key was refused: {e}")))?;
+    let guest = Guest::connect(vm.ssh_port, Duration::from_secs(60))
+        .map_err(|e| Failed::from(format!("klpt's key was refused: {e}")))?;
     let uid = guest.exec("id -u", Duration::from_secs(30)).map_err(|e| Failed::from(e.to_string()))?;
     if uid.stdout.trim() != "0" {
         return Err(format!("key login is not root: id -u said {:?}", uid.stdout).into());
@@ -137,7 +147,8 @@ fn key_only_login(t: &Target, dir: &Path) -> Result<(), Failed> {
         return Err(format!("root logged in without klpt's key: {got:?}").into());
     }
     // dropbear checked and refused the password (not, say, a dropped connection).
-    let log = guest.exec("cat /run/dropbear.log", Duration::from_secs(30)).map_err(|e| Failed::from(e.to_string()))?.stdout;
+    let log =
+        guest.exec("cat /run/dropbear.log", Duration::from_secs(30)).map_err(|e| Failed::from(e.to_string()))?.stdout;
     if !log.contains("Bad password attempt for 'root'") {
         return Err(format!("dropbear did not log a refused password attempt; its log:\n{log}").into());
     }
@@ -149,22 +160,30 @@ fn main() {
     klpt::cleanup::install_signal_handlers();
     let target = runner::test_target();
     let artifacts = std::env::temp_dir().join(format!("klpt-test-artifacts-{}", std::process::id()));
-    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
+    let opts = Arc::new(Options {
+        artifacts: artifacts.clone(),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    });
     let mut trials = bad_trials();
 
     let stock = klpt::case::discover(&[klpt::project_root().join("cases/stock")]).expect("cases/stock exists");
     for file in stock {
         let case = Arc::new(klpt::case::load(&file).unwrap_or_else(|e| panic!("{e}")));
         let (t, o) = (target.clone(), opts.clone());
-        trials.push(Trial::ignorable_test(format!("stock/{}", file.file_stem().unwrap_or_default().to_string_lossy()), move || {
-            let out = runner::run_case(&t, &case, &o);
-            match out.status {
-                Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
-                Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
-                Status::Fail(f) => Err(f.to_string().into()),
-                Status::Xpass(r) => Err(format!("XPASS: {r}").into()),
-            }
-        }));
+        trials.push(Trial::ignorable_test(
+            format!("stock/{}", file.file_stem().unwrap_or_default().to_string_lossy()),
+            move || {
+                let out = runner::run_case(&t, &case, &o);
+                match out.status {
+                    Status::Pass | Status::Xfail(_) => Ok(libtest_mimic::Completion::Completed),
+                    Status::Skip(r) => Ok(libtest_mimic::Completion::ignored_with(r)),
+                    Status::Fail(f) => Err(f.to_string().into()),
+                    Status::Xpass(r) => Err(format!("XPASS: {r}").into()),
+                }
+            },
+        ));
     }
     for (name, cause, needles) in WRONG {
         let path = tests_dir().join("wrong").join(format!("{name}.yaml"));

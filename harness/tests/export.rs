@@ -13,8 +13,8 @@
 //! which it would otherwise build (`klpt kernel build --arch x86_64`).
 //! `cargo test --release --test export -- --ignored`.
 
-use std::path::{Path, PathBuf};
 use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
@@ -35,7 +35,12 @@ fn klpt(args: &[&str], cache: Option<&Path>) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("exit {:?}\n--- stdout\n{}\n--- stderr\n{}", o.status.code(), String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// Every `*.ko` below `dir`, relative path → bytes.
@@ -57,7 +62,14 @@ fn modules(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 /// The names in `dir`, without klpt's lock files.
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| !n.ends_with("-lock")).collect()).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.ends_with("-lock"))
+                .collect()
+        })
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -76,7 +88,11 @@ fn exported_kernel_runs_on_an_empty_cache() {
     let o = klpt(&["kernel", "build", "--arch", "x86_64", "--export", file_s], None);
     assert!(o.status.success(), "export failed:\n{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains(": cached") && !err.contains("kernel: building") && !err.contains("kernel: configuring"), "export must reuse the cached build:\n{}", text(&o));
+    assert!(
+        err.contains(": cached") && !err.contains("kernel: building") && !err.contains("kernel: configuring"),
+        "export must reuse the cached build:\n{}",
+        text(&o)
+    );
     let size = std::fs::metadata(&file).unwrap().len();
     eprintln!("export: {:.1} MB in {:.1}s", size as f64 / 1e6, t0.elapsed().as_secs_f64());
 
@@ -93,10 +109,18 @@ fn exported_kernel_runs_on_an_empty_cache() {
     assert!(o.status.success(), "run with --kernel FILE on an empty cache failed:\n{}", text(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let passed = regex::Regex::new(r"(?m)^test x86_64/src-[^/ ]+/stock/basic-enable-disable \.\.\. ok$").unwrap();
-    assert!(passed.is_match(&out) && out.contains("1 passed"), "the case did not pass on the exported kernel:\n{}", text(&o));
+    assert!(
+        passed.is_match(&out) && out.contains("1 passed"),
+        "the case did not pass on the exported kernel:\n{}",
+        text(&o)
+    );
     eprintln!("run on an empty cache: {secs:.1}s");
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("modules: building"), "the empty cache must build the case's module against the unpacked tree:\n{}", text(&o));
+    assert!(
+        err.contains("modules: building"),
+        "the empty cache must build the case's module against the unpacked tree:\n{}",
+        text(&o)
+    );
 
     // No kernel source fetched, no kernel built: only the unpacked artifact.
     for sub in ["src", "kbuild", "ccache"] {
@@ -110,7 +134,8 @@ fn exported_kernel_runs_on_an_empty_cache() {
     assert!(!mine.is_empty(), "no module in the empty cache");
     let shared = klpt::cache::root().join("modules");
     for (rel, data) in &mine {
-        let theirs = std::fs::read(shared.join(rel)).unwrap_or_else(|e| panic!("{}: not built against the build tree ({e})", rel.display()));
+        let theirs = std::fs::read(shared.join(rel))
+            .unwrap_or_else(|e| panic!("{}: not built against the build tree ({e})", rel.display()));
         assert!(&theirs == data, "{} differs between the build tree and the unpacked artifact", rel.display());
     }
 
@@ -118,12 +143,20 @@ fn exported_kernel_runs_on_an_empty_cache() {
     // modules build against the unpacked tree and pass.
     let o = klpt(&["selftests", "--artifacts", art, "--kernel", file_s, "test-livepatch/"], Some(&cache));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success() && out.contains("test result: ok. 5 passed"), "selftests on the exported kernel:\n{}", text(&o));
+    assert!(
+        o.status.success() && out.contains("test result: ok. 5 passed"),
+        "selftests on the exported kernel:\n{}",
+        text(&o)
+    );
     assert!(!cache.join("src").exists(), "the selftests fetched a kernel source");
 
     // Wrong arch: refused before anything is built.
     let o = klpt(&["run", CASE, "--artifacts", art, "--arch", "arm64", "--kernel", file_s], Some(&cache));
-    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is built for x86_64, not arm64"), "{}", text(&o));
+    assert!(
+        !o.status.success() && String::from_utf8_lossy(&o.stderr).contains("is built for x86_64, not arm64"),
+        "{}",
+        text(&o)
+    );
 
     // Truncated: refused, no cache entry, no scratch directory left.
     let cut = work.path().join("cut.tar.zst");
@@ -152,7 +185,14 @@ fn exported_kernel_runs_on_an_empty_cache() {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().unwrap();
-    assert!(!rest.iter().any(|l| l.contains("unpacking") && l.contains("done")), "the unpack finished before the signal: {rest:?}");
+    assert!(
+        !rest.iter().any(|l| l.contains("unpacking") && l.contains("done")),
+        "the unpack finished before the signal: {rest:?}"
+    );
     assert_eq!(status.code(), Some(130), "{seen}{rest:?}");
-    assert_eq!(entries(&fresh.join("kernels")), Vec::<String>::new(), "an interrupted unpack left something in kernels/");
+    assert_eq!(
+        entries(&fresh.join("kernels")),
+        Vec::<String>::new(),
+        "an interrupted unpack left something in kernels/"
+    );
 }

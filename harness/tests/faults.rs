@@ -34,7 +34,12 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
 /// must leave behind: nothing running.
 fn run(t: &Target, name: &str, tag: &str) -> Result<(Outcome, PathBuf), Failed> {
     let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-{tag}", std::process::id()));
-    let opts = Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
+    let opts = Options {
+        artifacts: artifacts.clone(),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    };
     let out = runner::run_case(t, &case(name), &opts);
     let left = qemus_mentioning(&artifacts.display().to_string());
     if !left.is_empty() {
@@ -74,7 +79,11 @@ fn expect(cond: bool, what: &str, out: &Outcome) -> Result<(), Failed> {
 fn panics(t: &Target) -> Result<(), Failed> {
     const RUNS: usize = 20;
     let results: Vec<Result<(Outcome, PathBuf), Failed>> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2).map(|w| s.spawn(move || (0..RUNS / 2).map(|i| run(t, "panic", &format!("panic-{w}-{i}"))).collect::<Vec<_>>())).collect();
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                s.spawn(move || (0..RUNS / 2).map(|i| run(t, "panic", &format!("panic-{w}-{i}"))).collect::<Vec<_>>())
+            })
+            .collect();
         workers.into_iter().flat_map(|h| h.join().expect("worker")).collect()
     });
     let mut retried = 0;
@@ -82,8 +91,16 @@ fn panics(t: &Target) -> Result<(), Failed> {
         let (out, dir) = r?;
         let (cause, first) = failure(&out)?;
         expect(cause == Cause::KernelCrash, "a panic must be a kernel crash", &out)?;
-        expect(first.starts_with("kernel crash: step 2 (line 4) `panic the kernel`: the kernel crashed"), &format!("first line: {first}"), &out)?;
-        expect(out.to_string_lossy().contains("Kernel panic - not syncing: sysrq triggered crash"), "the console excerpt must be in the message", &out)?;
+        expect(
+            first.starts_with("kernel crash: step 2 (line 4) `panic the kernel`: the kernel crashed"),
+            &format!("first line: {first}"),
+            &out,
+        )?;
+        expect(
+            out.to_string_lossy().contains("Kernel panic - not syncing: sysrq triggered crash"),
+            "the console excerpt must be in the message",
+            &out,
+        )?;
         retried += out.retries;
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -114,7 +131,11 @@ fn step_hangs(t: &Target) -> Result<(), Failed> {
     let (out, dir) = run(t, "step-hangs", "hang")?;
     let (cause, first) = failure(&out)?;
     expect(cause == Cause::StepTimeout, "a hung step must be a step timeout", &out)?;
-    expect(first == "step timeout: step 1 (line 4) `hang`: did not finish within its timeout of 5s", &format!("first line: {first}"), &out)?;
+    expect(
+        first == "step timeout: step 1 (line 4) `hang`: did not finish within its timeout of 5s",
+        &format!("first line: {first}"),
+        &out,
+    )?;
     expect(out.retries == 0, "a step timeout is not retried", &out)?;
     let secs = t0.elapsed().as_secs();
     expect(secs < 40, &format!("took {secs}s for a 5 s timeout"), &out)?;
@@ -128,10 +149,20 @@ fn ssh_server_killed(t: &Target) -> Result<(), Failed> {
     let (out, dir) = run(t, "ssh-server-killed", "sshd")?;
     let (cause, first) = failure(&out)?;
     expect(cause == Cause::GuestLost, "a dead SSH server must be a lost guest", &out)?;
-    expect(first.starts_with("guest lost: step 1 (line 3) `kill dropbear`: the connection to the guest broke; QEMU is still running"), &format!("first line: {first}"), &out)?;
+    expect(
+        first.starts_with(
+            "guest lost: step 1 (line 3) `kill dropbear`: the connection to the guest broke; QEMU is still running",
+        ),
+        &format!("first line: {first}"),
+        &out,
+    )?;
     expect(out.retries == 1, "a lost guest is retried once", &out)?;
     let text = out.to_string_lossy();
-    expect(text.contains("the first attempt failed with:\nguest lost: step 1 (line 3)"), "the retry note must carry the first failure", &out)?;
+    expect(
+        text.contains("the first attempt failed with:\nguest lost: step 1 (line 3)"),
+        "the retry note must carry the first failure",
+        &out,
+    )?;
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
@@ -180,8 +211,16 @@ fn wait_never_true(t: &Target) -> Result<(), Failed> {
     let (out, dir) = run(t, "wait-never-true", "wait")?;
     let (cause, first) = failure(&out)?;
     expect(cause == Cause::KernelVerdict, "a condition that never holds must be a verdict", &out)?;
-    expect(first == "kernel verdict: step 1 (line 3) `wait for the impossible`: still not true after 3s:", &format!("first line: {first}"), &out)?;
-    expect(out.to_string_lossy().contains("/proc/cmdline: expected to contain \"klpt-never-there\", got"), "the message must say what was seen", &out)?;
+    expect(
+        first == "kernel verdict: step 1 (line 3) `wait for the impossible`: still not true after 3s:",
+        &format!("first line: {first}"),
+        &out,
+    )?;
+    expect(
+        out.to_string_lossy().contains("/proc/cmdline: expected to contain \"klpt-never-there\", got"),
+        "the message must say what was seen",
+        &out,
+    )?;
     let secs = t0.elapsed().as_secs();
     expect(secs < 30, &format!("took {secs}s for a 3 s wait"), &out)?;
     let _ = std::fs::remove_dir_all(dir);
@@ -217,9 +256,11 @@ fn isolation(t: &Target) -> Result<(), Failed> {
 /// Whether the guest of QEMU `pid` (console under `marker`) is inside the
 /// step that waits to be killed.
 fn waiting_in_step(marker: &str, pid: i32) -> bool {
-    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
     let Some(path) = cmdline.split('\0').find_map(|a| a.strip_prefix("file,id=con,path=")) else { return false };
-    path.starts_with(marker) && std::fs::read_to_string(Path::new(path)).unwrap_or_default().contains("klpt-fault-waiting")
+    path.starts_with(marker)
+        && std::fs::read_to_string(Path::new(path)).unwrap_or_default().contains("klpt-fault-waiting")
 }
 
 fn main() {

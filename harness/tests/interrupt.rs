@@ -84,7 +84,12 @@ impl Klpt {
 
     fn signal(&self, sig: i32, group: bool) {
         // SAFETY: kill(2) on the child (or its group) we spawned.
-        assert_eq!(unsafe { libc::kill(if group { -self.pid } else { self.pid }, sig) }, 0, "kill: {}", std::io::Error::last_os_error());
+        assert_eq!(
+            unsafe { libc::kill(if group { -self.pid } else { self.pid }, sig) },
+            0,
+            "kill: {}",
+            std::io::Error::last_os_error()
+        );
     }
 
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
@@ -97,7 +102,11 @@ impl Klpt {
                 std::thread::sleep(Duration::from_millis(50));
                 return st;
             }
-            assert!(Instant::now() < deadline, "klpt still running {timeout:?} after the signal; stderr:\n{}", self.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "klpt still running {timeout:?} after the signal; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -171,12 +180,28 @@ fn proc_of(pid: i32) -> Option<Proc> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let (open, close) = (stat.find('(')?, stat.rfind(')')?);
     let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ");
-    Some(Proc { ppid: f.get(1)?.parse().ok()?, state: f.first()?.chars().next()?, comm: stat[open + 1..close].to_string(), start: f.get(19)?.parse().ok()?, cmdline })
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()?
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Some(Proc {
+        ppid: f.get(1)?.parse().ok()?,
+        state: f.first()?.chars().next()?,
+        comm: stat[open + 1..close].to_string(),
+        start: f.get(19)?.parse().ok()?,
+        cmdline,
+    })
 }
 
 fn all_procs() -> BTreeMap<i32, Proc> {
-    std::fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).filter_map(|pid| Some((pid, proc_of(pid)?))).collect()
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter_map(|pid| Some((pid, proc_of(pid)?)))
+        .collect()
 }
 
 /// Every process descended from `root`, now.
@@ -201,7 +226,10 @@ fn still_running(pid: i32, p: &Proc) -> bool {
 
 /// Live processes whose command line mentions `needle`.
 fn running_with(needle: &str) -> Vec<(i32, Proc)> {
-    all_procs().into_iter().filter(|(pid, p)| *pid as u32 != std::process::id() && p.state != 'Z' && p.cmdline.contains(needle)).collect()
+    all_procs()
+        .into_iter()
+        .filter(|(pid, p)| *pid as u32 != std::process::id() && p.state != 'Z' && p.cmdline.contains(needle))
+        .collect()
 }
 
 /// The build in progress: everything below klpt seen until a compiler of
@@ -217,10 +245,15 @@ fn wait_for_compiler(k: &mut Klpt, module: &str) -> Build {
     loop {
         seen.extend(descendants(k.pid));
         // Any make of the build: pids wrap, so the top one need not come first.
-        let dir = seen.values().filter(|p| p.comm == "make").find_map(|p| p.cmdline.split(' ').find_map(|a| a.strip_prefix("M=")).map(str::to_string));
+        let dir = seen
+            .values()
+            .filter(|p| p.comm == "make")
+            .find_map(|p| p.cmdline.split(' ').find_map(|a| a.strip_prefix("M=")).map(str::to_string));
         // The compile of the module's own source (not of NAME.mod.c after
         // modpost): the .ko is still far off, so make's death shows.
-        let compiling = seen.values().any(|p| (p.comm == "cc1" || p.comm.contains("gcc")) && p.cmdline.contains(&format!("{module}.c")));
+        let compiling = seen
+            .values()
+            .any(|p| (p.comm == "cc1" || p.comm.contains("gcc")) && p.cmdline.contains(&format!("{module}.c")));
         if let (Some(dir), true) = (dir, compiling) {
             return Build { seen, dir };
         }
@@ -234,12 +267,24 @@ fn wait_for_compiler(k: &mut Klpt, module: &str) -> Build {
 
 fn cache_entries(module: &str) -> Vec<String> {
     let dir = klpt::cache::root().join("modules");
-    std::fs::read_dir(dir).map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(&format!("{module}-"))).collect()).unwrap_or_default()
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("{module}-")))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// After klpt exited: none of its build processes, build directory or module remains.
 fn assert_build_gone(b: &Build, module: &str) {
-    let left: Vec<String> = b.seen.iter().filter(|(pid, p)| still_running(**pid, p)).map(|(pid, p)| format!("{pid} {} {}", p.comm, p.cmdline)).collect();
+    let left: Vec<String> = b
+        .seen
+        .iter()
+        .filter(|(pid, p)| still_running(**pid, p))
+        .map(|(pid, p)| format!("{pid} {} {}", p.comm, p.cmdline))
+        .collect();
     assert!(left.is_empty(), "processes of the interrupted build still run:\n{}", left.join("\n"));
     let left = running_with(&b.dir);
     assert!(left.is_empty(), "processes still work in {}: {left:?}", b.dir);
@@ -288,7 +333,8 @@ fn sigkill_during_module_build_is_cleaned_by_the_next_run() {
     let st = k.wait(Duration::from_secs(10));
     assert_eq!(st.code(), None, "klpt survived SIGKILL");
     // make dies with klpt (PR_SET_PDEATHSIG); its compilers may finish their file.
-    let makes: Vec<(i32, Proc)> = b.seen.iter().filter(|(_, p)| p.comm == "make").map(|(pid, p)| (*pid, p.clone())).collect();
+    let makes: Vec<(i32, Proc)> =
+        b.seen.iter().filter(|(_, p)| p.comm == "make").map(|(pid, p)| (*pid, p.clone())).collect();
     let deadline = Instant::now() + Duration::from_secs(5);
     while makes.iter().any(|(pid, p)| still_running(*pid, p)) {
         assert!(Instant::now() < deadline, "make outlived a SIGKILLed klpt: {makes:?}");
@@ -304,10 +350,18 @@ fn sigkill_during_module_build_is_cleaned_by_the_next_run() {
     let st = next.wait(Duration::from_secs(60));
     assert_eq!(st.code(), Some(2), "an empty selection is an error ({st}):\n{}", next.stderr());
     assert!(next.stderr().contains("no trial selected"), "no word on the empty selection:\n{}", next.stderr());
-    assert!(next.stderr().contains(&format!("removed {}", b.dir)), "the next run did not report removing {}:\n{}", b.dir, next.stderr());
+    assert!(
+        next.stderr().contains(&format!("removed {}", b.dir)),
+        "the next run did not report removing {}:\n{}",
+        b.dir,
+        next.stderr()
+    );
     assert_build_gone(&b, &module);
     assert_eq!(s.tmp_leftovers(), Vec::<String>::new(), "temporary directories left in TMPDIR");
-    eprintln!("SIGKILL during the build of {module}: removed by the next run, {:.1}s in all", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "SIGKILL during the build of {module}: removed by the next run, {:.1}s in all",
+        t0.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -322,7 +376,8 @@ fn sigint_during_boot() {
     // QEMU writes the console under our private artifacts directory.
     let deadline = Instant::now() + Duration::from_secs(50);
     let qemu = loop {
-        let q: Vec<(i32, Proc)> = running_with(&art).into_iter().filter(|(_, p)| p.comm.starts_with("qemu-system")).collect();
+        let q: Vec<(i32, Proc)> =
+            running_with(&art).into_iter().filter(|(_, p)| p.comm.starts_with("qemu-system")).collect();
         if let Some(q) = q.into_iter().next() {
             break q;
         }
@@ -354,11 +409,15 @@ fn sigint_mid_run_writes_every_report() {
     let _g = serial();
     let s = Scratch::new();
     let stock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock");
-    let cases = [stock.join("basic-enable-disable.yaml"), stock.join("refusal-logged-once.yaml")].map(|p| p.to_string_lossy().into_owned());
+    let cases = [stock.join("basic-enable-disable.yaml"), stock.join("refusal-logged-once.yaml")]
+        .map(|p| p.to_string_lossy().into_owned());
     let art = s.artifacts().to_string_lossy().into_owned();
     let out = |f: &str| s.path().join(f);
     let (ktap, junit, results, events) = (out("r.ktap"), out("r.xml"), out("r.json"), out("r.jsonl"));
-    let mut args: Vec<String> = ["run", &cases[0], &cases[1], "--accel", "tcg", "--test-threads", "1", "--artifacts", &art].map(String::from).to_vec();
+    let mut args: Vec<String> =
+        ["run", &cases[0], &cases[1], "--accel", "tcg", "--test-threads", "1", "--artifacts", &art]
+            .map(String::from)
+            .to_vec();
     for (flag, p) in [("--ktap", &ktap), ("--junit", &junit), ("--results", &results), ("--jsonl", &events)] {
         args.extend([flag.to_string(), p.to_string_lossy().into_owned()]);
     }
@@ -379,13 +438,27 @@ fn sigint_mid_run_writes_every_report() {
     let err = k.stderr();
     let r: serde_json::Value = serde_json::from_str(&read(&results, &err)).expect("results are JSON");
     assert_eq!(r["cancelled"], true, "{r}");
-    let verdicts: Vec<(&str, &str)> = r["results"].as_array().unwrap().iter().map(|t| (t["case_id"].as_str().unwrap(), t["verdict"].as_str().unwrap())).collect();
+    let verdicts: Vec<(&str, &str)> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["case_id"].as_str().unwrap(), t["verdict"].as_str().unwrap()))
+        .collect();
     assert_eq!(verdicts, [("stock/basic-enable-disable", "pass"), ("stock/refusal-logged-once", "unfinished")], "{r}");
     let k = read(&ktap, &err);
-    assert!(k.contains("\nok 1 ") && k.contains("# unfinished: the run was interrupted (SIGINT)") && k.contains("\nnot ok 2 "), "{k}");
+    assert!(
+        k.contains("\nok 1 ")
+            && k.contains("# unfinished: the run was interrupted (SIGINT)")
+            && k.contains("\nnot ok 2 "),
+        "{k}"
+    );
     assert!(k.ends_with("# Totals: pass:1 fail:0 xfail:0 xpass:0 skip:0 error:1\n"), "{k}");
     let j = read(&junit, &err);
-    assert!(j.contains("tests=\"2\" failures=\"0\" errors=\"1\"") && j.contains("<error message=\"unfinished: the run was interrupted (SIGINT)"), "{j}");
+    assert!(
+        j.contains("tests=\"2\" failures=\"0\" errors=\"1\"")
+            && j.contains("<error message=\"unfinished: the run was interrupted (SIGINT)"),
+        "{j}"
+    );
     let last = read(&events, &err).lines().last().unwrap_or_default().to_string();
     assert!(last.contains("\"event\":\"run_finished\"") && last.contains("\"cancelled\":true"), "last event: {last}");
     let left = running_with(&art);
@@ -400,7 +473,21 @@ fn run_timeout_writes_every_report() {
     let case = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock/basic-enable-disable.yaml");
     let art = s.artifacts().to_string_lossy().into_owned();
     let ktap = s.path().join("r.ktap");
-    let mut k = Klpt::start(&s, &["run", &case.to_string_lossy(), "--accel", "tcg", "--artifacts", &art, "--timeout", "2", "--ktap", &ktap.to_string_lossy()]);
+    let mut k = Klpt::start(
+        &s,
+        &[
+            "run",
+            &case.to_string_lossy(),
+            "--accel",
+            "tcg",
+            "--artifacts",
+            &art,
+            "--timeout",
+            "2",
+            "--ktap",
+            &ktap.to_string_lossy(),
+        ],
+    );
     let st = k.wait(Duration::from_secs(90));
     assert_eq!(st.code(), Some(1), "exit status after --timeout; stderr:\n{}", k.stderr());
     let r = read(&ktap, &k.stderr());

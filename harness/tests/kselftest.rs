@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 fn arch() -> klpt::arch::Arch {
-    klpt::arch::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into())).expect("KLPT_ARCH names a known architecture")
+    klpt::arch::Arch::by_name(&std::env::var("KLPT_ARCH").unwrap_or_else(|_| "x86_64".into()))
+        .expect("KLPT_ARCH names a known architecture")
 }
 
 fn kernel() -> String {
@@ -37,7 +38,8 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).into_owned();
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).into_owned();
         if cmdline.contains("qemu-system") && cmdline.contains(marker) {
             out.push(pid);
         }
@@ -73,12 +75,15 @@ fn made_up_suite(dir: &Path) -> Result<(), Failed> {
         std::fs::copy(e.path(), dir.join("test_modules").join(e.file_name())).map_err(|e| e.to_string())?;
     }
     std::fs::copy(real.join("functions.sh"), dir.join("functions.sh")).map_err(|e| e.to_string())?;
-    std::fs::copy(real.join("test_modules/test_klp_livepatch.c"), dir.join("test_modules/test_klp_livepatch.c")).map_err(|e| e.to_string())?;
+    std::fs::copy(real.join("test_modules/test_klp_livepatch.c"), dir.join("test_modules/test_klp_livepatch.c"))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
 fn find<'a>(all: &'a [Outcome], id: &str) -> Result<&'a Outcome, Failed> {
-    all.iter().find(|o| o.case_id == id).ok_or_else(|| Failed::from(format!("no outcome for {id}; have {:?}", all.iter().map(|o| &o.case_id).collect::<Vec<_>>())))
+    all.iter().find(|o| o.case_id == id).ok_or_else(|| {
+        Failed::from(format!("no outcome for {id}; have {:?}", all.iter().map(|o| &o.case_id).collect::<Vec<_>>()))
+    })
 }
 
 fn expect(all: &[Outcome], id: &str, want: &str, needles: &[&str]) -> Result<(), Failed> {
@@ -107,7 +112,8 @@ fn made_up() -> Result<(), Failed> {
     let suite_dir = work.join("livepatch");
     made_up_suite(&suite_dir)?;
     let before = klpt_temp_dirs();
-    let (target, built) = kselftest::run::prepare_suite(arch(), Some(&kernel()), AccelChoice::Auto, Some(&suite_dir)).map_err(|e| e.to_string())?;
+    let (target, built) = kselftest::run::prepare_suite(arch(), Some(&kernel()), AccelChoice::Auto, Some(&suite_dir))
+        .map_err(|e| e.to_string())?;
     let artifacts = work.join("artifacts");
     let suite = Suite::new(Arc::new(target), built, &artifacts, Duration::from_secs(20));
     let (all, _) = suite.run_all();
@@ -128,11 +134,26 @@ fn made_up() -> Result<(), Failed> {
         eprintln!("{} {} {:.1}s {detail}", o.case_id, o.word(), o.secs);
     }
     expect(&all, "kselftest/test-pass/01", "pass", &[])?;
-    expect(&all, "kselftest/test-pass/02", "skip", &["not run by the script: its condition `[[ \"$(uname -r)\" == \"not-this-kernel\" ]]` does not hold"])?;
+    expect(
+        &all,
+        "kselftest/test-pass/02",
+        "skip",
+        &["not run by the script: its condition `[[ \"$(uname -r)\" == \"not-this-kernel\" ]]` does not hold"],
+    )?;
     expect(&all, "kselftest/test-pass/03", "pass", &[])?;
-    expect(&all, "kselftest/test-notok/01", "fail:kernel verdict", &["check_result: the kernel log differs", "+livepatch: an intruder"])?;
+    expect(
+        &all,
+        "kselftest/test-notok/01",
+        "fail:kernel verdict",
+        &["check_result: the kernel log differs", "+livepatch: an intruder"],
+    )?;
     expect(&all, "kselftest/test-notok/02", "skip", &["not run: the script stopped after test-notok/01 failed"])?;
-    expect(&all, "kselftest/test-die/01", "fail:kernel verdict", &["the script stopped (exit 1): ERROR: Can't find \"test_modules/test_klp_not_built.ko\""])?;
+    expect(
+        &all,
+        "kselftest/test-die/01",
+        "fail:kernel verdict",
+        &["the script stopped (exit 1): ERROR: Can't find \"test_modules/test_klp_not_built.ko\""],
+    )?;
     expect(&all, "kselftest/test-skip/01", "skip", &["nothing to test on this kernel"])?;
     expect(&all, "kselftest/test-oops/01", "pass", &[])?;
     expect(&all, "kselftest/test-oops/02", "fail:kernel crash", &["the kernel crashed:", "Oops", "klpt_oops_init"])?;
@@ -141,7 +162,15 @@ fn made_up() -> Result<(), Failed> {
     expect(&all, "kselftest/test-hang/01", "fail:kernel crash", &["the kernel hung: no verdict within 20s"])?;
     expect(&all, "kselftest/test-after-hang/01", "pass", &[])?;
     expect(&all, "kselftest/test-lost/01", "pass", &[])?;
-    expect(&all, "kselftest/test-lost/02", "fail:guest lost", &["the connection to the guest broke", "retried once in a fresh guest; the first attempt failed with:\nguest lost: "])?;
+    expect(
+        &all,
+        "kselftest/test-lost/02",
+        "fail:guest lost",
+        &[
+            "the connection to the guest broke",
+            "retried once in a fresh guest; the first attempt failed with:\nguest lost: ",
+        ],
+    )?;
     expect(&all, "kselftest/test-after-lost/01", "pass", &[])?;
     if find(&all, "kselftest/test-lost/02")?.retries != 1 {
         return Err("test-lost/02 does not count its retry".into());
@@ -161,7 +190,11 @@ fn kernel_tree() -> Result<(), Failed> {
     let (target, built) = kselftest::prepare(arch(), Some(&kernel()), AccelChoice::Auto).map_err(|e| e.to_string())?;
     let suite = Suite::new(Arc::new(target), built, &work, kselftest::run::SCENARIO_TIMEOUT);
     let (all, _) = suite.run_all();
-    let bad: Vec<String> = all.iter().filter(|o| matches!(o.status, Status::Fail(_))).map(|o| format!("{}: {}", o.case_id, o.word())).collect();
+    let bad: Vec<String> = all
+        .iter()
+        .filter(|o| matches!(o.status, Status::Fail(_)))
+        .map(|o| format!("{}: {}", o.case_id, o.word()))
+        .collect();
     let _ = std::fs::remove_dir_all(&work);
     if all.len() < 32 || !bad.is_empty() {
         return Err(format!("{} scenarios, failures: {bad:?}", all.len()).into());

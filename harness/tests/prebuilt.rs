@@ -230,7 +230,13 @@ fn build_elsewhere(k: &Kernel, dir: &Path, sources: &[(&str, &str)]) -> Result<P
         .output()
         .map_err(|e| format!("cannot run make: {e}"))?;
     if !out.status.success() {
-        return Err(format!("out-of-tree build against {} failed:\n{}{}", k.build_dir.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)).into());
+        return Err(format!(
+            "out-of-tree build against {} failed:\n{}{}",
+            k.build_dir.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
     }
     Ok(dir.to_path_buf())
 }
@@ -250,7 +256,8 @@ fn write_case(root: &Path, name: &str, text: &str, built: &Path, modules: &[&str
     let dir = root.join("cases/prebuilt");
     std::fs::create_dir_all(dir.join("prebuilt")).map_err(|e| e.to_string())?;
     for m in modules {
-        std::fs::copy(built.join(format!("{m}.ko")), dir.join("prebuilt").join(format!("{m}.ko"))).map_err(|e| format!("copy {m}.ko: {e}"))?;
+        std::fs::copy(built.join(format!("{m}.ko")), dir.join("prebuilt").join(format!("{m}.ko")))
+            .map_err(|e| format!("copy {m}.ko: {e}"))?;
     }
     let file = dir.join(format!("{name}.yaml"));
     std::fs::write(&file, text).map_err(|e| e.to_string())?;
@@ -258,9 +265,16 @@ fn write_case(root: &Path, name: &str, text: &str, built: &Path, modules: &[&str
 }
 
 fn offband_then_cumulative(t: &Target, opts: &Options, scratch: &Path) -> Result<(), Failed> {
-    let built = build_elsewhere(&t.kernel, &scratch.join("src"), &[("klpt_pb_tgt", TARGET_C), ("klpt_pb_offband", OFFBAND_C)])?;
+    let built =
+        build_elsewhere(&t.kernel, &scratch.join("src"), &[("klpt_pb_tgt", TARGET_C), ("klpt_pb_offband", OFFBAND_C)])?;
     let target_ko = built.join("klpt_pb_tgt.ko");
-    let case = write_case(scratch, "offband-then-cumulative", &CASE.replace("@TARGET@", &target_ko.display().to_string()), &built, &["klpt_pb_offband"])?;
+    let case = write_case(
+        scratch,
+        "offband-then-cumulative",
+        &CASE.replace("@TARGET@", &target_ko.display().to_string()),
+        &built,
+        &["klpt_pb_offband"],
+    )?;
     let out = runner::run_case(t, &case, opts);
     eprintln!("{}: {} in {:.1}s (guest {:.1}s)", out.name, out.word(), out.secs, out.guest_secs.unwrap_or(0.0));
     match out.status {
@@ -273,7 +287,13 @@ fn offband_then_cumulative(t: &Target, opts: &Options, scratch: &Path) -> Result
 /// klpt's build of the kernel source when the kernel under test is Debian's,
 /// else Debian's.
 fn other_kernel(t: &Target) -> Result<Kernel, String> {
-    let spec = std::env::var("KLPT_OTHER_KERNEL").unwrap_or_else(|_| if t.kernel.id.starts_with("debian-") { "source".into() } else { "debian".into() });
+    let spec = std::env::var("KLPT_OTHER_KERNEL").unwrap_or_else(|_| {
+        if t.kernel.id.starts_with("debian-") {
+            "source".into()
+        } else {
+            "debian".into()
+        }
+    });
     klpt::kernel::resolve(Some(&spec), t.arch).map_err(|e| format!("the other kernel ({spec}): {e}"))
 }
 
@@ -284,7 +304,9 @@ fn vermagic_mismatch(t: &Target, other: &Result<Kernel, String>, opts: &Options,
     let case = write_case(scratch, "vermagic-mismatch", MISMATCH_CASE, &built, &["klpt_pb_offband"])?;
     let out = runner::run_case(t, &case, opts);
     let Status::Fail(f) = &out.status else {
-        return Err(format!("a module built for {} was not refused on {}: {:?}", other.id, t.kernel.id, out.status).into());
+        return Err(
+            format!("a module built for {} was not refused on {}: {:?}", other.id, t.kernel.id, out.status).into()
+        );
     };
     let text = f.to_string();
     let first = f.first_line();
@@ -296,7 +318,11 @@ fn vermagic_mismatch(t: &Target, other: &Result<Kernel, String>, opts: &Options,
     let ours_dir = build_elsewhere(&t.kernel, &scratch.join("src-ours"), &[("klpt_pb_offband", OFFBAND_C)])?;
     let ours = vermagic_of(&ours_dir.join("klpt_pb_offband.ko"))?;
     if ours == theirs {
-        return Err(format!("{} and {} give modules the same vermagic `{ours}`: pick another KLPT_OTHER_KERNEL", t.kernel.id, other.id).into());
+        return Err(format!(
+            "{} and {} give modules the same vermagic `{ours}`: pick another KLPT_OTHER_KERNEL",
+            t.kernel.id, other.id
+        )
+        .into());
     }
     for needle in [format!("its vermagic is `{theirs}`"), format!("needs `{ours}`"), t.kernel.id.clone()] {
         if !first.contains(&needle) {
@@ -331,7 +357,12 @@ fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<li
     let entry = b"\0\0\0\0klp_enable_patch\0";
     let at: Vec<usize> = b.windows(entry.len()).enumerate().filter(|(_, w)| *w == entry).map(|(i, _)| i).collect();
     let [at] = at[..] else {
-        return Err(format!("expected one __versions entry for klp_enable_patch in {}, found {}", ko.display(), at.len()).into());
+        return Err(format!(
+            "expected one __versions entry for klp_enable_patch in {}, found {}",
+            ko.display(),
+            at.len()
+        )
+        .into());
     };
     b[at - 4] ^= 0xff;
     std::fs::write(&ko, &b).map_err(|e| e.to_string())?;
@@ -342,7 +373,9 @@ fn modversions_mismatch(t: &Target, opts: &Options, scratch: &Path) -> Result<li
     };
     let first = f.first_line();
     eprintln!("{}: {first}", out.name);
-    if f.cause != Cause::HarnessError || !first.contains("symbol versions (CONFIG_MODVERSIONS) differ for `klp_enable_patch`") {
+    if f.cause != Cause::HarnessError
+        || !first.contains("symbol versions (CONFIG_MODVERSIONS) differ for `klp_enable_patch`")
+    {
         return Err(format!("expected a harness error naming klp_enable_patch, got:\n{f}").into());
     }
     Ok(libtest_mimic::Completion::Completed)
@@ -355,17 +388,28 @@ fn main() {
     // Not `klpt-*`: the faults test watches those for leaks.
     let scratch = Arc::new(klpt::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
-    let opts = Arc::new(Options { artifacts: artifacts.clone(), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false });
+    let opts = Arc::new(Options {
+        artifacts: artifacts.clone(),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    });
     // Resolved (built, if it is not cached) before any trial runs, so that a
     // kernel build never competes with a guest for the CPU.
     let other = Arc::new(if args.list { Err("not resolved for --list".to_string()) } else { other_kernel(&target) });
     let mut trials = Vec::new();
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
-    trials.push(Trial::test("prebuilt/offband-then-cumulative", move || offband_then_cumulative(&t, &o, &s.path().join("offband-then-cumulative"))));
+    trials.push(Trial::test("prebuilt/offband-then-cumulative", move || {
+        offband_then_cumulative(&t, &o, &s.path().join("offband-then-cumulative"))
+    }));
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
-    trials.push(Trial::test("prebuilt/vermagic-mismatch", move || vermagic_mismatch(&t, &other, &o, &s.path().join("vermagic-mismatch"))));
+    trials.push(Trial::test("prebuilt/vermagic-mismatch", move || {
+        vermagic_mismatch(&t, &other, &o, &s.path().join("vermagic-mismatch"))
+    }));
     let (t, o, s) = (target.clone(), opts.clone(), scratch.clone());
-    trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))));
+    trials.push(Trial::ignorable_test("prebuilt/modversions-mismatch", move || {
+        modversions_mismatch(&t, &o, &s.path().join("modversions-mismatch"))
+    }));
     let conclusion = libtest_mimic::run(&args, trials);
     klpt::cleanup::finish();
     if !conclusion.has_failed() {

@@ -16,7 +16,13 @@ fn klpt(args: &[String]) -> Command {
 }
 
 fn ok(what: &str, o: &Output) {
-    assert!(o.status.success(), "{what}: {}\nstdout:\n{}\nstderr:\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "{what}: {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 fn read(p: &Path) -> String {
@@ -31,12 +37,20 @@ fn untimed(junit: &str) -> String {
 /// (trial name, verdict) of a results file, in its order.
 fn verdicts(results: &Path) -> Vec<(String, String)> {
     let v: serde_json::Value = serde_json::from_str(&read(results)).unwrap();
-    v["results"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["verdict"].as_str().unwrap().to_string())).collect()
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap().to_string(), r["verdict"].as_str().unwrap().to_string()))
+        .collect()
 }
 
 /// The report flags of a run or merge writing `<dir>/<stem>.*`.
 fn reports(dir: &Path, stem: &str) -> Vec<String> {
-    ["ktap", "junit", "results", "matrix"].iter().flat_map(|k| [format!("--{k}"), dir.join(format!("{stem}.{k}")).to_string_lossy().into_owned()]).collect()
+    ["ktap", "junit", "results", "matrix"]
+        .iter()
+        .flat_map(|k| [format!("--{k}"), dir.join(format!("{stem}.{k}")).to_string_lossy().into_owned()])
+        .collect()
 }
 
 #[test]
@@ -44,7 +58,8 @@ fn three_shards_merge_into_the_unsharded_run() {
     let scratch = tempfile::Builder::new().prefix("klpt-shards-").tempdir().unwrap();
     let dir = scratch.path();
     let stock = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cases/stock");
-    let cases: Vec<String> = CASES.iter().map(|c| stock.join(format!("{c}.yaml")).to_string_lossy().into_owned()).collect();
+    let cases: Vec<String> =
+        CASES.iter().map(|c| stock.join(format!("{c}.yaml")).to_string_lossy().into_owned()).collect();
     let run = |extra: &[String], stem: &str| -> Command {
         let mut args = vec!["run".to_string()];
         args.extend(cases.iter().cloned());
@@ -75,8 +90,23 @@ fn three_shards_merge_into_the_unsharded_run() {
     // Unsharded, then three shards at once, one guest each.
     let o = run(&[], "whole").output().unwrap();
     ok("the unsharded run", &o);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("test result: ok. 4 passed; 0 failed;"), "{}", String::from_utf8_lossy(&o.stdout));
-    let shards: Vec<_> = (1..=3).map(|k| run(&["--partition".into(), format!("count:{k}/3"), "--test-threads".into(), "1".into()], &format!("shard{k}")).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()).collect();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("test result: ok. 4 passed; 0 failed;"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let shards: Vec<_> = (1..=3)
+        .map(|k| {
+            run(
+                &["--partition".into(), format!("count:{k}/3"), "--test-threads".into(), "1".into()],
+                &format!("shard{k}"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
     for (k, s) in shards.into_iter().enumerate() {
         ok(&format!("shard {}", k + 1), &s.wait_with_output().unwrap());
     }
@@ -93,12 +123,23 @@ fn three_shards_merge_into_the_unsharded_run() {
     assert_eq!(read(&f("merged", "matrix")), read(&f("whole", "matrix")));
 
     // A missing shard: its trials are unfinished, and the merge fails.
-    let o = Command::new(env!("CARGO_BIN_EXE_klpt")).args(["report", "merge", &results("shard1"), &results("shard2"), "--ktap"]).arg(f("partial", "ktap")).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_klpt"))
+        .args(["report", "merge", &results("shard1"), &results("shard2"), "--ktap"])
+        .arg(f("partial", "ktap"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "a merge missing a shard must fail:\n{}", String::from_utf8_lossy(&o.stderr));
     let partial = read(&f("partial", "ktap"));
     assert!(partial.contains("# unfinished: no results file holds this trial"), "{partial}");
     // A shard merged twice is refused.
-    let o = Command::new(env!("CARGO_BIN_EXE_klpt")).args(["report", "merge", &results("shard1"), &results("shard1")]).output().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_klpt"))
+        .args(["report", "merge", &results("shard1"), &results("shard1")])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("merge each shard once"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("merge each shard once"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

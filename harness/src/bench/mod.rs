@@ -2,16 +2,16 @@
 //! QEMU boot to the readiness line, klpt's boot to an SSH-ready guest, and
 //! each case's wall time against the time the guest itself ran.
 
+use crate::arch::Arch;
 use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::runner::{self, AccelChoice, Options, Target};
 use crate::vm::qemu::{free_port, qemu_args};
-use crate::arch::Arch;
 use std::process::ExitCode;
 
 mod versus;
-pub use versus::{versus_kselftest, Plan};
 use std::time::{Duration, Instant};
+pub use versus::{versus_kselftest, Plan};
 
 /// Plain `qemu-system-*` with klpt's arguments, timed to the readiness line.
 pub(super) fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
@@ -78,17 +78,38 @@ fn print_summary(rows: &[Row]) {
         };
         println!(
             "| {} | {} | {builds} | {:.2} s | {:.2} s | {:.2}x | {} | {:.1} s | {:.1} s | {:.2}x |",
-            r.arch, r.kernel, r.bare, r.ready, r.ready / r.bare, r.cases, r.suite, r.guest, r.wall / r.guest
+            r.arch,
+            r.kernel,
+            r.bare,
+            r.ready,
+            r.ready / r.bare,
+            r.cases,
+            r.suite,
+            r.guest,
+            r.wall / r.guest
         );
     }
 }
 
-pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelChoice, boots: u32, kernel_builds: bool) -> Result<ExitCode> {
+pub fn bench(
+    cases: &[Case],
+    arches: &[Arch],
+    kernels: &[String],
+    accel: AccelChoice,
+    boots: u32,
+    kernel_builds: bool,
+) -> Result<ExitCode> {
     // The first case's settings (smp) drive the timed klpt boots.
     let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
     let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: true };
-    let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
+    let opts = Options {
+        artifacts: dir.path().join("artifacts"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: true,
+    };
+    let kernels: Vec<Option<&str>> =
+        if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut rows = Vec::new();
     for &arch in arches {
         // Builds (of Debian's source, whatever the kernel under test) once per
@@ -105,7 +126,15 @@ pub fn bench(cases: &[Case], arches: &[Arch], kernels: &[String], accel: AccelCh
 }
 
 /// Boots and the suite on one prepared (arch, kernel), printed as they come.
-fn bench_target(t: &Target, cases: &[Case], probe: &Case, opts: &Options, dir: &std::path::Path, boots: u32, builds: Option<(f64, f64)>) -> Result<Row> {
+fn bench_target(
+    t: &Target,
+    cases: &[Case],
+    probe: &Case,
+    opts: &Options,
+    dir: &std::path::Path,
+    boots: u32,
+    builds: Option<(f64, f64)>,
+) -> Result<Row> {
     let arch = t.arch;
     // An untimed first boot: whichever boot came first would otherwise pay
     // for loading QEMU, its firmware and the images into the page cache.
@@ -121,7 +150,12 @@ fn bench_target(t: &Target, cases: &[Case], probe: &Case, opts: &Options, dir: &
         println!("rebuild after a core.c change      {rebuild:6.1}s  ratio {:.3}x", rebuild / cold);
     }
     println!("bare QEMU boot to readiness line   {:6.2}s  (mean of {})", mean(&bare), secs_list(&bare));
-    println!("klpt boot to SSH-ready guest       {:6.2}s  (mean of {})  ratio {:.2}x", mean(&ready), secs_list(&ready), mean(&ready) / mean(&bare));
+    println!(
+        "klpt boot to SSH-ready guest       {:6.2}s  (mean of {})  ratio {:.2}x",
+        mean(&ready),
+        secs_list(&ready),
+        mean(&ready) / mean(&bare)
+    );
     println!("{:<40} {:>8} {:>8} {:>7}  result", "case", "wall s", "guest s", "ratio");
     let (mut wall, mut guest, mut ran, mut failed) = (0.0, 0.0, 0, false);
     let suite = Instant::now();
@@ -139,7 +173,18 @@ fn bench_target(t: &Target, cases: &[Case], probe: &Case, opts: &Options, dir: &
     println!("{:<40} {:>8.2} {:>8.2} {:>6.2}x", "total (cases that booted)", wall, guest, wall / guest);
     let suite = suite.elapsed().as_secs_f64();
     println!("suite wall time (one guest at a time) {suite:6.1}s");
-    Ok(Row { arch: arch.name, kernel: t.kernel.id.clone(), builds, bare: mean(&bare), ready: mean(&ready), cases: ran, suite, wall, guest, failed })
+    Ok(Row {
+        arch: arch.name,
+        kernel: t.kernel.id.clone(),
+        builds,
+        bare: mean(&bare),
+        ready: mean(&ready),
+        cases: ran,
+        suite,
+        wall,
+        guest,
+        failed,
+    })
 }
 
 /// The `q`-quantile of `v` (nearest rank), NaN for no values.
@@ -189,15 +234,24 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
         return Err(Error::Other("no cases to bench".into()));
     }
     let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
-    let kernels: Vec<Option<&str>> = if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
+    let opts = Options {
+        artifacts: dir.path().join("artifacts"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    };
+    let kernels: Vec<Option<&str>> =
+        if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut failed = false;
     for &arch in arches {
         for &kernel in &kernels {
             let t = Target::prepare(arch, kernel, accel)?;
             let before = machine();
             println!("\n== steps: {} ({}, {:?}) ==", arch.name, t.kernel.id, t.accel);
-            println!("{:<40} {:>5}  {:>12} {:>12}  {:>9} {:>9}", "case", "steps", "several s", "one s", "several", "one");
+            println!(
+                "{:<40} {:>5}  {:>12} {:>12}  {:>9} {:>9}",
+                "case", "steps", "several s", "one s", "several", "one"
+            );
             println!("{:<40} {:>5}  {:>12} {:>12}  {:>9} {:>9}", "", "", "(median)", "(median)", "case s", "case s");
             let (mut old, mut new) = (Path::default(), Path::default());
             for (i, c) in cases.iter().filter(|c| c.runs_on(arch.name)).enumerate() {
@@ -216,16 +270,33 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
                     row[usize::from(!legacy)] = Some(o);
                 }
                 let [Some(a), Some(b)] = row else { unreachable!("both paths ran") };
-                let med = |o: &crate::report::Outcome| quantile(&o.step_secs.iter().map(|s| s.1).collect::<Vec<_>>(), 0.5);
-                let word = if a.word() == b.word() { a.word().to_string() } else { format!("{}/{}", a.word(), b.word()) };
-                println!("{:<40} {:>5}  {:>12.3} {:>12.3}  {:>9.2} {:>9.2}  {word}", c.id, b.step_secs.len(), med(&a), med(&b), a.secs, b.secs);
+                let med =
+                    |o: &crate::report::Outcome| quantile(&o.step_secs.iter().map(|s| s.1).collect::<Vec<_>>(), 0.5);
+                let word =
+                    if a.word() == b.word() { a.word().to_string() } else { format!("{}/{}", a.word(), b.word()) };
+                println!(
+                    "{:<40} {:>5}  {:>12.3} {:>12.3}  {:>9.2} {:>9.2}  {word}",
+                    c.id,
+                    b.step_secs.len(),
+                    med(&a),
+                    med(&b),
+                    a.secs,
+                    b.secs
+                );
             }
             println!("machine: {before} before, {} after", machine());
             let (o, n) = (old.secs(), new.secs());
             println!("\n| steps as | steps | median s/step | p90 s/step | mean s/step | case wall total |");
             println!("|---|---|---|---|---|---|");
             for (name, p, v) in [("several commands (before)", &old, &o), ("one command", &new, &n)] {
-                println!("| {name} | {} | {:.3} | {:.3} | {:.3} | {:.1} s |", v.len(), quantile(v, 0.5), quantile(v, 0.9), mean(v), p.wall);
+                println!(
+                    "| {name} | {} | {:.3} | {:.3} | {:.3} | {:.1} s |",
+                    v.len(),
+                    quantile(v, 0.5),
+                    quantile(v, 0.9),
+                    mean(v),
+                    p.wall
+                );
             }
             println!(
                 "| ratio (before / one) | | {:.2}x | {:.2}x | {:.2}x | {:.2}x |",
@@ -241,7 +312,13 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
             kinds.dedup();
             for k in kinds {
                 let (a, b) = (old.of_kind(k), new.of_kind(k));
-                println!("| {k} | {} | {:.3} | {:.3} | {:.2}x |", b.len(), quantile(&a, 0.5), quantile(&b, 0.5), quantile(&a, 0.5) / quantile(&b, 0.5));
+                println!(
+                    "| {k} | {} | {:.3} | {:.3} | {:.2}x |",
+                    b.len(),
+                    quantile(&a, 0.5),
+                    quantile(&b, 0.5),
+                    quantile(&a, 0.5) / quantile(&b, 0.5)
+                );
             }
             for f in old.failed.iter().chain(&new.failed) {
                 println!("FAILED: {f}");

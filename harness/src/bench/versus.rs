@@ -7,11 +7,11 @@
 //! `klpt/kselftest wall ratio: X.XX` (default parallelism, modules cached).
 
 use super::{bare_boot, machine, mean, secs_list};
+use crate::arch::Arch;
 use crate::case::Case;
 use crate::error::{Error, Result};
 use crate::report::Outcome;
 use crate::runner::{self, AccelChoice, Options, Target};
-use crate::arch::Arch;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -74,7 +74,15 @@ impl SuiteRun {
     }
     fn row(&self, base: Option<&SuiteRun>) -> String {
         let ratio = base.map(|b| format!("{:.2}", self.wall / b.wall)).unwrap_or_else(|| "1.00".into());
-        format!("| {} | {} | {} | {} | {:.1} s | {:.2} | {ratio} |", self.what, self.scenarios, self.passed, self.guests, self.wall, self.wall / self.scenarios.max(1) as f64)
+        format!(
+            "| {} | {} | {} | {} | {:.1} s | {:.2} | {ratio} |",
+            self.what,
+            self.scenarios,
+            self.passed,
+            self.guests,
+            self.wall,
+            self.wall / self.scenarios.max(1) as f64
+        )
     }
 }
 
@@ -94,7 +102,12 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
     }
     let &[arch, ..] = plan.arches else { return Err(Error::Other("no architecture to bench".into())) };
     let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options { artifacts: dir.path().join("artifacts"), keep_failed: false, boot_timeout: Duration::from_secs(240), guest_time: false };
+    let opts = Options {
+        artifacts: dir.path().join("artifacts"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    };
     let parallel = runner::default_parallel_guests();
     let machine_before = machine();
 
@@ -111,7 +124,8 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
     let jobs: Vec<(&Target, &Case)> = cases.iter().map(|c| (t.as_ref(), *c)).collect();
 
     println!("\n== {id}: the kernel's livepatch selftests, modules cached (one guest) ==");
-    let suite = crate::kselftest::Suite::new(kt.clone(), built, &opts.artifacts, crate::kselftest::run::SCENARIO_TIMEOUT);
+    let suite =
+        crate::kselftest::Suite::new(kt.clone(), built, &opts.artifacts, crate::kselftest::run::SCENARIO_TIMEOUT);
     let t0 = Instant::now();
     let (outs, _) = suite.run_all();
     let kernel = SuiteRun::of("kernel selftests/livepatch".into(), &outs, suite.boots(), t0.elapsed().as_secs_f64());
@@ -138,7 +152,12 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
         let _cold = crate::cache::Redirect::new(&["kselftest"], cold_dir.path());
         let (kt2, built2) = crate::kselftest::prepare(arch, Some(plan.kernel), plan.accel)?;
         let build = built2.build_secs.ok_or_else(|| Error::Other("the cold selftest build was a cache hit".into()))?;
-        let suite = crate::kselftest::Suite::new(Arc::new(kt2), built2, &opts.artifacts.join("cold"), crate::kselftest::run::SCENARIO_TIMEOUT);
+        let suite = crate::kselftest::Suite::new(
+            Arc::new(kt2),
+            built2,
+            &opts.artifacts.join("cold"),
+            crate::kselftest::run::SCENARIO_TIMEOUT,
+        );
         let t0 = Instant::now();
         let (outs, _) = suite.run_all();
         let run = t0.elapsed().as_secs_f64();
@@ -176,24 +195,56 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
                 restore.push(b.ssh_ready);
             }
         }
-        println!("{}: bare boot {} s; klpt boot to SSH {} s; restore to running {} s, to SSH {} s", bt.arch.name, secs_list(&bare), secs_list(&boot), secs_list(&running), secs_list(&restore));
+        println!(
+            "{}: bare boot {} s; klpt boot to SSH {} s; restore to running {} s, to SSH {} s",
+            bt.arch.name,
+            secs_list(&bare),
+            secs_list(&boot),
+            secs_list(&running),
+            secs_list(&restore)
+        );
         if bt.saved_state.is_none() {
-            println!("{}: no saved guest: {}", bt.arch.name, bt.saved_note.as_deref().unwrap_or("(see the warning above)"));
+            println!(
+                "{}: no saved guest: {}",
+                bt.arch.name,
+                bt.saved_note.as_deref().unwrap_or("(see the warning above)")
+            );
         }
-        boots.push(BootRow { arch: bt.arch.name, kernel: bt.kernel.id.clone(), bare: mean(&bare), boot: mean(&boot), restore: (!restore.is_empty()).then(|| (mean(&running), mean(&restore))) });
+        boots.push(BootRow {
+            arch: bt.arch.name,
+            kernel: bt.kernel.id.clone(),
+            bare: mean(&bare),
+            boot: mean(&boot),
+            restore: (!restore.is_empty()).then(|| (mean(&running), mean(&restore))),
+        });
     }
 
     // The stock suite on every architecture, one pool of guests.
-    let stock: Vec<(&Target, &Case)> = targets.iter().flat_map(|bt| plan.stock.iter().filter(|c| c.runs_on(bt.arch.name)).map(move |c| (bt.as_ref(), c))).collect();
+    let stock: Vec<(&Target, &Case)> = targets
+        .iter()
+        .flat_map(|bt| plan.stock.iter().filter(|c| c.runs_on(bt.arch.name)).map(move |c| (bt.as_ref(), c)))
+        .collect();
     for bt in &targets {
         let mine: Vec<&Case> = stock.iter().filter(|(x, _)| std::ptr::eq(*x, bt.as_ref())).map(|(_, c)| *c).collect();
         crate::modules::build::build_batch(&mine, &bt.kernel, &bt.caps);
     }
     println!("\n== the stock suite on {} architecture(s), {parallel} guests at a time ==", targets.len());
     let (outs, wall) = pool(&stock, parallel, &opts);
-    let all = SuiteRun::of(format!("cases/stock on {}", targets.iter().map(|t| t.arch.name).collect::<Vec<_>>().join(", ")), &outs, outs.len(), wall);
+    let all = SuiteRun::of(
+        format!("cases/stock on {}", targets.iter().map(|t| t.arch.name).collect::<Vec<_>>().join(", ")),
+        &outs,
+        outs.len(),
+        wall,
+    );
     let skipped = outs.iter().filter(|o| matches!(o.word(), "skip" | "ignored")).count();
-    println!("{} trials: {} passed, {} skipped, {} failed, {:.1} s", all.scenarios, all.passed, skipped, all.failed.len(), all.wall);
+    println!(
+        "{} trials: {} passed, {} skipped, {} failed, {:.1} s",
+        all.scenarios,
+        all.passed,
+        skipped,
+        all.failed.len(),
+        all.wall
+    );
 
     println!("\nmachine: {machine_before} before, {} after; TCG unless noted: {:?}", machine(), t.accel);
     println!("\n{id}, the same kernel build for both suites:\n");
@@ -208,13 +259,24 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
     println!("|---|---|---|---|---|---|---|---|");
     for b in &boots {
         let restore = match b.restore {
-            Some((run, ssh)) => format!("{run:.2} s | {:.2} | {:.2} s | {ssh:.2} s | {:.2}", run / b.bare, b.boot, ssh / b.boot),
+            Some((run, ssh)) => {
+                format!("{run:.2} s | {:.2} | {:.2} s | {ssh:.2} s | {:.2}", run / b.bare, b.boot, ssh / b.boot)
+            }
             None => format!("no saved guest | - | {:.2} s | boots | -", b.boot),
         };
         println!("| {} | {} | {:.2} s | {restore} |", b.arch, b.kernel, b.bare);
     }
-    println!("\n{}: {} trials ({} passed, {} skipped, {} failed) in {:.1} s", all.what, all.scenarios, all.passed, skipped, all.failed.len(), all.wall);
-    let failed: Vec<&String> = [&kernel, &one, &par, &kernel_cold, &klpt_cold, &all].iter().flat_map(|r| &r.failed).collect();
+    println!(
+        "\n{}: {} trials ({} passed, {} skipped, {} failed) in {:.1} s",
+        all.what,
+        all.scenarios,
+        all.passed,
+        skipped,
+        all.failed.len(),
+        all.wall
+    );
+    let failed: Vec<&String> =
+        [&kernel, &one, &par, &kernel_cold, &klpt_cold, &all].iter().flat_map(|r| &r.failed).collect();
     for f in &failed {
         println!("FAILED: {f}");
     }

@@ -11,21 +11,11 @@ pub const TRACE: &str = "/sys/kernel/tracing/trace";
 const MATCHER: &[&str] = &["equals", "contains", "not_contains", "matches"];
 
 impl Checker<'_> {
-    pub fn assertion(
-        &mut self,
-        d: &CaseDoc,
-        p: &str,
-        v: &Value,
-        extra: &[&str],
-    ) -> Option<Assertion> {
+    pub fn assertion(&mut self, d: &CaseDoc, p: &str, v: &Value, extra: &[&str]) -> Option<Assertion> {
         let allowed: Vec<&str> = KEYS.iter().chain(extra).copied().collect();
         let m = self.map(p, v, &allowed)?;
         if !KEYS.iter().any(|k| m.contains_key(*k)) {
-            self.err(
-                p,
-                "the assertion checks nothing",
-                format!("give at least one of {}", KEYS.join(", ")),
-            );
+            self.err(p, "the assertion checks nothing", format!("give at least one of {}", KEYS.join(", ")));
         }
         let mut a = Assertion::default();
         if let Some(x) = m.get("patches") {
@@ -49,8 +39,7 @@ impl Checker<'_> {
                 let Some(mode) = self.string(&ep, mode) else {
                     continue;
                 };
-                if !(3..=4).contains(&mode.len()) || !mode.chars().all(|c| ('0'..='7').contains(&c))
-                {
+                if !(3..=4).contains(&mode.len()) || !mode.chars().all(|c| ('0'..='7').contains(&c)) {
                     self.err(
                         &ep,
                         format!("`{mode}` is not an octal mode"),
@@ -70,21 +59,11 @@ impl Checker<'_> {
             let names = self.one_or_more(&tp, x);
             for (ip, f) in names {
                 if !super::is_symbol(&f) {
-                    self.err(
-                        &ip,
-                        format!("`{f}` is not a function name"),
-                        "a symbol name: letters, digits, `_`, `.`",
-                    );
+                    self.err(&ip, format!("`{f}` is not a function name"), "a symbol name: letters, digits, `_`, `.`");
                     continue;
                 }
-                let word = format!(
-                    r"(?m)(^|[^A-Za-z0-9_.]){}([^A-Za-z0-9_.]|$)",
-                    regex::escape(&f)
-                );
-                let matcher = Matcher {
-                    matches: self.regex(&ip, &word),
-                    ..Matcher::default()
-                };
+                let word = format!(r"(?m)(^|[^A-Za-z0-9_.]){}([^A-Za-z0-9_.]|$)", regex::escape(&f));
+                let matcher = Matcher { matches: self.regex(&ip, &word), ..Matcher::default() };
                 a.files.push((TRACE.to_string(), matcher));
             }
         }
@@ -107,31 +86,17 @@ impl Checker<'_> {
             return Vec::new();
         };
         if m.is_empty() {
-            self.err(
-                p,
-                "the mapping is empty, so it checks nothing",
-                format!("e.g. {example}, or drop the key"),
-            );
+            self.err(p, "the mapping is empty, so it checks nothing", format!("e.g. {example}, or drop the key"));
         }
-        m.iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
-            .collect()
+        m.iter().filter_map(|(k, v)| Some((k.as_str()?.to_string(), v))).collect()
     }
 
     /// `patches:` maps every active patch to its expected attributes.
-    fn patches(
-        &mut self,
-        d: &CaseDoc,
-        p: &str,
-        v: &Value,
-    ) -> Option<std::collections::BTreeMap<String, PatchExpect>> {
+    fn patches(&mut self, d: &CaseDoc, p: &str, v: &Value) -> Option<std::collections::BTreeMap<String, PatchExpect>> {
         let Some(pm) = v.as_mapping() else {
             self.err(
                 p,
-                format!(
-                    "`patches:` must map patch names to their attributes, not {}",
-                    describe(v)
-                ),
+                format!("`patches:` must map patch names to their attributes, not {}", describe(v)),
                 "use `patches: {}` for \"no patch active\"",
             );
             return None;
@@ -144,16 +109,8 @@ impl Checker<'_> {
             let np = format!("{p}.{name}");
             self.module_ref(d, &np, &name, true);
             let Some(em) = exp.as_mapping() else {
-                let hint =
-                    "e.g. `{enabled: 1, transition: 0}`, or `{}` to assert only that it is active";
-                self.err(
-                    &np,
-                    format!(
-                        "expected the patch's attribute values, not {}",
-                        describe(exp)
-                    ),
-                    hint,
-                );
+                let hint = "e.g. `{enabled: 1, transition: 0}`, or `{}` to assert only that it is active";
+                self.err(&np, format!("expected the patch's attribute values, not {}", describe(exp)), hint);
                 continue;
             };
             let mut pe = PatchExpect::default();
@@ -164,11 +121,8 @@ impl Checker<'_> {
                 let kp = format!("{np}.{k}");
                 if k == "objects" {
                     // A prebuilt patch's objects are whatever it was built with.
-                    let objects = d
-                        .livepatches
-                        .iter()
-                        .find(|l| l.name == name && l.ko.is_none())
-                        .map(Livepatch::object_names);
+                    let objects =
+                        d.livepatches.iter().find(|l| l.name == name && l.ko.is_none()).map(Livepatch::object_names);
                     for (o, ov) in self.entries(&kp, val, "`objects: {vmlinux: 1}`") {
                         let op = format!("{kp}.{o}");
                         match &objects {
@@ -187,12 +141,8 @@ impl Checker<'_> {
                 }
                 let known = self.known;
                 let Some(kind) = known.patch_attributes.get(&k) else {
-                    let names: Vec<&str> = known
-                        .patch_attributes
-                        .keys()
-                        .map(String::as_str)
-                        .chain(["objects"])
-                        .collect();
+                    let names: Vec<&str> =
+                        known.patch_attributes.keys().map(String::as_str).chain(["objects"]).collect();
                     let hint = format!(
                         "known attributes: {} (cases/capabilities.yaml){}",
                         names.join(", "),
@@ -226,73 +176,33 @@ impl Checker<'_> {
     fn dmesg(&mut self, p: &str, v: &Value) -> Option<DmesgExpect> {
         if v.is_sequence() {
             let events = self.regexes(p, v);
-            return Some(DmesgExpect {
-                events,
-                ..Default::default()
-            });
+            return Some(DmesgExpect { events, ..Default::default() });
         }
         let m = self.map(p, v, &["events", "must_not", "ignore", "strict"])?;
-        let mut re = |k: &str| {
-            m.get(k)
-                .map(|x| self.regexes(&format!("{p}.{k}"), x))
-                .unwrap_or_default()
-        };
+        let mut re = |k: &str| m.get(k).map(|x| self.regexes(&format!("{p}.{k}"), x)).unwrap_or_default();
         let (events, must_not, ignore) = (re("events"), re("must_not"), re("ignore"));
-        let strict = m
-            .get("strict")
-            .and_then(|x| self.boolean(&format!("{p}.strict"), x))
-            .unwrap_or(false);
+        let strict = m.get("strict").and_then(|x| self.boolean(&format!("{p}.strict"), x)).unwrap_or(false);
         if !m.contains_key("events") && !m.contains_key("must_not") && !strict {
-            self.err(
-                p,
-                "`dmesg:` checks nothing",
-                "give `events:`, `must_not:` or `strict: true`",
-            );
+            self.err(p, "`dmesg:` checks nothing", "give `events:`, `must_not:` or `strict: true`");
         }
-        Some(DmesgExpect {
-            events,
-            must_not,
-            ignore,
-            strict,
-        })
+        Some(DmesgExpect { events, must_not, ignore, strict })
     }
 
     /// A file's expected content: a string (exact) or a matcher mapping.
     pub fn matcher(&mut self, p: &str, v: &Value) -> Option<Matcher> {
         if !v.is_mapping() {
-            return self.string(p, v).map(|s| Matcher {
-                equals: Some(s),
-                ..Default::default()
-            });
+            return self.string(p, v).map(|s| Matcher { equals: Some(s), ..Default::default() });
         }
         let m = self.map(p, v, MATCHER)?;
         if m.is_empty() {
-            self.err(
-                p,
-                "the matcher checks nothing",
-                format!("give one of {}", MATCHER.join(", ")),
-            );
+            self.err(p, "the matcher checks nothing", format!("give one of {}", MATCHER.join(", ")));
         }
-        let equals = m
-            .get("equals")
-            .and_then(|x| self.string(&format!("{p}.equals"), x));
-        let mut list = |k: &str| {
-            m.get(k)
-                .map(|x| self.one_or_more(&format!("{p}.{k}"), x))
-                .unwrap_or_default()
-        };
+        let equals = m.get("equals").and_then(|x| self.string(&format!("{p}.equals"), x));
+        let mut list = |k: &str| m.get(k).map(|x| self.one_or_more(&format!("{p}.{k}"), x)).unwrap_or_default();
         let (contains, not_contains) = (list("contains"), list("not_contains"));
         let mp = format!("{p}.matches");
-        let matches = m
-            .get("matches")
-            .and_then(|x| self.string(&mp, x))
-            .and_then(|s| self.regex(&mp, &s));
+        let matches = m.get("matches").and_then(|x| self.string(&mp, x)).and_then(|s| self.regex(&mp, &s));
         let strings = |l: Vec<(String, String)>| l.into_iter().map(|(_, s)| s).collect();
-        Some(Matcher {
-            equals,
-            contains: strings(contains),
-            not_contains: strings(not_contains),
-            matches,
-        })
+        Some(Matcher { equals, contains: strings(contains), not_contains: strings(not_contains), matches })
     }
 }

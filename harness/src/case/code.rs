@@ -1,9 +1,9 @@
 //! Module-scope C (`includes:`, `c:`, `init:`, `exit:`) and the callbacks of
 //! livepatch objects (`objects:`).
 
+use super::errno;
 use super::model::*;
 use super::value::{describe, suggest, Checker};
-use super::errno;
 use serde_norway::{Mapping, Value};
 
 /// `struct klp_callbacks` of a `klp_object`; only `pre_patch` returns int.
@@ -15,10 +15,7 @@ impl Checker<'_> {
     /// C text with the line its content starts on.
     pub fn code(&mut self, p: &str, v: &Value) -> Option<Code> {
         let text = self.text(p, v)?;
-        Some(Code {
-            text,
-            line: self.pos.text_line(p),
-        })
+        Some(Code { text, line: self.pos.text_line(p) })
     }
 
     /// `includes:`, `c:`, `init:`, `exit:` of module `p`.
@@ -31,8 +28,7 @@ impl Checker<'_> {
                 let ok = h.ends_with(".h")
                     && !h.starts_with('/')
                     && !h.split('/').any(|c| c.is_empty() || c == "..")
-                    && h.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b));
+                    && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-./".contains(&b));
                 if !ok {
                     self.err(
                         &format!("{ip}[{i}]"),
@@ -52,19 +48,11 @@ impl Checker<'_> {
     /// `objects:` of livepatch `p`: object name → `{callbacks: ...}`.
     pub fn objects(&mut self, p: &str, v: &Value, params: &[Param]) -> Vec<Object> {
         let op = format!("{p}.objects");
-        let Some(m) = self.any_map(
-            &op,
-            v,
-            "e.g. `objects: {vmlinux: {callbacks: [pre_patch, post_patch]}}`",
-        ) else {
+        let Some(m) = self.any_map(&op, v, "e.g. `objects: {vmlinux: {callbacks: [pre_patch, post_patch]}}`") else {
             return Vec::new();
         };
         if m.is_empty() {
-            self.err(
-                &op,
-                "`objects:` lists no object",
-                "name objects with callbacks, or drop the key",
-            );
+            self.err(&op, "`objects:` lists no object", "name objects with callbacks, or drop the key");
         }
         let mut out = Vec::new();
         for (k, ov) in m {
@@ -84,17 +72,8 @@ impl Checker<'_> {
             ) else {
                 continue;
             };
-            let callbacks = self.callbacks(
-                &format!("{ep}.callbacks"),
-                cv,
-                OBJECT_CALLBACKS,
-                &["pre_patch"],
-                params,
-            );
-            out.push(Object {
-                name: name.to_string(),
-                callbacks,
-            });
+            let callbacks = self.callbacks(&format!("{ep}.callbacks"), cv, OBJECT_CALLBACKS, &["pre_patch"], params);
+            out.push(Object { name: name.to_string(), callbacks });
         }
         out
     }
@@ -136,11 +115,7 @@ impl Checker<'_> {
                         continue;
                     }
                     if out.iter().any(|(n, _)| *n == name) {
-                        self.err(
-                            &ip,
-                            format!("callback `{name}` is listed twice"),
-                            "list it once",
-                        );
+                        self.err(&ip, format!("callback `{name}` is listed twice"), "list it once");
                         continue;
                     }
                     out.push((name, Callback::default()));
@@ -162,10 +137,7 @@ impl Checker<'_> {
                 }
             }
             other => {
-                let msg = format!(
-                    "`callbacks` must be a list of callback names or a mapping, not {}",
-                    describe(other)
-                );
+                let msg = format!("`callbacks` must be a list of callback names or a mapping, not {}", describe(other));
                 self.err(
                     p,
                     msg,
@@ -176,13 +148,7 @@ impl Checker<'_> {
         out
     }
 
-    fn callback(
-        &mut self,
-        p: &str,
-        v: &Value,
-        returns_int: bool,
-        params: &[Param],
-    ) -> Option<Callback> {
+    fn callback(&mut self, p: &str, v: &Value, returns_int: bool, params: &[Param]) -> Option<Callback> {
         let m = self.map(p, v, CALLBACK_KEYS)?;
         let mut cb = Callback::default();
         if let Some(l) = m.get("log") {
@@ -192,10 +158,7 @@ impl Checker<'_> {
                 Value::Bool(false) => Log::Off,
                 Value::String(_) => Log::Text(self.text(&lp, l)?),
                 other => {
-                    let msg = format!(
-                        "`log` must be true, false or a line of text, not {}",
-                        describe(other)
-                    );
+                    let msg = format!("`log` must be true, false or a line of text, not {}", describe(other));
                     self.err(&lp, msg, "`true` logs the selftests' callback_info() line");
                     return None;
                 }
@@ -229,11 +192,9 @@ impl Checker<'_> {
             let r = self.string(&rp, r)?;
             match params.iter().find(|q| q.name == r) {
                 Some(q) if q.ty == "int" => {}
-                Some(q) => self.err(
-                    &rp,
-                    format!("parameter `{r}` is a {}, not an int", q.ty),
-                    "declare it with `type: int`",
-                ),
+                Some(q) => {
+                    self.err(&rp, format!("parameter `{r}` is a {}, not an int", q.ty), "declare it with `type: int`")
+                }
                 None => {
                     let names: Vec<&str> = params.iter().map(|q| q.name.as_str()).collect();
                     self.err(
@@ -249,11 +210,7 @@ impl Checker<'_> {
             cb.returns = Some(r);
         }
         if cb.fail.is_some() && cb.returns.is_some() {
-            self.err(
-                &format!("{p}.returns"),
-                "a callback has `fail:` or `returns:`, not both",
-                "keep one of them",
-            );
+            self.err(&format!("{p}.returns"), "a callback has `fail:` or `returns:`, not both", "keep one of them");
         }
         if let Some(b) = m.get("body") {
             cb.body = Some(self.code(&format!("{p}.body"), b)?);
@@ -275,25 +232,14 @@ impl Checker<'_> {
             c.ident(&kp, what, &s);
             Some(s)
         };
-        let name = ident(
-            self,
-            "name",
-            "state name",
-            "it names the helpers, e.g. `loglevel` → allocate_loglevel_state()",
-        );
-        let variable = ident(
-            self,
-            "variable",
-            "variable",
-            "the kernel variable the patch changes, e.g. `console_loglevel`",
-        );
+        let name =
+            ident(self, "name", "state name", "it names the helpers, e.g. `loglevel` → allocate_loglevel_state()");
+        let variable =
+            ident(self, "variable", "variable", "the kernel variable the patch changes, e.g. `console_loglevel`");
         let set = self
             .required(p, m, "set", "the C value the variable gets while patched")
             .and_then(|x| self.text(&format!("{p}.set"), x));
-        let migrate = m
-            .get("migrate")
-            .and_then(|x| self.boolean(&format!("{p}.migrate"), x))
-            .unwrap_or(false);
+        let migrate = m.get("migrate").and_then(|x| self.boolean(&format!("{p}.migrate"), x)).unwrap_or(false);
         let object = match m.get("object") {
             Some(x) => {
                 let op = format!("{p}.object");
@@ -305,13 +251,7 @@ impl Checker<'_> {
             }
             None => "vmlinux".into(),
         };
-        Some(StateData {
-            name: name?,
-            variable: variable?,
-            set: set?,
-            migrate,
-            object,
-        })
+        Some(StateData { name: name?, variable: variable?, set: set?, migrate, object })
     }
 
     /// Two states of a livepatch must not generate helpers of one name.
@@ -360,11 +300,7 @@ pub fn implied_by_steps(r: &mut Requires, steps: &[Step]) {
         }
     }
     for c in config {
-        if !r
-            .config
-            .iter()
-            .any(|x| x.strip_prefix("CONFIG_").unwrap_or(x) == c)
-        {
+        if !r.config.iter().any(|x| x.strip_prefix("CONFIG_").unwrap_or(x) == c) {
             r.config.push(c.to_string());
         }
     }
@@ -405,9 +341,7 @@ pub fn implied_requires(d: &mut CaseDoc) {
     for (kind, field) in add {
         d.requires.add_field(kind, &field);
     }
-    if d.targets.iter().any(|t| !t.kprobes.is_empty())
-        && !d.requires.config.iter().any(|c| c.ends_with("KPROBES"))
-    {
+    if d.targets.iter().any(|t| !t.kprobes.is_empty()) && !d.requires.config.iter().any(|c| c.ends_with("KPROBES")) {
         d.requires.config.push("KPROBES".into());
     }
 }
@@ -433,19 +367,10 @@ impl Checker<'_> {
         let m = self.map(p, v, &["symbol", "post_handler"])?;
         let sp = format!("{p}.symbol");
         let symbol = self
-            .required(
-                p,
-                m,
-                "symbol",
-                "the probed function, e.g. `cmdline_proc_show`",
-            )
+            .required(p, m, "symbol", "the probed function, e.g. `cmdline_proc_show`")
             .and_then(|x| self.string(&sp, x))?;
         if !super::is_symbol(&symbol) {
-            self.err(
-                &sp,
-                format!("`{symbol}` is not a symbol name"),
-                "letters, digits, `_`, `.`, `$`",
-            );
+            self.err(&sp, format!("`{symbol}` is not a symbol name"), "letters, digits, `_`, `.`, `$`");
         }
         let hp = format!("{p}.post_handler");
         let post_handler = match m.get("post_handler") {
@@ -464,27 +389,19 @@ impl Checker<'_> {
                         self.err(
                             &hp,
                             format!("the module has no parameter `{name}`"),
-                            format!(
-                                "`true`, `false`, or a bool parameter of the module{}",
-                                suggest(name, &names)
-                            ),
+                            format!("`true`, `false`, or a bool parameter of the module{}", suggest(name, &names)),
                         );
                     }
                 }
                 PostHandler::Param(name.clone())
             }
             Some(other) => {
-                let msg = format!(
-                    "`post_handler` must be true, false or a bool parameter's name, not {}",
-                    describe(other)
-                );
+                let msg =
+                    format!("`post_handler` must be true, false or a bool parameter's name, not {}", describe(other));
                 self.err(&hp, msg, "e.g. `post_handler: has_post_handler`");
                 return None;
             }
         };
-        Some(Kprobe {
-            symbol,
-            post_handler,
-        })
+        Some(Kprobe { symbol, post_handler })
     }
 }

@@ -16,9 +16,7 @@ pub const MAX_DEPTH: usize = 64;
 pub fn check(src: &str) -> Result<(), (Pos, String, String)> {
     let mut s = Scan::default();
     // YAML breaks lines at `\r\n`, `\n` and a lone `\r`; so does the scan.
-    let lines = src
-        .split('\n')
-        .flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
+    let lines = src.split('\n').flat_map(|l| l.strip_suffix('\r').unwrap_or(l).split('\r'));
     for (n, line) in lines.enumerate() {
         s.line(n + 1, line)?;
     }
@@ -60,23 +58,12 @@ impl Scan {
         }
         if self.indents.len() > MAX_DEPTH {
             let msg = format!("the YAML nests deeper than {MAX_DEPTH} levels");
-            return Err((
-                Pos {
-                    line: n,
-                    col: indent + 1,
-                },
-                msg,
-                "flatten the structure".to_string(),
-            ));
+            return Err((Pos { line: n, col: indent + 1 }, msg, "flatten the structure".to_string()));
         }
         let mut depth = self.indents.len();
         let too_deep = |col: usize| {
             let msg = format!("the YAML nests deeper than {MAX_DEPTH} levels");
-            Err((
-                Pos { line: n, col },
-                msg,
-                "case files need a few levels; flatten the structure".to_string(),
-            ))
+            Err((Pos { line: n, col }, msg, "case files need a few levels; flatten the structure".to_string()))
         };
         // Whether a scalar or collection may start here (not inside a plain scalar).
         let mut at_start = true;
@@ -118,16 +105,10 @@ impl Scan {
                         return too_deep(col);
                     }
                 }
-                ':' if blank_after || (self.flow > 0 && matches!(next, Some(',' | ']' | '}'))) => {
-                    at_start = true
-                }
+                ':' if blank_after || (self.flow > 0 && matches!(next, Some(',' | ']' | '}'))) => at_start = true,
                 '&' | '*' if at_start => {
                     let msg = "YAML anchors and aliases (`&name`, `*name`) are not supported in case files".to_string();
-                    return Err((
-                        Pos { line: n, col },
-                        msg,
-                        "write the value out where it is used".to_string(),
-                    ));
+                    return Err((Pos { line: n, col }, msg, "write the value out where it is used".to_string()));
                 }
                 '|' | '>' if at_start && self.flow == 0 => {
                     self.block_scalar = Some(indent);
@@ -153,16 +134,11 @@ mod tests {
     fn flow_and_block_nesting_are_bounded() {
         assert_eq!(deep(&format!("a: {}", "[".repeat(100_000))), Some(1));
         assert_eq!(deep(&"- ".repeat(200)), Some(1));
-        let block: String = (0..100)
-            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
-            .collect();
+        let block: String = (0..100).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
         assert_eq!(deep(&block), Some(MAX_DEPTH + 1));
         assert_eq!(deep(&block.replace('\n', "\r")), Some(MAX_DEPTH + 1));
         assert_eq!(deep(&block.replace('\n', "\r\n")), Some(MAX_DEPTH + 1));
-        assert_eq!(
-            deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))),
-            None
-        );
+        assert_eq!(deep(&format!("a: {}1{}", "[".repeat(60), "]".repeat(60))), None);
     }
 
     #[test]
@@ -182,19 +158,14 @@ mod tests {
 
     #[test]
     fn aliases_are_refused() {
-        assert!(check("a: &x [1]\nb: *x\n")
-            .unwrap_err()
-            .1
-            .contains("aliases"));
+        assert!(check("a: &x [1]\nb: *x\n").unwrap_err().1.contains("aliases"));
         assert!(check("a: 'x &y *z'\nb: x&y\n").is_ok());
     }
 
     #[test]
     fn every_case_in_the_tree_passes() {
         let root = crate::project_root();
-        for f in
-            super::super::discover(&[root.join("cases"), root.join("harness/tests/wrong")]).unwrap()
-        {
+        for f in super::super::discover(&[root.join("cases"), root.join("harness/tests/wrong")]).unwrap() {
             let t = std::fs::read_to_string(&f).unwrap();
             assert!(check(&t).is_ok(), "{}: {:?}", f.display(), check(&t));
         }

@@ -5,17 +5,8 @@ use super::value::{describe, suggest, Checker};
 use serde_norway::{Mapping, Value};
 use std::collections::BTreeSet;
 
-const TOP: &[&str] = &[
-    "description",
-    "requires",
-    "arches",
-    "smp",
-    "timeout",
-    "xfail",
-    "targets",
-    "livepatches",
-    "steps",
-];
+const TOP: &[&str] =
+    &["description", "requires", "arches", "smp", "timeout", "xfail", "targets", "livepatches", "steps"];
 /// Deadlines are whole seconds, at most a day: a longer one is a typo, and
 /// `Instant + Duration` must not overflow.
 pub const MAX_TIMEOUT: i128 = 86_400;
@@ -35,36 +26,24 @@ impl Checker<'_> {
             let hint = "start with `description:`; cases/README.md lists the keys";
             self.err(
                 "",
-                format!(
-                    "a case file is a mapping of `description:`, `steps:` and more, not {}",
-                    describe(v)
-                ),
+                format!("a case file is a mapping of `description:`, `steps:` and more, not {}", describe(v)),
                 hint,
             );
             return None;
         }
         let m = self.map("", v, TOP)?;
-        let description = self
-            .required("", m, "description", "say what the case shows")
-            .and_then(|x| self.text("description", x));
+        let description =
+            self.required("", m, "description", "say what the case shows").and_then(|x| self.text("description", x));
         let steps = match self.required("", m, "steps", "list what to do and check") {
-            Some(s) => self
-                .list("steps", s)
-                .map(<[Value]>::to_vec)
-                .unwrap_or_default(),
+            Some(s) => self.list("steps", s).map(<[Value]>::to_vec).unwrap_or_default(),
             None => Vec::new(),
         };
-        if m.get("steps")
-            .is_some_and(|s| s.as_sequence().is_some_and(Vec::is_empty))
-        {
+        if m.get("steps").is_some_and(|s| s.as_sequence().is_some_and(Vec::is_empty)) {
             self.err("steps", "a case without steps checks nothing", "add steps");
         }
         let mut d = CaseDoc {
             description: description.unwrap_or_default(),
-            requires: m
-                .get("requires")
-                .map(|r| self.requires("requires", r))
-                .unwrap_or_default(),
+            requires: m.get("requires").map(|r| self.requires("requires", r)).unwrap_or_default(),
             arches: Vec::new(),
             smp: 1,
             timeout: DEFAULT_TIMEOUT,
@@ -77,26 +56,15 @@ impl Checker<'_> {
             d.arches = self.strings("arches", a);
             for (i, a) in d.arches.clone().iter().enumerate() {
                 if !crate::arch::ARCHES.contains(&a.as_str()) {
-                    let hint = format!(
-                        "one of {}{}",
-                        crate::arch::ARCHES.join(", "),
-                        suggest(a, &crate::arch::ARCHES)
-                    );
-                    self.err(
-                        &format!("arches[{i}]"),
-                        format!("unknown architecture `{a}`"),
-                        hint,
-                    );
+                    let hint = format!("one of {}{}", crate::arch::ARCHES.join(", "), suggest(a, &crate::arch::ARCHES));
+                    self.err(&format!("arches[{i}]"), format!("unknown architecture `{a}`"), hint);
                 }
             }
         }
         if let Some(n) = m.get("smp").and_then(|x| self.integer("smp", x, 1..=8)) {
             d.smp = n as u32;
         }
-        if let Some(n) = m
-            .get("timeout")
-            .and_then(|x| self.integer("timeout", x, 1..=MAX_TIMEOUT))
-        {
+        if let Some(n) = m.get("timeout").and_then(|x| self.integer("timeout", x, 1..=MAX_TIMEOUT)) {
             d.timeout = n as u64;
         }
         if let Some(x) = m.get("xfail") {
@@ -120,27 +88,17 @@ impl Checker<'_> {
     }
 
     /// Each item of the list at `p`, read by `f`; items with errors are dropped.
-    pub fn each<T>(
-        &mut self,
-        p: &str,
-        v: &Value,
-        mut f: impl FnMut(&mut Self, &str, &Value) -> Option<T>,
-    ) -> Vec<T> {
+    pub fn each<T>(&mut self, p: &str, v: &Value, mut f: impl FnMut(&mut Self, &str, &Value) -> Option<T>) -> Vec<T> {
         let Some(items) = self.list(p, v) else {
             return Vec::new();
         };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, x)| f(self, &format!("{p}[{i}]"), x))
-            .collect()
+        items.iter().enumerate().filter_map(|(i, x)| f(self, &format!("{p}[{i}]"), x)).collect()
     }
 
     fn xfail(&mut self, p: &str, v: &Value) -> Option<Xfail> {
         let m = self.map(p, v, &["kernel", "arches", "reason"])?;
-        let kernel = self
-            .required(p, m, "kernel", "a regex over kernel ids")
-            .and_then(|x| self.text(&format!("{p}.kernel"), x));
+        let kernel =
+            self.required(p, m, "kernel", "a regex over kernel ids").and_then(|x| self.text(&format!("{p}.kernel"), x));
         let reason = self
             .required(p, m, "reason", "why the case fails there")
             .and_then(|x| self.text(&format!("{p}.reason"), x));
@@ -152,51 +110,32 @@ impl Checker<'_> {
             }
         }
         self.regex(&format!("{p}.kernel"), kernel.as_deref()?)?;
-        Some(Xfail {
-            kernel: kernel?,
-            arches,
-            reason: reason?,
-        })
+        Some(Xfail { kernel: kernel?, arches, reason: reason? })
     }
 
     fn module_name(&mut self, p: &str, name: &str, names: &mut BTreeSet<String>) {
         self.ident(p, "module name", name);
         if name.len() > MAX_MODULE_NAME {
-            self.err(
-                p,
-                format!("module names are limited to {MAX_MODULE_NAME} characters"),
-                "shorten it",
-            );
+            self.err(p, format!("module names are limited to {MAX_MODULE_NAME} characters"), "shorten it");
         }
         if !names.insert(name.to_string()) {
-            self.err(
-                p,
-                format!("module `{name}` is defined twice"),
-                "give each module its own name",
-            );
+            self.err(p, format!("module `{name}` is defined twice"), "give each module its own name");
         }
     }
 
     /// `name:` (a C identifier) and the `functions:` list, which may be
     /// absent (a module of callbacks or C only) but not empty.
     fn module_parts<'v>(&mut self, p: &str, m: &'v Mapping) -> (Option<String>, &'v [Value]) {
-        let name = self
-            .required(p, m, "name", "")
-            .and_then(|x| self.string(&format!("{p}.name"), x));
+        let name = self.required(p, m, "name", "").and_then(|x| self.string(&format!("{p}.name"), x));
         let fp = format!("{p}.functions");
         let functions = match m.get("functions") {
             Some(f) => self.list(&fp, f).unwrap_or_default(),
             None => &[],
         };
-        if m.get("functions")
-            .is_some_and(|f| f.as_sequence().is_some_and(Vec::is_empty))
-        {
+        if m.get("functions").is_some_and(|f| f.as_sequence().is_some_and(Vec::is_empty)) {
             self.err(
                 &fp,
-                format!(
-                    "module `{}` has no functions",
-                    name.as_deref().unwrap_or("?")
-                ),
+                format!("module `{}` has no functions", name.as_deref().unwrap_or("?")),
                 "list them under `functions:`, or drop the key",
             );
         }
@@ -207,17 +146,11 @@ impl Checker<'_> {
         if super::prebuilt::is_prebuilt(v) {
             return self.prebuilt_target(p, v);
         }
-        let keys: Vec<&str> = ["name", "params", "functions", "log", "kprobes"]
-            .iter()
-            .chain(super::code::CODE_KEYS)
-            .copied()
-            .collect();
+        let keys: Vec<&str> =
+            ["name", "params", "functions", "log", "kprobes"].iter().chain(super::code::CODE_KEYS).copied().collect();
         let m = self.map(p, v, &keys)?;
         let (name, fs) = self.module_parts(p, m);
-        if !["functions", "c", "init", "exit", "log", "kprobes"]
-            .iter()
-            .any(|k| m.contains_key(*k))
-        {
+        if !["functions", "c", "init", "exit", "log", "kprobes"].iter().any(|k| m.contains_key(*k)) {
             self.err(
                 p,
                 format!("target `{}` does nothing", name.as_deref().unwrap_or("?")),
@@ -240,19 +173,13 @@ impl Checker<'_> {
                 );
             }
         }
-        let log = m
-            .get("log")
-            .and_then(|x| self.boolean(&format!("{p}.log"), x))
-            .unwrap_or(false);
+        let log = m.get("log").and_then(|x| self.boolean(&format!("{p}.log"), x)).unwrap_or(false);
         if let Some(n) = &name {
             for (j, f) in functions.iter().enumerate() {
                 if f.name == format!("{n}_init") || f.name == format!("{n}_exit") {
                     self.err(
                         &format!("{p}.functions[{j}].name"),
-                        format!(
-                            "`{}` is the name of the module's own init or exit function",
-                            f.name
-                        ),
+                        format!("`{}` is the name of the module's own init or exit function", f.name),
                         "rename the function",
                     );
                 }
@@ -262,40 +189,19 @@ impl Checker<'_> {
             Some(k) => self.kprobes(&format!("{p}.kprobes"), k, &params),
             None => Vec::new(),
         };
-        Some(Target {
-            params,
-            functions,
-            ko: None,
-            log,
-            kprobes,
-            code: self.module_code(p, m),
-            name: name?,
-        })
+        Some(Target { params, functions, ko: None, log, kprobes, code: self.module_code(p, m), name: name? })
     }
 
     fn target_func(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<TargetFunc> {
         let m = self.map(p, v, &["name", "prints", "park", "work"])?;
-        let name = self
-            .required(p, m, "name", "")
-            .and_then(|x| self.string(&format!("{p}.name"), x))?;
+        let name = self.required(p, m, "name", "").and_then(|x| self.string(&format!("{p}.name"), x))?;
         self.ident(&format!("{p}.name"), "function name", &name);
-        let prints = m
-            .get("prints")
-            .and_then(|x| self.string(&format!("{p}.prints"), x));
-        let park = m
-            .get("park")
-            .and_then(|x| self.boolean(&format!("{p}.park"), x))
-            .unwrap_or(false);
+        let prints = m.get("prints").and_then(|x| self.string(&format!("{p}.prints"), x));
+        let park = m.get("park").and_then(|x| self.boolean(&format!("{p}.park"), x)).unwrap_or(false);
         if park && prints.is_some() {
-            self.err(
-                &format!("{p}.prints"),
-                "a parking function prints nothing",
-                "drop `prints:` or `park:`",
-            );
+            self.err(&format!("{p}.prints"), "a parking function prints nothing", "drop `prints:` or `park:`");
         }
-        let work = m
-            .get("work")
-            .and_then(|x| self.work(&format!("{p}.work"), x, params));
+        let work = m.get("work").and_then(|x| self.work(&format!("{p}.work"), x, params));
         if work.is_some() && (park || prints.is_some()) {
             self.err(
                 &format!("{p}.work"),
@@ -303,12 +209,7 @@ impl Checker<'_> {
                 "drop `prints:` and `park:`, or `work:`",
             );
         }
-        Some(TargetFunc {
-            name,
-            prints,
-            park,
-            work,
-        })
+        Some(TargetFunc { name, prints, park, work })
     }
 
     /// `work: true` or `work: {block: PARAM}` with PARAM a bool parameter.
@@ -327,20 +228,13 @@ impl Checker<'_> {
         let m = self.map(p, v, &["block"])?;
         let bp = format!("{p}.block");
         let block = self
-            .required(
-                p,
-                m,
-                "block",
-                "a bool parameter that keeps the function busy while true",
-            )
+            .required(p, m, "block", "a bool parameter that keeps the function busy while true")
             .and_then(|x| self.string(&bp, x))?;
         match params.iter().find(|q| q.name == block) {
             Some(q) if q.ty == "bool" => {}
-            Some(q) => self.err(
-                &bp,
-                format!("parameter `{block}` is a {}, not a bool", q.ty),
-                "declare it with `type: bool`",
-            ),
+            Some(q) => {
+                self.err(&bp, format!("parameter `{block}` is a {}, not a bool", q.ty), "declare it with `type: bool`")
+            }
             None => {
                 let names: Vec<&str> = params.iter().map(|q| q.name.as_str()).collect();
                 self.err(
@@ -382,23 +276,15 @@ impl Checker<'_> {
         if !m.contains_key("functions") && !m.contains_key("objects") {
             self.err(
                 p,
-                format!(
-                    "livepatch `{}` patches nothing",
-                    name.as_deref().unwrap_or("?")
-                ),
+                format!("livepatch `{}` patches nothing", name.as_deref().unwrap_or("?")),
                 "list `functions:`, or `objects:` with callbacks",
             );
         }
-        let functions: Vec<PatchedFunc> = fs
-            .iter()
-            .enumerate()
-            .filter_map(|(j, f)| self.patched_func(&format!("{p}.functions[{j}]"), f))
-            .collect();
+        let functions: Vec<PatchedFunc> =
+            fs.iter().enumerate().filter_map(|(j, f)| self.patched_func(&format!("{p}.functions[{j}]"), f)).collect();
         let params = self.params(p, m);
         let states: Vec<State> = match m.get("states") {
-            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| {
-                c.state(sp, sv, &params)
-            }),
+            Some(s) => self.each(&format!("{p}.states"), s, |c, sp, sv| c.state(sp, sv, &params)),
             None => Vec::new(),
         };
         self.state_names(p, &states);
@@ -421,13 +307,8 @@ impl Checker<'_> {
         Some(Livepatch {
             objects,
             code: self.module_code(p, m),
-            replace: m
-                .get("replace")
-                .and_then(|x| self.boolean(&format!("{p}.replace"), x))
-                .unwrap_or(false),
-            replaceable: m
-                .get("replaceable")
-                .and_then(|x| self.boolean(&format!("{p}.replaceable"), x)),
+            replace: m.get("replace").and_then(|x| self.boolean(&format!("{p}.replace"), x)).unwrap_or(false),
+            replaceable: m.get("replaceable").and_then(|x| self.boolean(&format!("{p}.replaceable"), x)),
             replace_set: m
                 .get("replace_set")
                 .and_then(|x| self.integer(&format!("{p}.replace_set"), x, 0..=U32))
@@ -443,36 +324,16 @@ impl Checker<'_> {
     /// `struct klp_state`: `unsigned long id`, `unsigned int version`, and
     /// what klpt generates around it.
     fn state(&mut self, p: &str, v: &Value, params: &[Param]) -> Option<State> {
-        let m = self.map(
-            p,
-            v,
-            &[
-                "id",
-                "version",
-                "data",
-                "callbacks",
-                "is_shadow",
-                "block_disable",
-            ],
-        )?;
-        let id = self
-            .required(p, m, "id", "")
-            .and_then(|x| self.integer(&format!("{p}.id"), x, 0..=ULONG));
-        let version = m
-            .get("version")
-            .map(|x| self.integer(&format!("{p}.version"), x, 0..=U32));
-        let data = m
-            .get("data")
-            .and_then(|x| self.state_data(&format!("{p}.data"), x));
+        let m = self.map(p, v, &["id", "version", "data", "callbacks", "is_shadow", "block_disable"])?;
+        let id = self.required(p, m, "id", "").and_then(|x| self.integer(&format!("{p}.id"), x, 0..=ULONG));
+        let version = m.get("version").map(|x| self.integer(&format!("{p}.version"), x, 0..=U32));
+        let data = m.get("data").and_then(|x| self.state_data(&format!("{p}.data"), x));
         let callbacks = match m.get("callbacks") {
             Some(c) => {
                 let known = self.known.fields("klp_state_callbacks");
                 let known: Vec<&str> = known.into_iter().collect();
-                let returning: Vec<&str> = super::code::STATE_CALLBACKS_RETURNING
-                    .iter()
-                    .copied()
-                    .filter(|n| known.contains(n))
-                    .collect();
+                let returning: Vec<&str> =
+                    super::code::STATE_CALLBACKS_RETURNING.iter().copied().filter(|n| known.contains(n)).collect();
                 self.callbacks(&format!("{p}.callbacks"), c, &known, &returning, params)
             }
             None => Vec::new(),
@@ -490,28 +351,14 @@ impl Checker<'_> {
     }
 
     fn patched_func(&mut self, p: &str, v: &Value) -> Option<PatchedFunc> {
-        let m = self.map(
-            p,
-            v,
-            &[
-                "object",
-                "name",
-                "syscall",
-                "sympos",
-                "marker",
-                "signature",
-                "body",
-                "new_name",
-            ],
-        )?;
+        let m = self.map(p, v, &["object", "name", "syscall", "sympos", "marker", "signature", "body", "new_name"])?;
         let syscall = match (m.get("name"), m.get("syscall")) {
             (_, None) => None,
             (None, Some(x)) => {
                 let sp = format!("{p}.syscall");
                 let sc = self.string(&sp, x)?;
                 self.ident(&sp, "syscall name", &sc);
-                if m.contains_key("object") || m.contains_key("sympos") || m.contains_key("marker")
-                {
+                if m.contains_key("object") || m.contains_key("sympos") || m.contains_key("marker") {
                     self.err(
                         &sp,
                         "a syscall is a vmlinux function, patched with `signature:` and `body:`",
@@ -533,12 +380,7 @@ impl Checker<'_> {
             Some(sc) => format!("sys_{sc}"),
             None => {
                 let name = self
-                    .required(
-                        p,
-                        m,
-                        "name",
-                        "the function's name in the kernel (or `syscall:`)",
-                    )
+                    .required(p, m, "name", "the function's name in the kernel (or `syscall:`)")
                     .and_then(|x| self.string(&format!("{p}.name"), x))?;
                 self.ident(&format!("{p}.name"), "function name", &name);
                 name
@@ -550,18 +392,14 @@ impl Checker<'_> {
             self.ident(&np, "function name", &n);
             Some(n)
         });
-        let object = m
-            .get("object")
-            .map(|x| self.string(&format!("{p}.object"), x))
-            .unwrap_or(Some("vmlinux".into()))?;
+        let object =
+            m.get("object").map(|x| self.string(&format!("{p}.object"), x)).unwrap_or(Some("vmlinux".into()))?;
         if object != "vmlinux" {
             self.ident(&format!("{p}.object"), "object name", &object);
         }
         // `unsigned long old_sympos`.
-        let sympos = m
-            .get("sympos")
-            .map(|x| self.integer(&format!("{p}.sympos"), x, 0..=ULONG))
-            .unwrap_or(Some(0))? as u64;
+        let sympos =
+            m.get("sympos").map(|x| self.integer(&format!("{p}.sympos"), x, 0..=ULONG)).unwrap_or(Some(0))? as u64;
         let mut text = |k: &str| m.get(k).and_then(|x| self.text(&format!("{p}.{k}"), x));
         let (marker, signature, body) = (text("marker"), text("signature"), text("body"));
         match (&marker, &signature, &body) {
@@ -569,35 +407,15 @@ impl Checker<'_> {
             (None, Some(sig), Some(_)) => {
                 if super::parse_signature(sig).is_none() {
                     let hint = "write it as `<return type> (<parameters>)`, e.g. `int (struct seq_file *m, void *v)`";
-                    self.err(
-                        &format!("{p}.signature"),
-                        format!("cannot read signature `{sig}`"),
-                        hint,
-                    );
+                    self.err(&format!("{p}.signature"), format!("cannot read signature `{sig}`"), hint);
                 }
             }
             _ => {
-                let hint =
-                    "`marker: text` replaces a seq_file show function with one printing `text`";
-                self.err(
-                    p,
-                    format!(
-                        "function `{name}` needs either `marker:` or both `signature:` and `body:`"
-                    ),
-                    hint,
-                );
+                let hint = "`marker: text` replaces a seq_file show function with one printing `text`";
+                self.err(p, format!("function `{name}` needs either `marker:` or both `signature:` and `body:`"), hint);
             }
         }
-        Some(PatchedFunc {
-            object,
-            name,
-            sympos,
-            marker,
-            signature,
-            body,
-            new_name,
-            syscall,
-        })
+        Some(PatchedFunc { object, name, sympos, marker, signature, body, new_name, syscall })
     }
 
     fn params(&mut self, p: &str, m: &Mapping) -> Vec<Param> {
@@ -621,15 +439,10 @@ impl Checker<'_> {
     /// A module parameter; its `default:` must be a value of its type.
     fn param(&mut self, p: &str, v: &Value) -> Option<Param> {
         let m = self.map(p, v, &["name", "type", "default", "array"])?;
-        let name = self
-            .required(p, m, "name", "")
-            .and_then(|x| self.string(&format!("{p}.name"), x))?;
+        let name = self.required(p, m, "name", "").and_then(|x| self.string(&format!("{p}.name"), x))?;
         self.ident(&format!("{p}.name"), "parameter name", &name);
         let tp = format!("{p}.type");
-        let ty = m
-            .get("type")
-            .map(|x| self.string(&tp, x))
-            .unwrap_or(Some("int".into()))?;
+        let ty = m.get("type").map(|x| self.string(&tp, x)).unwrap_or(Some("int".into()))?;
         if !PARAM_TYPES.contains(&ty.as_str()) {
             self.err(
                 &tp,
@@ -641,9 +454,7 @@ impl Checker<'_> {
         let dp = format!("{p}.default");
         let ok = match (m.get("default"), ty.as_str()) {
             (None, _) => true,
-            (Some(d), "int") => self
-                .integer(&dp, d, i32::MIN.into()..=i32::MAX.into())
-                .is_some(),
+            (Some(d), "int") => self.integer(&dp, d, i32::MIN.into()..=i32::MAX.into()).is_some(),
             (Some(d), "uint") => self.integer(&dp, d, 0..=U32).is_some(),
             (Some(d), "bool") => self.boolean(&dp, d).is_some(),
             (Some(d), _) => self.string(&dp, d).is_some(),
@@ -654,18 +465,9 @@ impl Checker<'_> {
             Some(a) => Some(self.integer(&ap, a, 1..=MAX_ARRAY)? as u32),
         };
         if array.is_some() && m.contains_key("default") {
-            self.err(
-                &ap,
-                "an array parameter has no default",
-                "drop `default:`; its elements are given at load",
-            );
+            self.err(&ap, "an array parameter has no default", "drop `default:`; its elements are given at load");
         }
-        ok.then(|| Param {
-            name,
-            ty,
-            default: m.get("default").cloned(),
-            array,
-        })
+        ok.then(|| Param { name, ty, default: m.get("default").cloned(), array })
     }
 
     /// `{config: [...], sysfs: [...], kallsyms: [...], klp_patch: [...], ...}`, every name checked.
@@ -673,11 +475,7 @@ impl Checker<'_> {
         let Some(m) = self.map(p, v, super::known::KINDS) else {
             return Requires::default();
         };
-        let mut list = |k: &str| {
-            m.get(k)
-                .map(|x| self.strings(&format!("{p}.{k}"), x))
-                .unwrap_or_default()
-        };
+        let mut list = |k: &str| m.get(k).map(|x| self.strings(&format!("{p}.{k}"), x)).unwrap_or_default();
         let r = Requires {
             config: list("config"),
             sysfs: list("sysfs"),
@@ -689,41 +487,25 @@ impl Checker<'_> {
         };
         let known = self.known;
         let sysfs = known.sysfs_names();
-        let from_file = "the names klpt knows are in cases/capabilities.yaml; a new kernel revision's names are added there";
+        let from_file =
+            "the names klpt knows are in cases/capabilities.yaml; a new kernel revision's names are added there";
         for (i, c) in r.config.iter().enumerate() {
             let sym = c.strip_prefix("CONFIG_").unwrap_or(c);
-            if sym.is_empty()
-                || !sym
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            {
-                let hint =
-                    "a config symbol like LIVEPATCH or CONFIG_LIVEPATCH (upper case, digits, `_`)";
-                self.err(
-                    &format!("{p}.config[{i}]"),
-                    format!("`{c}` is not a kernel config symbol"),
-                    hint,
-                );
+            if sym.is_empty() || !sym.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_') {
+                let hint = "a config symbol like LIVEPATCH or CONFIG_LIVEPATCH (upper case, digits, `_`)";
+                self.err(&format!("{p}.config[{i}]"), format!("`{c}` is not a kernel config symbol"), hint);
             }
         }
         for (i, s) in r.kallsyms.iter().enumerate() {
             if !super::is_symbol(s) {
                 let hint = "a symbol name: letters, digits, `_`, `.`, `$`";
-                self.err(
-                    &format!("{p}.kallsyms[{i}]"),
-                    format!("`{s}` is not a symbol name"),
-                    hint,
-                );
+                self.err(&format!("{p}.kallsyms[{i}]"), format!("`{s}` is not a symbol name"), hint);
             }
         }
         for (i, a) in r.sysfs.iter().enumerate() {
             if !sysfs.contains(&a.as_str()) {
                 let msg = format!("unknown livepatch sysfs attribute `{a}`");
-                self.err(
-                    &format!("{p}.sysfs[{i}]"),
-                    msg,
-                    format!("{from_file}{}", suggest(a, &sysfs)),
-                );
+                self.err(&format!("{p}.sysfs[{i}]"), msg, format!("{from_file}{}", suggest(a, &sysfs)));
             }
         }
         for (kind, list) in r.structs() {
@@ -731,11 +513,7 @@ impl Checker<'_> {
             for (i, f) in list.iter().enumerate() {
                 if !fields.contains(&f.as_str()) {
                     let msg = format!("unknown struct {kind} field `{f}`");
-                    self.err(
-                        &format!("{p}.{kind}[{i}]"),
-                        msg,
-                        format!("{from_file}{}", suggest(f, &fields)),
-                    );
+                    self.err(&format!("{p}.{kind}[{i}]"), msg, format!("{from_file}{}", suggest(f, &fields)));
                 }
             }
         }

@@ -13,14 +13,7 @@ pub struct CaseError {
 
 impl fmt::Display for CaseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.pos.line,
-            self.pos.col,
-            self.msg
-        )?;
+        write!(f, "{}:{}:{}: {}", self.file.display(), self.pos.line, self.pos.col, self.msg)?;
         if let Some(h) = &self.hint {
             write!(f, "\n  hint: {h}")?;
         }

@@ -57,13 +57,7 @@ fn mutate(src: &str, rng: &mut Rng) -> String {
                 b[k] ^= 1 << rng.below(8);
                 b
             }
-            1 => lines
-                .iter()
-                .enumerate()
-                .filter(|(k, _)| *k != i)
-                .map(|(_, l)| *l)
-                .collect::<Vec<_>>()
-                .join(&b'\n'),
+            1 => lines.iter().enumerate().filter(|(k, _)| *k != i).map(|(_, l)| *l).collect::<Vec<_>>().join(&b'\n'),
             2 => lines
                 .iter()
                 .enumerate()
@@ -100,10 +94,7 @@ fn mutate(src: &str, rng: &mut Rng) -> String {
 /// CPU time of this thread: what parsing costs, whatever else the (shared,
 /// 2-core) machine is doing; wall time only guards against blocking.
 fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes the timespec it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
     Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
@@ -127,18 +118,12 @@ fn corpus() -> Vec<(PathBuf, String)> {
     walk(&root.join("cases"), &mut files);
     walk(&root.join("harness/tests/bad"), &mut files);
     files.sort();
-    files
-        .into_iter()
-        .map(|f| (f.clone(), std::fs::read_to_string(&f).unwrap()))
-        .collect()
+    files.into_iter().map(|f| (f.clone(), std::fs::read_to_string(&f).unwrap())).collect()
 }
 
 #[test]
 fn mutated_case_files_never_panic_or_hang() {
-    let seed = std::env::var("KLPT_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0x6b6c_7074_u64);
+    let seed = std::env::var("KLPT_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x6b6c_7074_u64);
     // splitmix64 of the seed: nearby seeds start far apart, and never at 0.
     let mut rng = Rng((seed ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1);
     let corpus = corpus();
@@ -152,11 +137,7 @@ fn mutated_case_files_never_panic_or_hang() {
             let (wall, cpu) = (Instant::now(), thread_cpu());
             let r = catch_unwind(AssertUnwindSafe(|| super::parse(path, &input)));
             let (took, waited) = (thread_cpu() - cpu, wall.elapsed());
-            assert!(
-                r.is_ok(),
-                "seed {seed}: parse panicked on a mutation of {}:\n{input}",
-                path.display()
-            );
+            assert!(r.is_ok(), "seed {seed}: parse panicked on a mutation of {}:\n{input}", path.display());
             assert!(
                 took < Duration::from_secs(1) && waited < Duration::from_secs(10),
                 "seed {seed}: {} took {took:?} of CPU, {waited:?} in all, on:\n{input}",
@@ -167,6 +148,8 @@ fn mutated_case_files_never_panic_or_hang() {
             count += 1;
         }
     }
-    println!("fuzz: seed {seed}, {count} mutated case files, {rejected} rejected, no panic, slowest {slowest:?} of CPU");
+    println!(
+        "fuzz: seed {seed}, {count} mutated case files, {rejected} rejected, no panic, slowest {slowest:?} of CPU"
+    );
     assert!(count >= 1000);
 }

@@ -52,24 +52,13 @@ pub struct Known {
 }
 
 /// The kinds of names `requires:` and `when:` take.
-pub const KINDS: &[&str] = &[
-    "config",
-    "sysfs",
-    "kallsyms",
-    "klp_patch",
-    "klp_object",
-    "klp_state",
-    "klp_state_callbacks",
-];
+pub const KINDS: &[&str] =
+    &["config", "sysfs", "kallsyms", "klp_patch", "klp_object", "klp_state", "klp_state_callbacks"];
 
 impl Known {
     /// Names `requires.sysfs` may use: patch and object attributes.
     pub fn sysfs_names(&self) -> Vec<&str> {
-        self.patch_attributes
-            .keys()
-            .chain(self.object_attributes.keys())
-            .map(String::as_str)
-            .collect()
+        self.patch_attributes.keys().chain(self.object_attributes.keys()).map(String::as_str).collect()
     }
 
     /// The known fields of struct `kind` (one of `model::STRUCTS`).
@@ -105,13 +94,7 @@ impl Known {
             hint: Some("see the comments at the top of the file".into()),
         };
         let k: Known = serde_norway::from_str(text).map_err(|e| {
-            let pos = e
-                .location()
-                .map(|l| Pos {
-                    line: l.line(),
-                    col: l.column(),
-                })
-                .unwrap_or(Pos { line: 1, col: 1 });
+            let pos = e.location().map(|l| Pos { line: l.line(), col: l.column() }).unwrap_or(Pos { line: 1, col: 1 });
             at(pos, e.to_string())
         })?;
         for group in &k.exclusive {
@@ -131,9 +114,7 @@ impl Known {
     fn is_atom(&self, atom: &str) -> bool {
         match atom.split_once('.') {
             Some(("sysfs", n)) => self.sysfs_names().contains(&n),
-            Some((kind, n)) if super::model::STRUCTS.contains(&kind) => {
-                self.fields(kind).contains(&n)
-            }
+            Some((kind, n)) if super::model::STRUCTS.contains(&kind) => self.fields(kind).contains(&n),
             Some(("config" | "kallsyms", n)) => !n.is_empty(),
             _ => false,
         }
@@ -144,19 +125,13 @@ type Loaded = Result<Arc<Known>, CaseError>;
 
 fn built_in() -> Loaded {
     static K: OnceLock<Loaded> = OnceLock::new();
-    K.get_or_init(|| {
-        Known::parse(Path::new("<built-in cases/capabilities.yaml>"), BUILT_IN).map(Arc::new)
-    })
-    .clone()
+    K.get_or_init(|| Known::parse(Path::new("<built-in cases/capabilities.yaml>"), BUILT_IN).map(Arc::new)).clone()
 }
 
 /// Each override is read once per process (cases are many, the file is one).
 fn cached(file: &Path) -> Loaded {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, Loaded>>> = OnceLock::new();
-    let mut cache = CACHE
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let mut cache = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     cache
         .entry(file.to_path_buf())
         .or_insert_with(|| {
@@ -183,15 +158,7 @@ mod tests {
     #[test]
     fn built_in_list_has_the_rfc_names() {
         let k = built_in_for_tests();
-        for a in [
-            "enabled",
-            "transition",
-            "force",
-            "replace",
-            "stack_order",
-            "replaceable",
-            "replace_set",
-        ] {
+        for a in ["enabled", "transition", "force", "replace", "stack_order", "replaceable", "replace_set"] {
             assert!(k.patch_attributes.contains_key(a), "{a}");
         }
         assert!(k.object_attributes.contains_key("patched"));
@@ -205,16 +172,11 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let cases = d.path().join("cases");
         std::fs::create_dir_all(cases.join("v3")).unwrap();
-        let text = BUILT_IN.replace(
-            "  replace_set: u32",
-            "  replace_set: u32\n  replace_mask: u32",
-        );
+        let text = BUILT_IN.replace("  replace_set: u32", "  replace_set: u32\n  replace_mask: u32");
         std::fs::write(cases.join(FILE_NAME), text).unwrap();
         let k = Known::for_case(&cases.join("v3/x.yaml")).unwrap();
         assert!(k.patch_attributes.contains_key("replace_mask"));
-        assert!(!built_in_for_tests()
-            .patch_attributes
-            .contains_key("replace_mask"));
+        assert!(!built_in_for_tests().patch_attributes.contains_key("replace_mask"));
         let bad = d.path().join("other/cases");
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(

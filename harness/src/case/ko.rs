@@ -40,7 +40,12 @@ pub fn read(path: &Path) -> Result<Vec<u8>, String> {
         return Err(format!("{} is not a regular file", path.display()));
     }
     if meta.len() > MAX_BYTES {
-        return Err(format!("{} has {} bytes; kernel modules klpt loads are at most {} MiB", path.display(), meta.len(), MAX_BYTES >> 20));
+        return Err(format!(
+            "{} has {} bytes; kernel modules klpt loads are at most {} MiB",
+            path.display(),
+            meta.len(),
+            MAX_BYTES >> 20
+        ));
     }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
@@ -129,13 +134,18 @@ impl Ko {
             })
             .collect::<Option<_>>()
             .ok_or_else(broken)?;
-        let &(_, _, stroff, strsize) = sections.get(usize::try_from(shstrndx).map_err(|_| broken())?).ok_or_else(broken)?;
+        let &(_, _, stroff, strsize) =
+            sections.get(usize::try_from(shstrndx).map_err(|_| broken())?).ok_or_else(broken)?;
         let names = e.bytes(stroff, strsize).ok_or_else(broken)?;
         let section = |want: &str| -> Result<Option<&[u8]>, String> {
             for &(name, ty, off, size) in &sections {
                 let n = names.get(name as usize..).map(c_string);
                 if n.as_deref() == Some(want) {
-                    return if ty == SHT_NOBITS { Ok(Some(&[][..])) } else { e.bytes(off, size).map(Some).ok_or_else(broken) };
+                    return if ty == SHT_NOBITS {
+                        Ok(Some(&[][..]))
+                    } else {
+                        e.bytes(off, size).map(Some).ok_or_else(broken)
+                    };
                 }
             }
             Ok(None)
@@ -211,7 +221,9 @@ impl Ko {
             Some(n) if n != name => {
                 return Err((
                     format!("the module is named `{n}`, not `{name}`"),
-                    format!("write `name: {n}` (the kernel knows a module by the name built into it, not by its file name)"),
+                    format!(
+                        "write `name: {n}` (the kernel knows a module by the name built into it, not by its file name)"
+                    ),
                 ))
             }
             Some(_) => {}
@@ -221,7 +233,10 @@ impl Ko {
                 format!("module `{name}` is not a livepatch: its `.modinfo` lacks `livepatch=Y`"),
                 "list plain modules under `targets:`; a livepatch module declares MODULE_INFO(livepatch, \"Y\")".into(),
             )),
-            (false, true) => Err((format!("module `{name}` is a livepatch (`livepatch=Y` in its `.modinfo`)"), "list it under `livepatches:`".into())),
+            (false, true) => Err((
+                format!("module `{name}` is a livepatch (`livepatch=Y` in its `.modinfo`)"),
+                "list it under `livepatches:`".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -287,7 +302,8 @@ mod tests {
     #[test]
     fn modinfo_name_livepatch_params() {
         for be in [false, true] {
-            let info = b"license=GPL\0livepatch=Y\0parmtype=replace:bool\0vermagic=6.1.0 SMP mod_unload \0name=klpt_x\0";
+            let info =
+                b"license=GPL\0livepatch=Y\0parmtype=replace:bool\0vermagic=6.1.0 SMP mod_unload \0name=klpt_x\0";
             let ko = Ko::parse(&test_elf(be, ET_REL, &[(".text", b"\x90"), (".modinfo", info)])).unwrap();
             assert_eq!(ko.big_endian, be);
             assert_eq!(ko.name(), Some("klpt_x"));
@@ -311,7 +327,12 @@ mod tests {
         let mut n = b"module_layout".to_vec();
         n.resize(56, 0);
         versions.extend(n);
-        let ko = Ko::parse(&test_elf(false, ET_REL, &[(".modinfo", b"license=GPL\0"), (".gnu.linkonce.this_module", &this), ("__versions", &versions)])).unwrap();
+        let ko = Ko::parse(&test_elf(
+            false,
+            ET_REL,
+            &[(".modinfo", b"license=GPL\0"), (".gnu.linkonce.this_module", &this), ("__versions", &versions)],
+        ))
+        .unwrap();
         assert_eq!(ko.name(), Some("klpt_old"));
         assert!(!ko.is_livepatch());
         assert_eq!(ko.versions, vec![(0x1234_5678, "module_layout".to_string())]);

@@ -13,15 +13,8 @@ use std::path::Path;
 
 /// The id of a case: its path below the nearest `cases` directory, without extension.
 fn case_id(file: &Path) -> String {
-    let comps: Vec<_> = file
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().to_string())
-        .collect();
-    let start = comps
-        .iter()
-        .rposition(|c| c == "cases")
-        .map(|i| i + 1)
-        .unwrap_or(comps.len().saturating_sub(1));
+    let comps: Vec<_> = file.components().map(|c| c.as_os_str().to_string_lossy().to_string()).collect();
+    let start = comps.iter().rposition(|c| c == "cases").map(|i| i + 1).unwrap_or(comps.len().saturating_sub(1));
     let mut id = comps[start..].join("/");
     for ext in [".yaml", ".yml"] {
         if let Some(s) = id.strip_suffix(ext) {
@@ -32,12 +25,7 @@ fn case_id(file: &Path) -> String {
 }
 
 fn one(file: &Path, pos: Pos, msg: String, hint: Option<String>) -> CaseErrors {
-    CaseErrors(vec![CaseError {
-        file: file.into(),
-        pos,
-        msg,
-        hint,
-    }])
+    CaseErrors(vec![CaseError { file: file.into(), pos, msg, hint }])
 }
 
 pub fn load(file: &Path) -> Result<Case, CaseErrors> {
@@ -50,23 +38,12 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
     let src = src.strip_prefix('\u{feff}').unwrap_or(src);
     let start = Pos { line: 1, col: 1 };
     if src.len() > read::MAX_BYTES {
-        return Err(one(
-            file,
-            start,
-            read::TOO_BIG.into(),
-            Some("split it into several cases".into()),
-        ));
+        return Err(one(file, start, read::TOO_BIG.into(), Some("split it into several cases".into())));
     }
     depth::check(src).map_err(|(pos, msg, hint)| one(file, pos, msg, Some(hint)))?;
     let known = Known::for_case(file).map_err(|e| CaseErrors(vec![e]))?;
     let value: Value = serde_norway::from_str(src).map_err(|e| {
-        let pos = e
-            .location()
-            .map(|l| Pos {
-                line: l.line(),
-                col: l.column(),
-            })
-            .unwrap_or(start);
+        let pos = e.location().map(|l| Pos { line: l.line(), col: l.column() }).unwrap_or(start);
         let msg = e.to_string();
         // serde_norway appends " at line X column Y"; the prefix already says it.
         let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
@@ -78,12 +55,7 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
         )
     })?;
     let pos = Positions::of(src);
-    let mut c = Checker {
-        file: file.to_path_buf(),
-        pos: &pos,
-        known: &known,
-        errors: Vec::new(),
-    };
+    let mut c = Checker { file: file.to_path_buf(), pos: &pos, known: &known, errors: Vec::new() };
     let mut doc = c.doc(&value);
     let steps = doc.as_ref().map(|d| c.steps(d)).unwrap_or_default();
     if let Some(d) = doc.as_mut() {
@@ -99,19 +71,10 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
             let mut body_lines = BTreeMap::new();
             for (li, lp) in doc.livepatches.iter().enumerate() {
                 for fi in 0..lp.functions.len() {
-                    body_lines.insert(
-                        (li, fi),
-                        pos.text_line(&format!("livepatches[{li}].functions[{fi}].body")),
-                    );
+                    body_lines.insert((li, fi), pos.text_line(&format!("livepatches[{li}].functions[{fi}].body")));
                 }
             }
-            Ok(Case {
-                id: case_id(file),
-                file: file.to_path_buf(),
-                doc,
-                steps,
-                body_lines,
-            })
+            Ok(Case { id: case_id(file), file: file.to_path_buf(), doc, steps, body_lines })
         }
         _ => {
             errors.sort_by_key(|e| (e.pos.line, e.pos.col));
@@ -122,9 +85,7 @@ pub fn parse(file: &Path, src: &str) -> Result<Case, CaseErrors> {
 
 /// A kernel symbol name as kallsyms lists it (`__x64_sys_getpid`, `foo.cold`).
 pub fn is_symbol(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.$".contains(&b))
 }
 
 pub fn is_c_ident(s: &str) -> bool {
@@ -140,9 +101,6 @@ pub fn scalar(v: &Value) -> String {
         Value::Bool(b) => if *b { "1" } else { "0" }.to_string(),
         Value::Number(n) => n.to_string(),
         Value::Null => String::new(),
-        other => serde_norway::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_string(),
+        other => serde_norway::to_string(other).unwrap_or_default().trim().to_string(),
     }
 }

@@ -6,12 +6,12 @@ mod code;
 mod code_tests;
 mod depth;
 mod doc;
-mod error;
 pub mod errno;
+mod error;
 #[cfg(test)]
 mod fuzz;
-pub mod ko;
 mod known;
+pub mod ko;
 mod load;
 pub mod model;
 pub mod positions;

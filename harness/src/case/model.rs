@@ -22,12 +22,7 @@ pub struct Requires {
 }
 
 /// The structs of `include/linux/livepatch.h` whose fields `requires:` names.
-pub const STRUCTS: &[&str] = &[
-    "klp_patch",
-    "klp_object",
-    "klp_state",
-    "klp_state_callbacks",
-];
+pub const STRUCTS: &[&str] = &["klp_patch", "klp_object", "klp_state", "klp_state_callbacks"];
 
 impl Requires {
     pub fn is_empty(&self) -> bool {
@@ -195,10 +190,7 @@ pub struct PatchedFunc {
 /// The symbols a syscall's entry point may have, in the order they are
 /// looked up: the architectures' syscall wrappers, then the plain name.
 pub fn syscall_symbols(syscall: &str) -> Vec<String> {
-    ["__x64_sys_", "__arm64_sys_", "__s390x_sys_", "sys_"]
-        .iter()
-        .map(|p| format!("{p}{syscall}"))
-        .collect()
+    ["__x64_sys_", "__arm64_sys_", "__s390x_sys_", "sys_"].iter().map(|p| format!("{p}{syscall}")).collect()
 }
 
 /// The module parameter that carries a syscall's symbol to `klp_func.old_name`.

@@ -27,10 +27,7 @@ impl Positions {
         let mut b = Builder::default();
         let mut parser = Parser::new_from_str(src);
         let _ = parser.load(&mut b, false);
-        Positions {
-            map: b.map,
-            block_body: b.block_body,
-        }
+        Positions { map: b.map, block_body: b.block_body }
     }
 
     /// The position of `path`, or of its nearest ancestor that has one.
@@ -49,10 +46,7 @@ impl Positions {
 
     /// The line where the text of the scalar at `path` starts.
     pub fn text_line(&self, path: &str) -> usize {
-        self.block_body
-            .get(path)
-            .copied()
-            .unwrap_or_else(|| self.get(path).line)
+        self.block_body.get(path).copied().unwrap_or_else(|| self.get(path).line)
     }
 }
 
@@ -89,10 +83,7 @@ impl Builder {
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = Pos {
-            line: mark.line(),
-            col: mark.col() + 1,
-        };
+        let pos = Pos { line: mark.line(), col: mark.col() + 1 };
         match ev {
             Event::Scalar(value, style, ..) => match self.next_path() {
                 Some(path) => {
@@ -110,11 +101,7 @@ impl MarkedEventReceiver for Builder {
                 None => {
                     // A key: remember it, and record where the key itself is.
                     if let Some(Frame::Map { path, key }) = self.stack.last_mut() {
-                        let full = if path.is_empty() {
-                            value.clone()
-                        } else {
-                            format!("{path}.{value}")
-                        };
+                        let full = if path.is_empty() { value.clone() } else { format!("{path}.{value}") };
                         // A block mapping is where its first key is.
                         self.map.entry(path.clone()).or_insert(pos);
                         self.map.insert(full, pos);
@@ -144,12 +131,7 @@ impl MarkedEventReceiver for Builder {
     }
 }
 
-fn continue_value(
-    block_body: &mut HashMap<String, usize>,
-    path: &str,
-    style: &TScalarStyle,
-    pos: Pos,
-) {
+fn continue_value(block_body: &mut HashMap<String, usize>, path: &str, style: &TScalarStyle, pos: Pos) {
     if matches!(style, TScalarStyle::Literal | TScalarStyle::Folded) {
         block_body.insert(path.to_string(), pos.line);
     }
@@ -161,7 +143,8 @@ mod tests {
 
     #[test]
     fn paths_point_at_their_lines() {
-        let src = "a: 1\nsteps:\n  - load: x\n  - unload:\n      module: y\nbody: |\n  int x;\n  int y;\n  int z;\nnext: 1\n";
+        let src =
+            "a: 1\nsteps:\n  - load: x\n  - unload:\n      module: y\nbody: |\n  int x;\n  int y;\n  int z;\nnext: 1\n";
         let p = Positions::of(src);
         assert_eq!(p.get("a").line, 1);
         assert_eq!(p.get("steps[0].load").line, 3);

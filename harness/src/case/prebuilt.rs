@@ -5,22 +5,15 @@
 //! livepatch. Its vermagic is checked against each kernel under test before
 //! that kernel's guest boots (`modules::prebuilt`).
 
+use super::ko::{self, Ko};
 use super::model::*;
 use super::value::{suggest, Checker};
-use super::ko::{self, Ko};
 use serde_norway::Value;
 use std::path::{Path, PathBuf};
 
 const KEYS: &[&str] = &["name", "ko"];
 /// Keys that describe a module klpt generates, per kind.
-const GENERATED_LIVEPATCH: &[&str] = &[
-    "replace",
-    "replaceable",
-    "replace_set",
-    "params",
-    "states",
-    "functions",
-];
+const GENERATED_LIVEPATCH: &[&str] = &["replace", "replaceable", "replace_set", "params", "states", "functions"];
 const GENERATED_TARGET: &[&str] = &["params", "functions"];
 
 /// Whether a module entry names a prebuilt file (it has `ko:`).
@@ -59,50 +52,24 @@ impl Checker<'_> {
     }
 
     /// The name, the resolved path and the module's parameters.
-    fn prebuilt(
-        &mut self,
-        p: &str,
-        v: &Value,
-        livepatch: bool,
-    ) -> Option<(String, PathBuf, Vec<Param>)> {
+    fn prebuilt(&mut self, p: &str, v: &Value, livepatch: bool) -> Option<(String, PathBuf, Vec<Param>)> {
         let m = self.any_map(p, v, &format!("keys: {}", KEYS.join(", ")))?;
-        let generated = if livepatch {
-            GENERATED_LIVEPATCH
-        } else {
-            GENERATED_TARGET
-        };
+        let generated = if livepatch { GENERATED_LIVEPATCH } else { GENERATED_TARGET };
         for k in m.keys().filter_map(Value::as_str) {
             let kp = format!("{p}.{k}");
             if k == "params" {
                 let hint = "drop `params:`: klpt reads a prebuilt module's parameters (`parmtype=` in its `.modinfo`), and its defaults are built in";
-                self.err(
-                    &kp,
-                    "`params:` describes a module klpt generates, not a prebuilt one (`ko:`)",
-                    hint,
-                );
+                self.err(&kp, "`params:` describes a module klpt generates, not a prebuilt one (`ko:`)", hint);
             } else if generated.contains(&k) {
                 let hint = format!("drop `{k}:` (the module is loaded as it was built), or drop `ko:` to have klpt generate the module");
-                self.err(
-                    &kp,
-                    format!("`{k}:` describes a module klpt generates, not a prebuilt one (`ko:`)"),
-                    hint,
-                );
+                self.err(&kp, format!("`{k}:` describes a module klpt generates, not a prebuilt one (`ko:`)"), hint);
             } else if !KEYS.contains(&k) {
-                let hint = format!(
-                    "a prebuilt module takes only: {}{}",
-                    KEYS.join(", "),
-                    suggest(k, KEYS)
-                );
+                let hint = format!("a prebuilt module takes only: {}{}", KEYS.join(", "), suggest(k, KEYS));
                 self.err(&kp, format!("unknown key `{k}`"), hint);
             }
         }
         let name = self
-            .required(
-                p,
-                m,
-                "name",
-                "the module's name as the kernel knows it (`name=` in its `.modinfo`)",
-            )
+            .required(p, m, "name", "the module's name as the kernel knows it (`name=` in its `.modinfo`)")
             .and_then(|x| self.string(&format!("{p}.name"), x))?;
         let kp = format!("{p}.ko");
         // A module whose file has a problem is still defined, so that the
@@ -112,7 +79,12 @@ impl Checker<'_> {
         };
         let path = self.file.parent().unwrap_or(Path::new("")).join(&file);
         let info = match ko::read(&path) {
-            Ok(bytes) => Ko::parse(&bytes).map_err(|e| (format!("{}: {e}", path.display()), "`ko:` names a kernel module (`.ko`) built with the kernel's Kbuild")),
+            Ok(bytes) => Ko::parse(&bytes).map_err(|e| {
+                (
+                    format!("{}: {e}", path.display()),
+                    "`ko:` names a kernel module (`.ko`) built with the kernel's Kbuild",
+                )
+            }),
             Err(e) => Err((e, "`ko:` is a path to a built module, relative to the case file's directory or absolute")),
         };
         let info = match info {
@@ -123,23 +95,11 @@ impl Checker<'_> {
             }
         };
         if let Err((msg, hint)) = info.check_identity(&name, livepatch) {
-            let at = if info.name().is_some_and(|n| n != name) {
-                format!("{p}.name")
-            } else {
-                kp
-            };
+            let at = if info.name().is_some_and(|n| n != name) { format!("{p}.name") } else { kp };
             self.err(&at, format!("{}: {msg}", path.display()), hint);
         }
-        let params = info
-            .params()
-            .into_iter()
-            .map(|(name, ty)| Param {
-                name,
-                ty,
-                default: None,
-                array: None,
-            })
-            .collect();
+        let params =
+            info.params().into_iter().map(|(name, ty)| Param { name, ty, default: None, array: None }).collect();
         Some((name, path, params))
     }
 }
@@ -148,7 +108,8 @@ impl Checker<'_> {
 pub(crate) mod tests {
     use crate::case::ko::test_elf;
 
-    const LP_INFO: &[u8] = b"livepatch=Y\0license=GPL\0parmtype=replace:bool\0name=klpt_pb\0vermagic=6.1.0 SMP mod_unload \0";
+    const LP_INFO: &[u8] =
+        b"livepatch=Y\0license=GPL\0parmtype=replace:bool\0name=klpt_pb\0vermagic=6.1.0 SMP mod_unload \0";
     const TGT_INFO: &[u8] = b"license=GPL\0name=klpt_pbt\0vermagic=6.1.0 SMP mod_unload \0";
 
     /// Parses `src` as `case.yaml` in a directory holding `pb.ko` (a
@@ -156,32 +117,17 @@ pub(crate) mod tests {
     /// `text.ko` (not ELF), and `plain.ko` and `lp.ko` of the wrong kinds.
     pub(crate) fn parse(src: &str) -> Result<crate::case::Case, String> {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("pb.ko"),
-            test_elf(false, 1, &[(".modinfo", LP_INFO)]),
-        )
-        .unwrap();
-        std::fs::write(
-            dir.path().join("tgt.ko"),
-            test_elf(false, 1, &[(".modinfo", TGT_INFO)]),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("pb.ko"), test_elf(false, 1, &[(".modinfo", LP_INFO)])).unwrap();
+        std::fs::write(dir.path().join("tgt.ko"), test_elf(false, 1, &[(".modinfo", TGT_INFO)])).unwrap();
         std::fs::write(dir.path().join("text.ko"), "#!/bin/sh\n").unwrap();
         // Named as the other kind: a plain klpt_pb, a livepatch klpt_pbt.
         std::fs::write(
             dir.path().join("plain.ko"),
-            test_elf(
-                false,
-                1,
-                &[(".modinfo", b"name=klpt_pb\0parmtype=replace:bool\0")],
-            ),
+            test_elf(false, 1, &[(".modinfo", b"name=klpt_pb\0parmtype=replace:bool\0")]),
         )
         .unwrap();
-        std::fs::write(
-            dir.path().join("lp.ko"),
-            test_elf(false, 1, &[(".modinfo", b"name=klpt_pbt\0livepatch=Y\0")]),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("lp.ko"), test_elf(false, 1, &[(".modinfo", b"name=klpt_pbt\0livepatch=Y\0")]))
+            .unwrap();
         crate::case::parse(&dir.path().join("case.yaml"), src).map_err(|e| e.to_string())
     }
 
@@ -189,9 +135,7 @@ pub(crate) mod tests {
 
     fn rejects(from: &str, to: &str, needles: &[&str]) {
         assert!(GOOD.contains(from), "{from:?}");
-        let e = parse(&GOOD.replacen(from, to, 1))
-            .err()
-            .unwrap_or_else(|| panic!("accepted {from:?} -> {to:?}"));
+        let e = parse(&GOOD.replacen(from, to, 1)).err().unwrap_or_else(|| panic!("accepted {from:?} -> {to:?}"));
         for n in needles {
             assert!(e.contains(n), "{from:?} -> {to:?}: {n:?} not in\n{e}");
         }
@@ -204,10 +148,7 @@ pub(crate) mod tests {
         let lp = c.livepatch("klpt_pb").unwrap();
         assert!(lp.ko.as_ref().unwrap().ends_with("pb.ko") && lp.functions.is_empty());
         assert_eq!(
-            lp.params
-                .iter()
-                .map(|p| (p.name.as_str(), p.ty.as_str()))
-                .collect::<Vec<_>>(),
+            lp.params.iter().map(|p| (p.name.as_str(), p.ty.as_str())).collect::<Vec<_>>(),
             [("replace", "bool")]
         );
         assert!(c.target("klpt_pbt").unwrap().ko.is_some());
@@ -216,7 +157,14 @@ pub(crate) mod tests {
 
     #[test]
     fn generated_keys_are_refused_with_ko() {
-        rejects("    ko: pb.ko\n", "    ko: pb.ko\n    functions: [{name: cmdline_proc_show, marker: x}]\n", &["case.yaml:8:5: `functions:` describes a module klpt generates, not a prebuilt one (`ko:`)", "drop `functions:`"]);
+        rejects(
+            "    ko: pb.ko\n",
+            "    ko: pb.ko\n    functions: [{name: cmdline_proc_show, marker: x}]\n",
+            &[
+                "case.yaml:8:5: `functions:` describes a module klpt generates, not a prebuilt one (`ko:`)",
+                "drop `functions:`",
+            ],
+        );
         rejects(
             "    ko: pb.ko\n",
             "    ko: pb.ko\n    replace: true\n",
@@ -225,21 +173,14 @@ pub(crate) mod tests {
         rejects(
             "    ko: tgt.ko\n",
             "    ko: tgt.ko\n    params: [{name: x}]\n",
-            &[
-                "case.yaml:5:5: `params:`",
-                "reads a prebuilt module's parameters",
-            ],
+            &["case.yaml:5:5: `params:`", "reads a prebuilt module's parameters"],
         );
         rejects(
             "    ko: pb.ko\n",
             "    ko: pb.ko\n    kko: x\n",
             &["case.yaml:8:5: unknown key `kko`", "did you mean `ko`"],
         );
-        rejects(
-            "  - name: klpt_pb\n    ko: pb.ko\n",
-            "  - ko: pb.ko\n",
-            &["case.yaml:6:5: missing `name:`"],
-        );
+        rejects("  - name: klpt_pb\n    ko: pb.ko\n", "  - ko: pb.ko\n", &["case.yaml:6:5: missing `name:`"]);
     }
 
     #[test]
@@ -247,53 +188,25 @@ pub(crate) mod tests {
         rejects(
             "ko: pb.ko",
             "ko: missing.ko",
-            &[
-                "case.yaml:7:5: cannot read",
-                "missing.ko",
-                "relative to the case file's directory",
-            ],
+            &["case.yaml:7:5: cannot read", "missing.ko", "relative to the case file's directory"],
         );
-        rejects(
-            "ko: pb.ko",
-            "ko: text.ko",
-            &["case.yaml:7:5:", "not an ELF file"],
-        );
-        rejects(
-            "ko: pb.ko",
-            "ko: ''",
-            &["case.yaml:7:5: `ko` must not be empty"],
-        );
+        rejects("ko: pb.ko", "ko: text.ko", &["case.yaml:7:5:", "not an ELF file"]);
+        rejects("ko: pb.ko", "ko: ''", &["case.yaml:7:5: `ko` must not be empty"]);
         rejects("ko: pb.ko", "ko: 5", &["`ko` must be a string"]);
         rejects("ko: pb.ko", "ko: .", &["is not a regular file"]);
         // Named otherwise: at the name, with the right name in the hint.
         rejects(
             "  - name: klpt_pb\n    ko: pb.ko",
             "  - name: klpt_pbx\n    ko: pb.ko",
-            &[
-                "case.yaml:6:5:",
-                "the module is named `klpt_pb`, not `klpt_pbx`",
-                "write `name: klpt_pb`",
-            ],
+            &["case.yaml:6:5:", "the module is named `klpt_pb`, not `klpt_pbx`", "write `name: klpt_pb`"],
         );
         // A plain module under livepatches, a livepatch under targets.
         rejects(
             "ko: pb.ko",
             "ko: plain.ko",
-            &[
-                "case.yaml:7:5:",
-                "lacks `livepatch=Y`",
-                "list plain modules under `targets:`",
-            ],
+            &["case.yaml:7:5:", "lacks `livepatch=Y`", "list plain modules under `targets:`"],
         );
-        rejects(
-            "ko: tgt.ko",
-            "ko: lp.ko",
-            &[
-                "case.yaml:4:5:",
-                "is a livepatch",
-                "list it under `livepatches:`",
-            ],
-        );
+        rejects("ko: tgt.ko", "ko: lp.ko", &["case.yaml:4:5:", "is a livepatch", "list it under `livepatches:`"]);
     }
 
     #[test]
@@ -301,16 +214,9 @@ pub(crate) mod tests {
         rejects(
             "args: replace=0",
             "args: replce=0",
-            &[
-                "module `klpt_pb` has no parameter `replce`",
-                "did you mean `replace`",
-            ],
+            &["module `klpt_pb` has no parameter `replce`", "did you mean `replace`"],
         );
         // Generated-module checks that need `functions:` do not apply.
-        rejects(
-            "  - unload: klpt_pb\n",
-            "  - park: klpt_pbt.busy\n",
-            &["target `klpt_pbt` has no function `busy`"],
-        );
+        rejects("  - unload: klpt_pb\n", "  - park: klpt_pbt.busy\n", &["target `klpt_pbt` has no function `busy`"]);
     }
 }

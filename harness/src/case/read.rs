@@ -82,14 +82,10 @@ pub fn read_text(file: &Path) -> Result<String, Problem> {
     let start = Pos { line: 1, col: 1 };
     let fail = |msg: String, hint: &str| (start, msg, Some(hint.to_string()));
     let unreadable = "check the path and its permissions";
-    let meta =
-        std::fs::metadata(file).map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
+    let meta = std::fs::metadata(file).map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
     check_type(&meta).map_err(|m| fail(m, REGULAR))?;
     if meta.len() > MAX_BYTES as u64 {
-        return Err(fail(
-            format!("{TOO_BIG} (this one has {} bytes)", meta.len()),
-            "split it into several cases",
-        ));
+        return Err(fail(format!("{TOO_BIG} (this one has {} bytes)", meta.len()), "split it into several cases"));
     }
     // O_NONBLOCK: if the path became a FIFO since the check, open does not wait for a writer.
     let f = std::fs::OpenOptions::new()
@@ -97,14 +93,10 @@ pub fn read_text(file: &Path) -> Result<String, Problem> {
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(file)
         .map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
+    let meta = f.metadata().map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
     check_type(&meta).map_err(|m| fail(m, REGULAR))?;
     let mut bytes = Vec::new();
-    f.take(MAX_BYTES as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
+    f.take(MAX_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| fail(format!("cannot read: {e}"), unreadable))?;
     if bytes.len() > MAX_BYTES {
         return Err(fail(TOO_BIG.into(), "split it into several cases"));
     }

@@ -16,16 +16,9 @@ const MAX_ATOMS: usize = 10;
 
 /// `kind.name` for each name of `r`, config without its `CONFIG_` prefix.
 fn atoms(r: &Requires) -> BTreeSet<String> {
-    let config = r
-        .config
-        .iter()
-        .map(|c| format!("config.{}", c.strip_prefix("CONFIG_").unwrap_or(c)));
-    let rest = [("sysfs", &r.sysfs), ("kallsyms", &r.kallsyms)]
-        .into_iter()
-        .chain(r.structs());
-    config
-        .chain(rest.flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}"))))
-        .collect()
+    let config = r.config.iter().map(|c| format!("config.{}", c.strip_prefix("CONFIG_").unwrap_or(c)));
+    let rest = [("sysfs", &r.sysfs), ("kallsyms", &r.kallsyms)].into_iter().chain(r.structs());
+    config.chain(rest.flat_map(|(k, l)| l.iter().map(move |n| format!("{k}.{n}")))).collect()
 }
 
 /// When a step runs, as literals over the free atoms.
@@ -42,10 +35,8 @@ type Problem = (usize, String, &'static str);
 impl Checker<'_> {
     pub fn check_sequence(&mut self, requires: &Requires, steps: &[Step]) {
         let required = atoms(requires);
-        let conds: Vec<Option<(BTreeSet<String>, BTreeSet<String>)>> = steps
-            .iter()
-            .map(|s| s.when.as_ref().map(|c| (atoms(&c.has), atoms(&c.lacks))))
-            .collect();
+        let conds: Vec<Option<(BTreeSet<String>, BTreeSet<String>)>> =
+            steps.iter().map(|s| s.when.as_ref().map(|c| (atoms(&c.has), atoms(&c.lacks)))).collect();
         let free: Vec<String> = conds
             .iter()
             .flatten()
@@ -86,35 +77,33 @@ impl Checker<'_> {
             });
         }
         if free.len() > MAX_ATOMS {
-            let p = steps
-                .iter()
-                .find(|s| s.when.is_some())
-                .map(|s| format!("steps[{}].when", s.index))
-                .unwrap_or_default();
-            let msg = format!("`when:` conditions name {} capabilities; the sequence check handles at most {MAX_ATOMS}", free.len());
+            let p =
+                steps.iter().find(|s| s.when.is_some()).map(|s| format!("steps[{}].when", s.index)).unwrap_or_default();
+            let msg = format!(
+                "`when:` conditions name {} capabilities; the sequence check handles at most {MAX_ATOMS}",
+                free.len()
+            );
             self.err(&p, msg, "split the case by kernel revision");
             return;
         }
         let valid = self.kernels(&required, &free);
         if valid.is_empty() {
-            self.err("requires", "no kernel has all of `requires:` (capabilities.yaml declares some of them exclusive)", "drop one of the exclusive requirements");
+            self.err(
+                "requires",
+                "no kernel has all of `requires:` (capabilities.yaml declares some of them exclusive)",
+                "drop one of the exclusive requirements",
+            );
             return;
         }
         let on = |r: &Runs, k: u32| match r {
             Runs::Always => true,
             Runs::Never => false,
-            Runs::If { has, lacks } => {
-                has.iter().all(|&i| k >> i & 1 == 1) && lacks.iter().all(|&i| k >> i & 1 == 0)
-            }
+            Runs::If { has, lacks } => has.iter().all(|&i| k >> i & 1 == 1) && lacks.iter().all(|&i| k >> i & 1 == 0),
         };
         for (s, r) in steps.iter().zip(&runs) {
             if matches!(r, Runs::If { .. }) && !valid.iter().any(|&k| on(r, k)) {
                 let msg = "no kernel meets this condition (cases/capabilities.yaml declares its capabilities exclusive), so this step never runs";
-                self.err(
-                    &format!("steps[{}].when", s.index),
-                    msg,
-                    "drop the step, or one of the capabilities",
-                );
+                self.err(&format!("steps[{}].when", s.index), msg, "drop the step, or one of the capabilities");
             }
         }
         let mut found: BTreeMap<Problem, BTreeSet<u32>> = BTreeMap::new();
@@ -139,11 +128,7 @@ impl Checker<'_> {
             .filter(|k| {
                 groups.iter().all(|g| {
                     let has = |a: &String| {
-                        required.contains(a)
-                            || free
-                                .iter()
-                                .position(|f| f == a)
-                                .is_some_and(|i| k >> i & 1 == 1)
+                        required.contains(a) || free.iter().position(|f| f == a).is_some_and(|i| k >> i & 1 == 1)
                     };
                     g.iter().filter(|a| has(a)).count() <= 1
                 })
@@ -163,51 +148,30 @@ fn simulate(steps: &[Step], runs: impl Fn(usize) -> bool) -> Vec<Problem> {
         }
         let mut fail = |msg: String, hint| out.push((s.index, msg, hint));
         match &s.action {
-            Action::Load {
-                module,
-                refused: None,
-                ..
-            } if !loaded.insert(module) => fail(
+            Action::Load { module, refused: None, .. } if !loaded.insert(module) => fail(
                 format!("`{module}` is already loaded at this point"),
                 "unload it first, or expect `refused: EEXIST`",
             ),
-            Action::Unload {
-                module,
-                refused: None,
-            } if !loaded.remove(module.as_str()) => fail(
-                format!("`{module}` is not loaded at this point"),
-                "load it in an earlier step",
-            ),
-            Action::Disable {
-                patch,
-                refused: None,
-                ..
+            Action::Unload { module, refused: None } if !loaded.remove(module.as_str()) => {
+                fail(format!("`{module}` is not loaded at this point"), "load it in an earlier step")
             }
-            | Action::Force {
-                patch,
-                refused: None,
-            } if !loaded.contains(patch.as_str()) => fail(
-                format!("patch `{patch}` is not loaded at this point"),
-                "load it in an earlier step",
-            ),
-            Action::Park { module, .. }
-            | Action::Release { module, .. }
-            | Action::Call { module, .. }
+            Action::Disable { patch, refused: None, .. } | Action::Force { patch, refused: None }
+                if !loaded.contains(patch.as_str()) =>
+            {
+                fail(format!("patch `{patch}` is not loaded at this point"), "load it in an earlier step")
+            }
+            Action::Park { module, .. } | Action::Release { module, .. } | Action::Call { module, .. }
                 if !loaded.contains(module.as_str()) =>
             {
-                fail(
-                    format!("target `{module}` is not loaded at this point"),
-                    "load it in an earlier step",
-                )
+                fail(format!("target `{module}` is not loaded at this point"), "load it in an earlier step")
             }
             Action::Spawn { name, .. } if !running.insert(name) => fail(
                 format!("group `{name}` is already running at this point"),
                 "kill it first, or give this group another name",
             ),
-            Action::Kill { name } if !running.remove(name.as_str()) => fail(
-                format!("no group `{name}` is running at this point"),
-                "start it with `spawn:` in an earlier step",
-            ),
+            Action::Kill { name } if !running.remove(name.as_str()) => {
+                fail(format!("no group `{name}` is running at this point"), "start it with `spawn:` in an earlier step")
+            }
             Action::Load { args, .. } => {
                 for g in super::steps::groups(args) {
                     if !running.contains(g) {
@@ -231,33 +195,20 @@ fn kernels_text(on: &BTreeSet<u32>, valid: &[u32], free: &[String]) -> Option<St
     if on.len() == valid.len() {
         return None;
     }
-    let matches =
-        |term: &[(usize, bool)], k: u32| term.iter().all(|&(i, v)| (k >> i & 1 == 1) == v);
+    let matches = |term: &[(usize, bool)], k: u32| term.iter().all(|&(i, v)| (k >> i & 1 == 1) == v);
     let mut left: BTreeSet<u32> = on.clone();
     let mut terms = Vec::new();
     while let Some(&k) = left.iter().next() {
         let mut term: Vec<(usize, bool)> = (0..free.len()).map(|i| (i, k >> i & 1 == 1)).collect();
         for i in 0..free.len() {
             let shorter: Vec<_> = term.iter().copied().filter(|&(j, _)| j != i).collect();
-            if valid
-                .iter()
-                .filter(|&&v| matches(&shorter, v))
-                .all(|v| on.contains(v))
-            {
+            if valid.iter().filter(|&&v| matches(&shorter, v)).all(|v| on.contains(v)) {
                 term = shorter;
             }
         }
         left.retain(|&v| !matches(&term, v));
-        let with: Vec<&str> = term
-            .iter()
-            .filter(|t| t.1)
-            .map(|t| free[t.0].as_str())
-            .collect();
-        let without: Vec<&str> = term
-            .iter()
-            .filter(|t| !t.1)
-            .map(|t| free[t.0].as_str())
-            .collect();
+        let with: Vec<&str> = term.iter().filter(|t| t.1).map(|t| free[t.0].as_str()).collect();
+        let without: Vec<&str> = term.iter().filter(|t| !t.1).map(|t| free[t.0].as_str()).collect();
         let mut text = Vec::new();
         if !with.is_empty() {
             text.push(format!("with {}", with.join(" and ")));

@@ -23,10 +23,7 @@ mod tests {
             parse_signature("int (struct seq_file *m, void *v)"),
             Some(("int".into(), "struct seq_file *m, void *v".into()))
         );
-        assert_eq!(
-            parse_signature("void (void)"),
-            Some(("void".into(), "void".into()))
-        );
+        assert_eq!(parse_signature("void (void)"), Some(("void".into(), "void".into())));
         assert_eq!(parse_signature("(void)"), None);
         assert_eq!(parse_signature("int x"), None);
     }

@@ -1,14 +1,14 @@
 //! Steps: one action each, plus `name:`, `when:`, `timeout:`, `warnings:`.
 
 use super::doc::MAX_TIMEOUT;
+use super::errno;
 use super::model::*;
 use super::value::{suggest, Checker};
-use super::errno;
 use serde_norway::{Mapping, Value};
 
 const KINDS: &[&str] = &[
-    "load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell",
-    "call", "spawn", "kill", "trace", "sysctl",
+    "load", "disable", "write", "force", "unload", "park", "release", "wait", "assert", "shell", "call", "spawn",
+    "kill", "trace", "sysctl",
 ];
 /// Programs klpt builds for the guest and `spawn:` can start.
 pub const PROGRAMS: &[&str] = &["getpid"];
@@ -18,11 +18,7 @@ const META: &[&str] = &["name", "when", "timeout", "warnings"];
 
 impl Checker<'_> {
     pub fn steps(&mut self, d: &CaseDoc) -> Vec<Step> {
-        d.steps
-            .iter()
-            .enumerate()
-            .filter_map(|(i, raw)| self.step(d, i, raw))
-            .collect()
+        d.steps.iter().enumerate().filter_map(|(i, raw)| self.step(d, i, raw)).collect()
     }
 
     fn step(&mut self, d: &CaseDoc, index: usize, raw: &Value) -> Option<Step> {
@@ -52,27 +48,14 @@ impl Checker<'_> {
                 self.err(&format!("{p}.{k}"), format!("unknown step key `{k}`"), hint);
             }
         }
-        let label = m
-            .get("name")
-            .and_then(|x| self.text(&format!("{p}.name"), x));
-        let when = m
-            .get("when")
-            .and_then(|x| self.cond(&format!("{p}.when"), x));
-        let timeout = m
-            .get("timeout")
-            .and_then(|x| self.integer(&format!("{p}.timeout"), x, 1..=MAX_TIMEOUT))
-            .map(|n| n as u64);
-        let warnings = m
-            .get("warnings")
-            .map(|x| self.regexes(&format!("{p}.warnings"), x))
-            .unwrap_or_default();
+        let label = m.get("name").and_then(|x| self.text(&format!("{p}.name"), x));
+        let when = m.get("when").and_then(|x| self.cond(&format!("{p}.when"), x));
+        let timeout =
+            m.get("timeout").and_then(|x| self.integer(&format!("{p}.timeout"), x, 1..=MAX_TIMEOUT)).map(|n| n as u64);
+        let warnings = m.get("warnings").map(|x| self.regexes(&format!("{p}.warnings"), x)).unwrap_or_default();
         let Some((kind, val)) = kind else {
             if !unknown {
-                self.err(
-                    &p,
-                    "step has no action",
-                    format!("use one of {}", KINDS.join(", ")),
-                );
+                self.err(&p, "step has no action", format!("use one of {}", KINDS.join(", ")));
             }
             return None;
         };
@@ -90,28 +73,14 @@ impl Checker<'_> {
             }
         }
         let line = self.pos.get(&p).line;
-        Some(Step {
-            index,
-            line,
-            label: label.unwrap_or_else(|| kind.to_string()),
-            when,
-            timeout,
-            warnings,
-            action,
-        })
+        Some(Step { index, line, label: label.unwrap_or_else(|| kind.to_string()), when, timeout, warnings, action })
     }
 
     /// `when: {has: REQUIRES, lacks: REQUIRES}`.
     fn cond(&mut self, p: &str, v: &Value) -> Option<Cond> {
         let m = self.map(p, v, &["has", "lacks"])?;
-        let has = m
-            .get("has")
-            .map(|x| self.requires(&format!("{p}.has"), x))
-            .unwrap_or_default();
-        let lacks = m
-            .get("lacks")
-            .map(|x| self.requires(&format!("{p}.lacks"), x))
-            .unwrap_or_default();
+        let has = m.get("has").map(|x| self.requires(&format!("{p}.has"), x)).unwrap_or_default();
+        let lacks = m.get("lacks").map(|x| self.requires(&format!("{p}.lacks"), x)).unwrap_or_default();
         if has.is_empty() && lacks.is_empty() {
             self.err(
                 p,
@@ -125,45 +94,29 @@ impl Checker<'_> {
     fn action(&mut self, d: &CaseDoc, p: &str, kind: &str, v: &Value) -> Option<Action> {
         Some(match kind {
             "load" => {
-                let (module, m) =
-                    self.name_or_map(p, v, "module", &["module", "args", "wait", "refused"])?;
+                let (module, m) = self.name_or_map(p, v, "module", &["module", "args", "wait", "refused"])?;
                 self.module_ref(d, p, &module, false);
                 let args = match m.and_then(|m| m.get("args")) {
                     Some(a) => self.load_args(d, &format!("{p}.args"), &module, a),
                     None => String::new(),
                 };
                 let (wait, refused) = (self.flag(p, m, "wait"), self.refused(p, m));
-                Action::Load {
-                    module,
-                    args,
-                    wait,
-                    refused,
-                }
+                Action::Load { module, args, wait, refused }
             }
             "disable" => {
                 let (patch, m) = self.name_or_map(p, v, "patch", &["patch", "wait", "refused"])?;
                 self.module_ref(d, p, &patch, true);
-                Action::Disable {
-                    wait: self.flag(p, m, "wait"),
-                    refused: self.refused(p, m),
-                    patch,
-                }
+                Action::Disable { wait: self.flag(p, m, "wait"), refused: self.refused(p, m), patch }
             }
             "force" => {
                 let (patch, m) = self.name_or_map(p, v, "patch", &["patch", "refused"])?;
                 self.module_ref(d, p, &patch, true);
-                Action::Force {
-                    refused: self.refused(p, m),
-                    patch,
-                }
+                Action::Force { refused: self.refused(p, m), patch }
             }
             "unload" => {
                 let (module, m) = self.name_or_map(p, v, "module", &["module", "refused"])?;
                 self.module_ref(d, p, &module, false);
-                Action::Unload {
-                    refused: self.refused(p, m),
-                    module,
-                }
+                Action::Unload { refused: self.refused(p, m), module }
             }
             "park" | "release" => {
                 let (module, function) = self.parking(d, p, v)?;
@@ -179,9 +132,7 @@ impl Checker<'_> {
             "spawn" => self.spawn(p, v)?,
             "trace" => self.trace(p, v)?,
             "sysctl" => self.sysctl(p, v)?,
-            "kill" => Action::Kill {
-                name: self.group_name(p, v)?,
-            },
+            "kill" => Action::Kill { name: self.group_name(p, v)? },
             "assert" => Action::Assert(self.assertion(d, p, v, &[])?),
             "wait" => {
                 let until = self.assertion(d, p, v, &["timeout"])?;
@@ -197,9 +148,7 @@ impl Checker<'_> {
 
     /// `wait:` of a mapping: true unless given as false.
     fn flag(&mut self, p: &str, m: Option<&Mapping>, key: &str) -> bool {
-        m.and_then(|m| m.get(key))
-            .and_then(|x| self.boolean(&format!("{p}.{key}"), x))
-            .unwrap_or(true)
+        m.and_then(|m| m.get(key)).and_then(|x| self.boolean(&format!("{p}.{key}"), x)).unwrap_or(true)
     }
 
     fn refused(&mut self, p: &str, m: Option<&Mapping>) -> Option<Errnos> {
@@ -232,20 +181,13 @@ impl Checker<'_> {
         }
         if !v.is_mapping() {
             let kind = p.rsplit('.').next().unwrap_or(key);
-            let msg = format!(
-                "`{kind}` takes a module name or a mapping, not {}",
-                super::value::describe(v)
-            );
+            let msg = format!("`{kind}` takes a module name or a mapping, not {}", super::value::describe(v));
             self.err(
                 p,
                 msg,
                 format!(
                     "e.g. `{kind}: NAME` or `{kind}: {{{}}}`",
-                    allowed
-                        .iter()
-                        .map(|k| format!("{k}: ..."))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    allowed.iter().map(|k| format!("{k}: ...")).collect::<Vec<_>>().join(", ")
                 ),
             );
             return None;
@@ -258,12 +200,8 @@ impl Checker<'_> {
     pub fn module_ref(&mut self, d: &CaseDoc, p: &str, name: &str, livepatch_only: bool) {
         let is_lp = d.livepatches.iter().any(|l| l.name == name);
         let is_target = d.targets.iter().any(|t| t.name == name);
-        let names: Vec<&str> = d
-            .livepatches
-            .iter()
-            .map(|l| l.name.as_str())
-            .chain(d.targets.iter().map(|t| t.name.as_str()))
-            .collect();
+        let names: Vec<&str> =
+            d.livepatches.iter().map(|l| l.name.as_str()).chain(d.targets.iter().map(|t| t.name.as_str())).collect();
         if livepatch_only && !is_lp {
             let hint = if is_target {
                 format!("`{name}` is a target module, not a livepatch")
@@ -275,30 +213,15 @@ impl Checker<'_> {
             self.err(
                 p,
                 format!("no module named `{name}`"),
-                format!(
-                    "define it under `livepatches:` or `targets:`{}",
-                    suggest(name, &names)
-                ),
+                format!("define it under `livepatches:` or `targets:`{}", suggest(name, &names)),
             );
         }
     }
 
     fn module_params<'d>(d: &'d CaseDoc, module: &str) -> Vec<&'d str> {
-        let t = d
-            .targets
-            .iter()
-            .find(|t| t.name == module)
-            .map(|t| &t.params);
-        let l = d
-            .livepatches
-            .iter()
-            .find(|l| l.name == module)
-            .map(|l| &l.params);
-        t.or(l)
-            .into_iter()
-            .flatten()
-            .map(|p| p.name.as_str())
-            .collect()
+        let t = d.targets.iter().find(|t| t.name == module).map(|t| &t.params);
+        let l = d.livepatches.iter().find(|l| l.name == module).map(|l| &l.params);
+        t.or(l).into_iter().flatten().map(|p| p.name.as_str()).collect()
     }
 
     /// `insmod` arguments: `name=value` words naming declared parameters.
@@ -308,20 +231,12 @@ impl Checker<'_> {
             return String::new();
         };
         if args.contains(['\n', '\r']) {
-            self.err(
-                p,
-                "module arguments must be on one line",
-                "separate `name=value` words with spaces",
-            );
+            self.err(p, "module arguments must be on one line", "separate `name=value` words with spaces");
         }
         let declared = Self::module_params(d, module);
         for w in words(&args) {
             let Some((name, _)) = w.split_once('=') else {
-                self.err(
-                    p,
-                    format!("module argument `{w}` is not `name=value`"),
-                    "e.g. `args: \"verbose=1 label=x\"`",
-                );
+                self.err(p, format!("module argument `{w}` is not `name=value`"), "e.g. `args: \"verbose=1 label=x\"`");
                 continue;
             };
             if !super::is_c_ident(name) {
@@ -331,10 +246,7 @@ impl Checker<'_> {
                     "parameter names are C identifiers: letters, digits, `_`",
                 );
             } else if !declared.contains(&name) {
-                let prebuilt = d
-                    .livepatches
-                    .iter()
-                    .any(|l| l.name == module && l.ko.is_some())
+                let prebuilt = d.livepatches.iter().any(|l| l.name == module && l.ko.is_some())
                     || d.targets.iter().any(|t| t.name == module && t.ko.is_some());
                 let hint = format!(
                     "{} (it has: {}){}",
@@ -346,11 +258,7 @@ impl Checker<'_> {
                     declared.join(", "),
                     suggest(name, &declared)
                 );
-                self.err(
-                    p,
-                    format!("module `{module}` has no parameter `{name}`"),
-                    hint,
-                );
+                self.err(p, format!("module `{module}` has no parameter `{name}`"), hint);
             }
         }
         args
@@ -360,11 +268,7 @@ impl Checker<'_> {
     fn parking(&mut self, d: &CaseDoc, p: &str, v: &Value) -> Option<(String, String)> {
         let s = self.string(p, v)?;
         let Some((module, function)) = s.split_once('.') else {
-            self.err(
-                p,
-                "expected `module.function`",
-                "e.g. `park: klpt_busy.busy_fn`",
-            );
+            self.err(p, "expected `module.function`", "e.g. `park: klpt_busy.busy_fn`");
             return None;
         };
         match d.targets.iter().find(|t| t.name == module) {
@@ -373,10 +277,7 @@ impl Checker<'_> {
                 self.err(
                     p,
                     format!("no target module named `{module}`"),
-                    format!(
-                        "parking functions belong to modules under `targets:`{}",
-                        suggest(module, &targets)
-                    ),
+                    format!("parking functions belong to modules under `targets:`{}", suggest(module, &targets)),
                 )
             }
             Some(t) => match t.functions.iter().find(|f| f.name == function) {
@@ -400,9 +301,7 @@ impl Checker<'_> {
         let m = self.map(p, v, &["path", "param", "value", "refused"])?;
         let vp = format!("{p}.value");
         let value = match self.required(p, m, "value", "what to write")? {
-            n @ Value::Number(_) => self
-                .integer(&vp, n, i64::MIN.into()..=u64::MAX.into())
-                .map(|n| n.to_string()),
+            n @ Value::Number(_) => self.integer(&vp, n, i64::MIN.into()..=u64::MAX.into()).map(|n| n.to_string()),
             x => self.string(&vp, x),
         };
         let path = match (m.get("path"), m.get("param")) {
@@ -415,18 +314,13 @@ impl Checker<'_> {
                 let pp = format!("{p}.param");
                 let param = self.string(&pp, x)?;
                 let Some((module, name)) = param.split_once('.') else {
-                    self.err(
-                        &pp,
-                        "`param:` takes `module.parameter`",
-                        "e.g. `param: klpt_tgt.verbose`",
-                    );
+                    self.err(&pp, "`param:` takes `module.parameter`", "e.g. `param: klpt_tgt.verbose`");
                     return None;
                 };
                 self.module_ref(d, &pp, module, false);
                 let declared = Self::module_params(d, module);
                 if !declared.contains(&name)
-                    && (d.targets.iter().any(|t| t.name == module)
-                        || d.livepatches.iter().any(|l| l.name == module))
+                    && (d.targets.iter().any(|t| t.name == module) || d.livepatches.iter().any(|l| l.name == module))
                 {
                     self.err(
                         &pp,
@@ -446,32 +340,19 @@ impl Checker<'_> {
             }
         };
         let refused = self.refused(p, Some(m));
-        Some(Action::Write {
-            path,
-            value: value?,
-            refused,
-        })
+        Some(Action::Write { path, value: value?, refused })
     }
 
     fn shell(&mut self, p: &str, v: &Value) -> Option<Action> {
         if v.is_string() {
-            return Some(Action::Shell {
-                command: self.text(p, v)?,
-                status: 0,
-            });
+            return Some(Action::Shell { command: self.text(p, v)?, status: 0 });
         }
         let m = self.map(p, v, &["command", "status"])?;
         let command = self
             .required(p, m, "command", "the command to run in the guest")
             .and_then(|c| self.text(&format!("{p}.command"), c));
-        let status = m
-            .get("status")
-            .map(|s| self.integer(&format!("{p}.status"), s, 0..=255))
-            .unwrap_or(Some(0));
-        Some(Action::Shell {
-            command: command?,
-            status: status? as i32,
-        })
+        let status = m.get("status").map(|s| self.integer(&format!("{p}.status"), s, 0..=255)).unwrap_or(Some(0));
+        Some(Action::Shell { command: command?, status: status? as i32 })
     }
 
     /// A spawned group's name: a C identifier, so it reads as `${name}` in `args:`.
@@ -485,17 +366,9 @@ impl Checker<'_> {
     fn spawn(&mut self, p: &str, v: &Value) -> Option<Action> {
         let m = self.map(p, v, &["program", "command", "count", "as"])?;
         let name = self
-            .required(
-                p,
-                m,
-                "as",
-                "a name for the group, for `kill:` and `${name}` in `args:`",
-            )
+            .required(p, m, "as", "a name for the group, for `kill:` and `${name}` in `args:`")
             .and_then(|x| self.group_name(&format!("{p}.as"), x));
-        let count = m
-            .get("count")
-            .map(|x| self.integer(&format!("{p}.count"), x, 1..=MAX_SPAWN))
-            .unwrap_or(Some(1));
+        let count = m.get("count").map(|x| self.integer(&format!("{p}.count"), x, 1..=MAX_SPAWN)).unwrap_or(Some(1));
         let (program, command) = match (m.get("program"), m.get("command")) {
             (Some(x), None) => {
                 let pp = format!("{p}.program");
@@ -523,12 +396,7 @@ impl Checker<'_> {
                 return None;
             }
         };
-        Some(Action::Spawn {
-            name: name?,
-            program,
-            command,
-            count: count? as u32,
-        })
+        Some(Action::Spawn { name: name?, program, command, count: count? as u32 })
     }
 
     /// `trace: {function: NAME}` or `trace: off`.
@@ -537,28 +405,15 @@ impl Checker<'_> {
             return Some(Action::Trace { function: None });
         }
         if !v.is_mapping() {
-            let msg = format!(
-                "`trace` takes `off` or `{{function: NAME}}`, not {}",
-                super::value::describe(v)
-            );
-            self.err(
-                p,
-                msg,
-                "e.g. `trace: {function: cmdline_proc_show}`, later `trace: off`",
-            );
+            let msg = format!("`trace` takes `off` or `{{function: NAME}}`, not {}", super::value::describe(v));
+            self.err(p, msg, "e.g. `trace: {function: cmdline_proc_show}`, later `trace: off`");
             return None;
         }
         let m = self.map(p, v, &["function"])?;
         let fp = format!("{p}.function");
-        let f = self
-            .required(p, m, "function", "the function to trace")
-            .and_then(|x| self.string(&fp, x))?;
+        let f = self.required(p, m, "function", "the function to trace").and_then(|x| self.string(&fp, x))?;
         if !super::is_symbol(&f) {
-            self.err(
-                &fp,
-                format!("`{f}` is not a function name"),
-                "a symbol name: letters, digits, `_`, `.`",
-            );
+            self.err(&fp, format!("`{f}` is not a function name"), "a symbol name: letters, digits, `_`, `.`");
         }
         Some(Action::Trace { function: Some(f) })
     }
@@ -568,14 +423,10 @@ impl Checker<'_> {
     fn sysctl(&mut self, p: &str, v: &Value) -> Option<Action> {
         let m = self.map(p, v, &["name", "value", "refused"])?;
         let np = format!("{p}.name");
-        let name = self
-            .required(p, m, "name", "e.g. `kernel.ftrace_enabled`")
-            .and_then(|x| self.string(&np, x))?;
+        let name = self.required(p, m, "name", "e.g. `kernel.ftrace_enabled`").and_then(|x| self.string(&np, x))?;
         let ok = name.split('.').count() >= 2
             && name.split('.').all(|c| {
-                !c.is_empty()
-                    && c.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
+                !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-".contains(&b))
             });
         if !ok {
             self.err(
@@ -586,17 +437,11 @@ impl Checker<'_> {
         }
         let vp = format!("{p}.value");
         let value = match self.required(p, m, "value", "what to set")? {
-            n @ Value::Number(_) => self
-                .integer(&vp, n, i64::MIN.into()..=u64::MAX.into())
-                .map(|n| n.to_string()),
+            n @ Value::Number(_) => self.integer(&vp, n, i64::MIN.into()..=u64::MAX.into()).map(|n| n.to_string()),
             x => self.text(&vp, x),
         };
         let refused = self.refused(p, Some(m));
-        Some(Action::Write {
-            path: format!("/proc/sys/{}", name.replace('.', "/")),
-            value: value?,
-            refused,
-        })
+        Some(Action::Write { path: format!("/proc/sys/{}", name.replace('.', "/")), value: value?, refused })
     }
 
     /// `call: {parked: MODULE.PARKFN, function: FN, prints: MATCHER}`.
@@ -604,25 +449,13 @@ impl Checker<'_> {
         let m = self.map(p, v, &["parked", "function", "prints"])?;
         let pp = format!("{p}.parked");
         let parked = self
-            .required(
-                p,
-                m,
-                "parked",
-                "the parking function whose worker calls, `module.function`",
-            )
+            .required(p, m, "parked", "the parking function whose worker calls, `module.function`")
             .and_then(|x| self.parking(d, &pp, x));
         let fp = format!("{p}.function");
         let function = self
-            .required(
-                p,
-                m,
-                "function",
-                "the target function the parked worker calls",
-            )
+            .required(p, m, "function", "the target function the parked worker calls")
             .and_then(|x| self.string(&fp, x));
-        let prints = m
-            .get("prints")
-            .and_then(|x| self.matcher(&format!("{p}.prints"), x));
+        let prints = m.get("prints").and_then(|x| self.matcher(&format!("{p}.prints"), x));
         let ((module, parked), function) = (parked?, function?);
         if let Some(t) = d.targets.iter().find(|t| t.name == module) {
             match t.functions.iter().find(|f| f.name == function) {
@@ -652,12 +485,7 @@ impl Checker<'_> {
                 }
             }
         }
-        Some(Action::Call {
-            module,
-            parked,
-            function,
-            prints,
-        })
+        Some(Action::Call { module, parked, function, prints })
     }
 }
 

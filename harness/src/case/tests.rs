@@ -100,35 +100,18 @@ fn good_cases_parse() {
     let s = &c.steps[1];
     assert_eq!((s.timeout, s.label.as_str()), (Some(5), "load it"));
     assert!(s.warnings[0].is_match("sysfs: cannot create duplicate filename '/x'"));
-    assert!(matches!(
-        &c.steps[3].action,
-        Action::Wait { timeout: 3, .. }
-    ));
+    assert!(matches!(&c.steps[3].action, Action::Wait { timeout: 3, .. }));
     assert!(
         matches!(&c.steps[4].action, Action::Write { path, value, .. } if path == "/sys/module/tg/parameters/n" && value == "-1")
     );
     match &c.steps[7].action {
-        Action::Call {
-            module,
-            parked,
-            function,
-            prints,
-        } => {
-            assert_eq!(
-                (module.as_str(), parked.as_str(), function.as_str()),
-                ("tg", "busy", "fn1")
-            );
-            assert_eq!(
-                prints.as_ref().unwrap().contains,
-                vec!["original".to_string()]
-            );
+        Action::Call { module, parked, function, prints } => {
+            assert_eq!((module.as_str(), parked.as_str(), function.as_str()), ("tg", "busy", "fn1"));
+            assert_eq!(prints.as_ref().unwrap().contains, vec!["original".to_string()]);
         }
         a => panic!("{a:?}"),
     }
-    assert!(matches!(
-        c.steps[11].action,
-        Action::Disable { wait: false, .. }
-    ));
+    assert!(matches!(c.steps[11].action, Action::Disable { wait: false, .. }));
 }
 
 #[test]
@@ -144,36 +127,15 @@ fn every_case_in_the_tree_parses() {
 fn step_timeout_overrides_the_case_default_in_wait() {
     let c = parse(
         Path::new("cases/t.yaml"),
-        &edit(
-            FULL,
-            "  - wait: {timeout: 3, dmesg: [x]}",
-            "  - timeout: 9\n    wait: {dmesg: [x]}",
-        ),
+        &edit(FULL, "  - wait: {timeout: 3, dmesg: [x]}", "  - timeout: 9\n    wait: {dmesg: [x]}"),
     )
     .unwrap();
-    assert!(matches!(
-        &c.steps[3].action,
-        Action::Wait { timeout: 9, .. }
-    ));
-    let c = parse(
-        Path::new("cases/t.yaml"),
-        &edit(
-            FULL,
-            "  - wait: {timeout: 3, dmesg: [x]}",
-            "  - wait: {dmesg: [x]}",
-        ),
-    )
-    .unwrap();
-    assert!(matches!(
-        &c.steps[3].action,
-        Action::Wait { timeout: 20, .. }
-    ));
-    rejects(
-        FULL,
-        "  - wait: {timeout: 3,",
-        "  - timeout: 4\n    wait: {timeout: 3,",
-        &["both set `timeout:`"],
-    );
+    assert!(matches!(&c.steps[3].action, Action::Wait { timeout: 9, .. }));
+    let c =
+        parse(Path::new("cases/t.yaml"), &edit(FULL, "  - wait: {timeout: 3, dmesg: [x]}", "  - wait: {dmesg: [x]}"))
+            .unwrap();
+    assert!(matches!(&c.steps[3].action, Action::Wait { timeout: 20, .. }));
+    rejects(FULL, "  - wait: {timeout: 3,", "  - timeout: 4\n    wait: {timeout: 3,", &["both set `timeout:`"]);
 }
 
 #[test]
@@ -182,49 +144,17 @@ fn unknown_keys_are_located_with_a_suggestion() {
         GOOD,
         "description",
         "descriptoin",
-        &[
-            "cases/t.yaml:1:1: unknown key `descriptoin`",
-            "did you mean `description`",
-        ],
+        &["cases/t.yaml:1:1: unknown key `descriptoin`", "did you mean `description`"],
     );
-    rejects(
-        GOOD,
-        "- disable: lp1",
-        "- disabel: lp1",
-        &["unknown step key `disabel`", "did you mean `disable`"],
-    );
-    rejects(
-        FULL,
-        "wait: true}",
-        "wiat: true}",
-        &["unknown key `wiat`", "did you mean `wait`"],
-    );
-    rejects(
-        FULL,
-        "{contains: original}}",
-        "{contain: original}}",
-        &["unknown key `contain`"],
-    );
+    rejects(GOOD, "- disable: lp1", "- disabel: lp1", &["unknown step key `disabel`", "did you mean `disable`"]);
+    rejects(FULL, "wait: true}", "wiat: true}", &["unknown key `wiat`", "did you mean `wait`"]);
+    rejects(FULL, "{contains: original}}", "{contain: original}}", &["unknown key `contain`"]);
 }
 
 #[test]
 fn undefined_module_reference() {
-    rejects(
-        GOOD,
-        "- load: lp1",
-        "- load: lp2",
-        &[
-            "cases/t.yaml:8:",
-            "no module named `lp2`",
-            "did you mean `lp1`",
-        ],
-    );
-    rejects(
-        FULL,
-        "modules: {lp1: true,",
-        "modules: {lp2: true,",
-        &["no module named `lp2`", "did you mean `lp1`"],
-    );
+    rejects(GOOD, "- load: lp1", "- load: lp2", &["cases/t.yaml:8:", "no module named `lp2`", "did you mean `lp1`"]);
+    rejects(FULL, "modules: {lp1: true,", "modules: {lp2: true,", &["no module named `lp2`", "did you mean `lp1`"]);
     rejects(
         FULL,
         "objects: {vmlinux: 1, tg: 1}",
@@ -235,126 +165,34 @@ fn undefined_module_reference() {
 
 #[test]
 fn not_a_c_identifier() {
-    rejects(
-        GOOD,
-        "name: cmdline_proc_show",
-        "name: cmdline-proc",
-        &[":5:", "not a C identifier"],
-    );
-    rejects(
-        GOOD,
-        "name: lp1",
-        &format!("name: {}", "l".repeat(56)),
-        &["limited to 55 characters"],
-    );
+    rejects(GOOD, "name: cmdline_proc_show", "name: cmdline-proc", &[":5:", "not a C identifier"]);
+    rejects(GOOD, "name: lp1", &format!("name: {}", "l".repeat(56)), &["limited to 55 characters"]);
 }
 
 #[test]
 fn wrong_types_are_errors_not_defaults() {
     // Each of these used to be replaced by a default or coerced.
-    rejects(
-        FULL,
-        "wait: true}",
-        "wait: 'no'}",
-        &[
-            ":36:",
-            "`wait` must be true or false, not a string (\"no\")",
-        ],
-    );
-    rejects(
-        FULL,
-        "status: 255",
-        "status: '1'",
-        &["`status` must be an integer in 0..=255, not a string"],
-    );
-    rejects(
-        FULL,
-        "strict: false",
-        "strict: 'yes'",
-        &["`strict` must be true or false"],
-    );
-    rejects(
-        FULL,
-        "timeout: 20",
-        "timeout: \"10\"",
-        &[":5:", "`timeout` must be an integer in 1..=86400"],
-    );
-    rejects(
-        FULL,
-        "marker: hi",
-        "marker: 5",
-        &[
-            "`marker` must be a string, not an integer (5)",
-            "quote it: '5'",
-        ],
-    );
-    rejects(
-        FULL,
-        "description: everything",
-        "description: true",
-        &["`description` must be a string"],
-    );
+    rejects(FULL, "wait: true}", "wait: 'no'}", &[":36:", "`wait` must be true or false, not a string (\"no\")"]);
+    rejects(FULL, "status: 255", "status: '1'", &["`status` must be an integer in 0..=255, not a string"]);
+    rejects(FULL, "strict: false", "strict: 'yes'", &["`strict` must be true or false"]);
+    rejects(FULL, "timeout: 20", "timeout: \"10\"", &[":5:", "`timeout` must be an integer in 1..=86400"]);
+    rejects(FULL, "marker: hi", "marker: 5", &["`marker` must be a string, not an integer (5)", "quote it: '5'"]);
+    rejects(FULL, "description: everything", "description: true", &["`description` must be a string"]);
     rejects(FULL, "smp: 2", "smp: 2.0", &["`smp` must be an integer"]);
-    rejects(
-        FULL,
-        "park: true",
-        "park: 1",
-        &["`park` must be true or false"],
-    );
-    rejects(
-        FULL,
-        "replace: false",
-        "replace: no",
-        &["`replace` must be true or false"],
-    );
-    rejects(
-        FULL,
-        "arches: [x86_64]",
-        "arches: x86_64",
-        &["`arches` must be a list"],
-    );
-    rejects(
-        FULL,
-        "/proc/cmdline: hi",
-        "/proc/cmdline: 1",
-        &["must be a string, not an integer"],
-    );
-    rejects(
-        FULL,
-        "value: -1}",
-        "value: true}",
-        &[
-            "`value` must be a string, not a boolean",
-            "quote it: 'true'",
-        ],
-    );
-    rejects(
-        FULL,
-        "enabled: 1,",
-        "enabled: '1',",
-        &["`enabled` must be an integer in 0..=1"],
-    );
+    rejects(FULL, "park: true", "park: 1", &["`park` must be true or false"]);
+    rejects(FULL, "replace: false", "replace: no", &["`replace` must be true or false"]);
+    rejects(FULL, "arches: [x86_64]", "arches: x86_64", &["`arches` must be a list"]);
+    rejects(FULL, "/proc/cmdline: hi", "/proc/cmdline: 1", &["must be a string, not an integer"]);
+    rejects(FULL, "value: -1}", "value: true}", &["`value` must be a string, not a boolean", "quote it: 'true'"]);
+    rejects(FULL, "enabled: 1,", "enabled: '1',", &["`enabled` must be an integer in 0..=1"]);
     rejects(
         FULL,
         "'644'",
         "644",
-        &[
-            "`/sys/kernel/livepatch/lp1/enabled` must be a string, not an integer (644)",
-            "quote it: '644'",
-        ],
+        &["`/sys/kernel/livepatch/lp1/enabled` must be a string, not an integer (644)", "quote it: '644'"],
     );
-    rejects(
-        FULL,
-        "  - load: tg\n",
-        "  - load: 3\n",
-        &["`load` takes a module name or a mapping, not an integer (3)"],
-    );
-    rejects(
-        FULL,
-        "smp: 2",
-        "smp: !!str 2",
-        &["`smp` must be an integer in 1..=8, not a string (\"2\")"],
-    );
+    rejects(FULL, "  - load: tg\n", "  - load: 3\n", &["`load` takes a module name or a mapping, not an integer (3)"]);
+    rejects(FULL, "smp: 2", "smp: !!str 2", &["`smp` must be an integer in 1..=8, not a string (\"2\")"]);
 }
 
 #[test]
@@ -363,45 +201,21 @@ fn out_of_range_numbers() {
         ("timeout: 20", "timeout: 0", "1..=86400, not 0"),
         ("timeout: 20", "timeout: 86401", "1..=86400, not 86401"),
         ("timeout: 5", "timeout: 18446744073709551615", "1..=86400"),
-        (
-            "{timeout: 3,",
-            "{timeout: 18446744073709551615,",
-            "1..=86400",
-        ),
+        ("{timeout: 3,", "{timeout: 18446744073709551615,", "1..=86400"),
         ("status: 255", "status: 256", "0..=255, not 256"),
-        (
-            "status: 255",
-            "status: 4294967297",
-            "0..=255, not 4294967297",
-        ),
+        ("status: 255", "status: 4294967297", "0..=255, not 4294967297"),
         ("status: 255", "status: -1", "0..=255, not -1"),
         ("smp: 2", "smp: 0", "1..=8"),
         ("smp: 2", "smp: 9", "1..=8"),
         ("sympos: 0", "sympos: -1", "0..=18446744073709551615"),
         ("id: 18446744073709551615", "id: -1", "`id` must be in 0..="),
-        (
-            "version: 4294967295",
-            "version: 4294967296",
-            "0..=4294967295",
-        ),
-        (
-            "replace_set: 4294967295",
-            "replace_set: 4294967296",
-            "0..=4294967295",
-        ),
-        (
-            "replace_set: 4294967295, objects",
-            "replace_set: 4294967296, objects",
-            "0..=4294967295",
-        ),
+        ("version: 4294967295", "version: 4294967296", "0..=4294967295"),
+        ("replace_set: 4294967295", "replace_set: 4294967296", "0..=4294967295"),
+        ("replace_set: 4294967295, objects", "replace_set: 4294967296, objects", "0..=4294967295"),
         ("enabled: 1", "enabled: 2", "0..=1"),
         ("stack_order: 1", "stack_order: -1", "0..="),
         ("vmlinux: 1", "vmlinux: 2", "0..=1"),
-        (
-            "default: -3",
-            "default: 2147483648",
-            "-2147483648..=2147483647",
-        ),
+        ("default: -3", "default: 2147483648", "-2147483648..=2147483647"),
         ("default: 7", "default: -1", "0..=4294967295"),
     ] {
         let e = errs(&edit(FULL, from, to));
@@ -411,39 +225,19 @@ fn out_of_range_numbers() {
 
 #[test]
 fn unknown_capability_names_suggest_the_known_one() {
-    rejects(
-        FULL,
-        "enabled: 1,",
-        "enabeld: 1,",
-        &[
-            "unknown patch attribute `enabeld`",
-            "did you mean `enabled`",
-        ],
-    );
-    rejects(
-        FULL,
-        "stack_order: 1,",
-        "force: 1,",
-        &["`force` is write-only"],
-    );
+    rejects(FULL, "enabled: 1,", "enabeld: 1,", &["unknown patch attribute `enabeld`", "did you mean `enabled`"]);
+    rejects(FULL, "stack_order: 1,", "force: 1,", &["`force` is write-only"]);
     rejects(
         FULL,
         "sysfs: [stack_order]",
         "sysfs: [stack_ordr]",
-        &[
-            ":2:",
-            "unknown livepatch sysfs attribute `stack_ordr`",
-            "did you mean `stack_order`",
-        ],
+        &[":2:", "unknown livepatch sysfs attribute `stack_ordr`", "did you mean `stack_order`"],
     );
     rejects(
         FULL,
         "klp_patch: [replace]}",
         "klp_patch: [replce]}",
-        &[
-            "unknown struct klp_patch field `replce`",
-            "did you mean `replace`",
-        ],
+        &["unknown struct klp_patch field `replce`", "did you mean `replace`"],
     );
     rejects(
         FULL,
@@ -451,12 +245,7 @@ fn unknown_capability_names_suggest_the_known_one() {
         "has: {klp_patch: [replace_sets]}",
         &[":53:", "`replace_sets`", "did you mean `replace_set`"],
     );
-    rejects(
-        FULL,
-        "lacks: {sysfs: [replace]}",
-        "lacks: {sysfs: [replaced]}",
-        &["`replaced`", "did you mean `replace`"],
-    );
+    rejects(FULL, "lacks: {sysfs: [replace]}", "lacks: {sysfs: [replaced]}", &["`replaced`", "did you mean `replace`"]);
     rejects(
         FULL,
         "lacks: {sysfs: [replace]}",
@@ -473,36 +262,11 @@ fn unknown_capability_names_suggest_the_known_one() {
 
 #[test]
 fn config_and_symbol_names_are_checked() {
-    rejects(
-        FULL,
-        "config: [LIVEPATCH,",
-        "config: [livepatch,",
-        &["`livepatch` is not a kernel config symbol"],
-    );
-    rejects(
-        FULL,
-        "config: [LIVEPATCH,",
-        "config: [CONFIG_,",
-        &["not a kernel config symbol"],
-    );
-    rejects(
-        FULL,
-        "kallsyms: [cmdline_proc_show]",
-        "kallsyms: ['x; reboot']",
-        &["`x; reboot` is not a symbol name"],
-    );
-    rejects(
-        FULL,
-        "kallsyms: [cmdline_proc_show]",
-        "kallsyms: ['$(id)']",
-        &["is not a symbol name"],
-    );
-    assert!(errs(&edit(
-        FULL,
-        "kallsyms: [cmdline_proc_show]",
-        "kallsyms: [__x86.get_pc_thunk.bx, a$b]"
-    ))
-    .is_empty());
+    rejects(FULL, "config: [LIVEPATCH,", "config: [livepatch,", &["`livepatch` is not a kernel config symbol"]);
+    rejects(FULL, "config: [LIVEPATCH,", "config: [CONFIG_,", &["not a kernel config symbol"]);
+    rejects(FULL, "kallsyms: [cmdline_proc_show]", "kallsyms: ['x; reboot']", &["`x; reboot` is not a symbol name"]);
+    rejects(FULL, "kallsyms: [cmdline_proc_show]", "kallsyms: ['$(id)']", &["is not a symbol name"]);
+    assert!(errs(&edit(FULL, "kallsyms: [cmdline_proc_show]", "kallsyms: [__x86.get_pc_thunk.bx, a$b]")).is_empty());
 }
 
 #[test]
@@ -526,202 +290,64 @@ fn mappings_given_as_lists() {
         &["`load` takes a module name or a mapping, not a list"],
     );
     // A list where one value or a list of them is expected is fine, a mapping is not.
-    rejects(
-        FULL,
-        "{events: [a],",
-        "{events: {a: 1},",
-        &["`events` must be a string, not a mapping"],
-    );
+    rejects(FULL, "{events: [a],", "{events: {a: 1},", &["`events` must be a string, not a mapping"]);
 }
 
 #[test]
 fn empty_checks_and_commands() {
-    rejects(
-        FULL,
-        "shell: {command: 'true', status: 255}",
-        "shell: \"\"",
-        &["must not be empty"],
-    );
-    rejects(
-        FULL,
-        "shell: {command: 'true', status: 255}",
-        "shell: '  '",
-        &["must not be empty"],
-    );
-    rejects(
-        FULL,
-        "shell: {command: 'true', status: 255}",
-        "shell: {}",
-        &["missing `command:`"],
-    );
-    rejects(
-        FULL,
-        "shell: {command: 'true', status: 255}",
-        "shell: {status: 1}",
-        &["missing `command:`"],
-    );
-    rejects(
-        FULL,
-        "  - wait: {timeout: 3, dmesg: [x]}",
-        "  - wait: {timeout: 3}",
-        &["the assertion checks nothing"],
-    );
-    rejects(
-        FULL,
-        "{timeout: 3, dmesg: [x]}",
-        "{timeout: 3, dmesg: {ignore: x}}",
-        &["`dmesg:` checks nothing"],
-    );
-    rejects(
-        FULL,
-        "{contains: original}",
-        "{}",
-        &["the matcher checks nothing"],
-    );
-    rejects(
-        FULL,
-        "modules: {lp1: true, tg: true}",
-        "modules: {}",
-        &["checks nothing"],
-    );
+    rejects(FULL, "shell: {command: 'true', status: 255}", "shell: \"\"", &["must not be empty"]);
+    rejects(FULL, "shell: {command: 'true', status: 255}", "shell: '  '", &["must not be empty"]);
+    rejects(FULL, "shell: {command: 'true', status: 255}", "shell: {}", &["missing `command:`"]);
+    rejects(FULL, "shell: {command: 'true', status: 255}", "shell: {status: 1}", &["missing `command:`"]);
+    rejects(FULL, "  - wait: {timeout: 3, dmesg: [x]}", "  - wait: {timeout: 3}", &["the assertion checks nothing"]);
+    rejects(FULL, "{timeout: 3, dmesg: [x]}", "{timeout: 3, dmesg: {ignore: x}}", &["`dmesg:` checks nothing"]);
+    rejects(FULL, "{contains: original}", "{}", &["the matcher checks nothing"]);
+    rejects(FULL, "modules: {lp1: true, tg: true}", "modules: {}", &["checks nothing"]);
+    rejects(GOOD, "patches: {lp1: {enabled: 1}}", "patches:", &["`patches:` must map patch names", "patches: {}"]);
     rejects(
         GOOD,
-        "patches: {lp1: {enabled: 1}}",
-        "patches:",
-        &["`patches:` must map patch names", "patches: {}"],
+        "steps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n",
+        "steps: []\n",
+        &["without steps checks nothing"],
     );
-    rejects(GOOD, "steps:\n  - load: lp1\n  - assert:\n      patches: {lp1: {enabled: 1}}\n  - disable: lp1\n  - unload: lp1\n", "steps: []\n", &["without steps checks nothing"]);
 }
 
 #[test]
 fn strings_for_shells_and_c_are_checked() {
-    rejects(
-        FULL,
-        "args: 'replace=1'",
-        "args: 'replace'",
-        &["`replace` is not `name=value`"],
-    );
-    rejects(
-        FULL,
-        "args: 'replace=1'",
-        "args: '1x=1'",
-        &["`1x` is not a C identifier"],
-    );
+    rejects(FULL, "args: 'replace=1'", "args: 'replace'", &["`replace` is not `name=value`"]);
+    rejects(FULL, "args: 'replace=1'", "args: '1x=1'", &["`1x` is not a C identifier"]);
     rejects(
         FULL,
         "args: 'replace=1'",
         "args: 'replac=1'",
-        &[
-            "module `lp1` has no parameter `replac`",
-            "did you mean `replace`",
-        ],
+        &["module `lp1` has no parameter `replac`", "did you mean `replace`"],
     );
-    rejects(
-        FULL,
-        "args: 'replace=1'",
-        "args: \"replace=1\\nreboot\"",
-        &["on one line"],
-    );
-    rejects(
-        FULL,
-        "args: 'replace=1'",
-        "args: 1",
-        &["`args` must be a string"],
-    );
-    assert!(errs(&edit(
-        FULL,
-        "args: 'replace=1'",
-        "args: '  replace=\"a b\"  '"
-    ))
-    .is_empty());
-    rejects(
-        FULL,
-        "default: true",
-        "default: 1",
-        &["`default` must be true or false"],
-    );
-    rejects(
-        FULL,
-        "default: x",
-        "default: 3",
-        &["`default` must be a string", "quote it"],
-    );
-    rejects(
-        FULL,
-        "default: -3",
-        "default: '-3'",
-        &["`default` must be an integer"],
-    );
+    rejects(FULL, "args: 'replace=1'", "args: \"replace=1\\nreboot\"", &["on one line"]);
+    rejects(FULL, "args: 'replace=1'", "args: 1", &["`args` must be a string"]);
+    assert!(errs(&edit(FULL, "args: 'replace=1'", "args: '  replace=\"a b\"  '")).is_empty());
+    rejects(FULL, "default: true", "default: 1", &["`default` must be true or false"]);
+    rejects(FULL, "default: x", "default: 3", &["`default` must be a string", "quote it"]);
+    rejects(FULL, "default: -3", "default: '-3'", &["`default` must be an integer"]);
     rejects(
         FULL,
         "path: /sys/kernel/livepatch/lp1/enabled",
         "path: sys/kernel/livepatch/lp1/enabled",
         &["must be absolute"],
     );
-    rejects(
-        FULL,
-        "path: /sys/kernel/livepatch/lp1/enabled",
-        "path: \"/sys/x\\ny\"",
-        &["line breaks or NUL"],
-    );
-    rejects(
-        FULL,
-        "path: /sys/kernel/livepatch/lp1/enabled",
-        "path: \"/sys/x\\0\"",
-        &["NUL"],
-    );
-    rejects(
-        FULL,
-        "/proc/cmdline: hi",
-        "proc/cmdline: hi",
-        &["must be absolute"],
-    );
-    rejects(
-        FULL,
-        "param: tg.n",
-        "param: tg.nx",
-        &["module `tg` has no parameter `nx`", "did you mean `n`"],
-    );
+    rejects(FULL, "path: /sys/kernel/livepatch/lp1/enabled", "path: \"/sys/x\\ny\"", &["line breaks or NUL"]);
+    rejects(FULL, "path: /sys/kernel/livepatch/lp1/enabled", "path: \"/sys/x\\0\"", &["NUL"]);
+    rejects(FULL, "/proc/cmdline: hi", "proc/cmdline: hi", &["must be absolute"]);
+    rejects(FULL, "param: tg.n", "param: tg.nx", &["module `tg` has no parameter `nx`", "did you mean `n`"]);
 }
 
 #[test]
 fn call_checks_its_functions() {
-    rejects(
-        FULL,
-        "parked: tg.busy,",
-        "parked: tg.fn1,",
-        &["`tg.fn1` is not a parking function"],
-    );
-    rejects(
-        FULL,
-        "function: fn1,",
-        "function: busy,",
-        &["`busy` is a parking function"],
-    );
-    rejects(
-        FULL,
-        "function: fn1,",
-        "function: fn2,",
-        &["target `tg` has no function `fn2`", "did you mean `fn1`"],
-    );
-    rejects(
-        FULL,
-        "parked: tg.busy,",
-        "parked: lp1.busy,",
-        &["no target module named `lp1`"],
-    );
-    rejects(
-        FULL,
-        "{parked: tg.busy, function: fn1,",
-        "{function: fn1,",
-        &["missing `parked:`"],
-    );
-    rejects(
-        FULL,
-        "  - load: tg\n",
-        "",
-        &["target `tg` is not loaded at this point"],
-    );
+    rejects(FULL, "parked: tg.busy,", "parked: tg.fn1,", &["`tg.fn1` is not a parking function"]);
+    rejects(FULL, "function: fn1,", "function: busy,", &["`busy` is a parking function"]);
+    rejects(FULL, "function: fn1,", "function: fn2,", &["target `tg` has no function `fn2`", "did you mean `fn1`"]);
+    rejects(FULL, "parked: tg.busy,", "parked: lp1.busy,", &["no target module named `lp1`"]);
+    rejects(FULL, "{parked: tg.busy, function: fn1,", "{function: fn1,", &["missing `parked:`"]);
+    rejects(FULL, "  - load: tg\n", "", &["target `tg` is not loaded at this point"]);
 }
 
 #[test]
@@ -732,12 +358,7 @@ fn impossible_steps() {
         "  - unload: lp1\n  - unload: lp1\n",
         &[":12:", "`lp1` is not loaded at this point"],
     );
-    rejects(
-        GOOD,
-        "  - disable: lp1\n",
-        "  - load: lp1\n",
-        &[":11:", "`lp1` is already loaded at this point"],
-    );
+    rejects(GOOD, "  - disable: lp1\n", "  - load: lp1\n", &[":11:", "`lp1` is already loaded at this point"]);
 }
 
 /// The `when:` case from the brief: two kernel capabilities, one step that
@@ -759,26 +380,14 @@ fn sequence_check_follows_when() {
 #[test]
 fn sequence_check_respects_requires_and_exclusive_capabilities() {
     // Every kernel the case runs on has replace_set: the unload always runs.
-    let e = errs(&WHEN.replace(
-        "description: d\n",
-        "description: d\nrequires: {klp_patch: [replace_set]}\n",
-    ));
-    assert!(
-        e.contains(":14:5: on kernels without sysfs.replace: patch `lp1`"),
-        "{e}"
-    );
+    let e = errs(&WHEN.replace("description: d\n", "description: d\nrequires: {klp_patch: [replace_set]}\n"));
+    assert!(e.contains(":14:5: on kernels without sysfs.replace: patch `lp1`"), "{e}");
     // capabilities.yaml: no kernel has both replaceable (v1) and replace_set (v2).
     let both = WHEN.replace("has: {sysfs: [replace]}", "has: {klp_patch: [replaceable]}").replace("  - when: {has: {klp_patch: [replace_set]}}\n    unload: lp1\n  - when: {has: {klp_patch: [replaceable]}}\n    load: lp1\n", "  - when: {has: {klp_patch: [replace_set]}}\n    disable: lp1\n  - when: {has: {klp_patch: [replaceable]}}\n    disable: lp1\n");
     assert_eq!(errs(&both), "");
-    let unconditional = WHEN.replace(
-        "  - when: {has: {sysfs: [replace]}}\n    load: lp1\n",
-        "  - unload: lp1\n",
-    );
+    let unconditional = WHEN.replace("  - when: {has: {sysfs: [replace]}}\n    load: lp1\n", "  - unload: lp1\n");
     let e = errs(&unconditional);
-    assert!(
-        e.contains(":11:5: on kernels with klp_patch.replace_set: `lp1` is not loaded"),
-        "{e}"
-    );
+    assert!(e.contains(":11:5: on kernels with klp_patch.replace_set: `lp1` is not loaded"), "{e}");
 }
 
 #[test]
@@ -789,78 +398,40 @@ fn conditions_no_kernel_satisfies() {
         "when: {has: {klp_patch: [replace_set]}, lacks: {klp_patch: [replace_set]}}",
         &[":9:", "no kernel both has and lacks klp_patch.replace_set"],
     );
-    let src = edit(
-        WHEN,
-        "description: d\n",
-        "description: d\nrequires: {config: [CONFIG_LIVEPATCH]}\n",
-    );
+    let src = edit(WHEN, "description: d\n", "description: d\nrequires: {config: [CONFIG_LIVEPATCH]}\n");
     rejects(
         &src,
         "when: {has: {klp_patch: [replace_set]}}",
         "when: {lacks: {config: [LIVEPATCH]}}",
         &["the case requires config.LIVEPATCH, so this step that lacks it never runs"],
     );
-    let many: String = (0..11)
-        .map(|i| {
-            format!("  - when: {{has: {{kallsyms: [s{i}]}}}}\n    assert: {{patches: {{}}}}\n")
-        })
-        .collect();
-    rejects(
-        GOOD,
-        "  - disable: lp1\n",
-        &format!("{many}  - disable: lp1\n"),
-        &["name 11 capabilities", "at most 10"],
-    );
+    let many: String =
+        (0..11).map(|i| format!("  - when: {{has: {{kallsyms: [s{i}]}}}}\n    assert: {{patches: {{}}}}\n")).collect();
+    rejects(GOOD, "  - disable: lp1\n", &format!("{many}  - disable: lp1\n"), &["name 11 capabilities", "at most 10"]);
 }
 
 #[test]
 fn conditions_exclusive_capabilities_never_meet() {
-    let src = edit(
-        WHEN,
-        "has: {klp_patch: [replace_set]}",
-        "has: {klp_patch: [replace_set, replaceable]}",
-    );
+    let src = edit(WHEN, "has: {klp_patch: [replace_set]}", "has: {klp_patch: [replace_set, replaceable]}");
     let e = errs(&src);
-    assert!(
-        e.contains(":9:") && e.contains("no kernel meets this condition"),
-        "{e}"
-    );
-    let src = edit(
-        WHEN,
-        "description: d\n",
-        "description: d\nrequires: {klp_patch: [replaceable]}\n",
-    );
+    assert!(e.contains(":9:") && e.contains("no kernel meets this condition"), "{e}");
+    let src = edit(WHEN, "description: d\n", "description: d\nrequires: {klp_patch: [replaceable]}\n");
     let e = errs(&src);
-    assert!(
-        e.contains(":10:") && e.contains("no kernel meets this condition"),
-        "{e}"
-    );
+    assert!(e.contains(":10:") && e.contains("no kernel meets this condition"), "{e}");
 }
 
 #[test]
 fn timeout_and_warnings_go_on_every_step_kind() {
-    let src = edit(
-        FULL,
-        "    timeout: 5\n    warnings: 'sysfs: cannot create duplicate filename'\n",
-        "",
-    );
+    let src = edit(FULL, "    timeout: 5\n    warnings: 'sysfs: cannot create duplicate filename'\n", "");
     let src = edit(&src, "{timeout: 3, dmesg", "{dmesg");
     let (head, steps) = src.split_at(src.find("steps:").unwrap());
-    let src = format!(
-        "{head}{}",
-        steps.replace("\n  - ", "\n  - timeout: 7\n    warnings: [x, 'y z']\n    ")
-    );
+    let src = format!("{head}{}", steps.replace("\n  - ", "\n  - timeout: 7\n    warnings: [x, 'y z']\n    "));
     let c = parse(Path::new("cases/t.yaml"), &src).unwrap_or_else(|e| panic!("{e}"));
     assert!(c.steps.len() > 10);
     for s in &c.steps {
         assert_eq!((s.timeout, s.warnings.len()), (Some(7), 2), "{s:?}");
     }
-    rejects(
-        FULL,
-        "warnings: 'sysfs:",
-        "warnings: '(sysfs:",
-        &["bad regex `(sysfs:"],
-    );
+    rejects(FULL, "warnings: 'sysfs:", "warnings: '(sysfs:", &["bad regex `(sysfs:"]);
     rejects(
         FULL,
         "warnings: 'sysfs: cannot create duplicate filename'",
@@ -871,30 +442,14 @@ fn timeout_and_warnings_go_on_every_step_kind() {
 
 #[test]
 fn unknown_errno_and_syntax_errors() {
-    rejects(
-        GOOD,
-        "- load: lp1",
-        "- load: {module: lp1, refused: EFOO}",
-        &["unknown errno `EFOO`"],
-    );
-    rejects(
-        GOOD,
-        "- load: lp1",
-        "- load: {module: lp1, refused: EBUSYY}",
-        &["did you mean `EBUSY`"],
-    );
+    rejects(GOOD, "- load: lp1", "- load: {module: lp1, refused: EFOO}", &["unknown errno `EFOO`"]);
+    rejects(GOOD, "- load: lp1", "- load: {module: lp1, refused: EBUSYY}", &["did you mean `EBUSY`"]);
     let e = errs("description: [unclosed\nsteps: []\n");
-    assert!(
-        e.starts_with("cases/t.yaml:") && e.contains("YAML syntax"),
-        "{e}"
-    );
+    assert!(e.starts_with("cases/t.yaml:") && e.contains("YAML syntax"), "{e}");
     let e = errs("description: x\nsteps: [{load: x}]\nsteps: []\n");
     assert!(e.contains("duplicate"), "{e}");
     let e = errs("- 1\n");
-    assert!(
-        e.contains("a case file is a mapping of `description:`, `steps:` and more, not a list"),
-        "{e}"
-    );
+    assert!(e.contains("a case file is a mapping of `description:`, `steps:` and more, not a list"), "{e}");
 }
 
 #[test]
@@ -924,12 +479,7 @@ mod files {
     fn load_err(p: &Path) -> String {
         let t = Instant::now();
         let e = load(p).map(|_| ()).unwrap_err().to_string();
-        assert!(
-            t.elapsed() < Duration::from_secs(1),
-            "{}: {:?}",
-            p.display(),
-            t.elapsed()
-        );
+        assert!(t.elapsed() < Duration::from_secs(1), "{}: {:?}", p.display(), t.elapsed());
         e
     }
 
@@ -972,15 +522,9 @@ mod files {
         let found = discover(std::slice::from_ref(&cases)).unwrap();
         assert_eq!(found, vec![cases.join("a.yaml"), cases.join("sub/x.yaml")]);
         // A directory named *.yaml on the command line is a file to load, not a tree.
-        assert_eq!(
-            discover(&[cases.join("sub/x.yaml")]).unwrap(),
-            vec![cases.join("sub/x.yaml")]
-        );
+        assert_eq!(discover(&[cases.join("sub/x.yaml")]).unwrap(), vec![cases.join("sub/x.yaml")]);
         std::fs::create_dir(d.path().join("empty")).unwrap();
-        assert!(discover(&[d.path().join("empty")])
-            .unwrap_err()
-            .to_string()
-            .contains("no case files"));
+        assert!(discover(&[d.path().join("empty")]).unwrap_err().to_string().contains("no case files"));
         assert!(discover(&[d.path().join("nope")]).is_err());
     }
 
@@ -1022,9 +566,7 @@ mod files {
 fn bad_files_match_the_bad_table() {
     let tests = crate::project_root().join("harness/tests");
     let src = std::fs::read_to_string(tests.join("cases.rs")).unwrap();
-    let start = src
-        .find("const BAD: &[(&str, &[&str])] = &[")
-        .expect("BAD table");
+    let start = src.find("const BAD: &[(&str, &[&str])] = &[").expect("BAD table");
     let table = &src[start..start + src[start..].find("\n];").unwrap()];
     let row = regex::Regex::new(r#"(?m)^\s*\("([^"]+)", &\[(.*)\]\),$"#).unwrap();
     let lit = regex::Regex::new(r#""((?:[^"\\]|\\.)*)""#).unwrap();
@@ -1043,10 +585,7 @@ fn bad_files_match_the_bad_table() {
     }
     for f in discover(&[tests.join("bad")]).unwrap() {
         let stem = f.file_stem().unwrap().to_string_lossy().to_string();
-        assert!(
-            listed.contains(&stem),
-            "{stem}.yaml is not in the BAD table"
-        );
+        assert!(listed.contains(&stem), "{stem}.yaml is not in the BAD table");
     }
     for f in discover(&[tests.join("wrong")]).unwrap() {
         load(&f).unwrap_or_else(|e| panic!("{e}"));

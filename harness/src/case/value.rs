@@ -35,12 +35,7 @@ impl Checker<'_> {
     /// Every error says how to fix it.
     pub fn err(&mut self, path: &str, msg: impl Into<String>, hint: impl Into<String>) {
         let pos = self.pos.get(path);
-        self.errors.push(CaseError {
-            file: self.file.clone(),
-            pos,
-            msg: msg.into(),
-            hint: Some(hint.into()),
-        });
+        self.errors.push(CaseError { file: self.file.clone(), pos, msg: msg.into(), hint: Some(hint.into()) });
     }
 
     fn wrong(&mut self, p: &str, want: &str, v: &Value, hint: impl Into<String>) {
@@ -54,16 +49,8 @@ impl Checker<'_> {
         for k in m.keys() {
             if let Some(ks) = k.as_str() {
                 if !allowed.contains(&ks) {
-                    let kp = if p.is_empty() {
-                        ks.to_string()
-                    } else {
-                        format!("{p}.{ks}")
-                    };
-                    let hint = format!(
-                        "allowed here: {}{}",
-                        allowed.join(", "),
-                        suggest(ks, allowed)
-                    );
+                    let kp = if p.is_empty() { ks.to_string() } else { format!("{p}.{ks}") };
+                    let hint = format!("allowed here: {}{}", allowed.join(", "), suggest(ks, allowed));
                     self.err(&kp, format!("unknown key `{ks}`"), hint);
                 }
             }
@@ -84,31 +71,17 @@ impl Checker<'_> {
         };
         for k in m.keys() {
             if !k.is_string() {
-                self.err(
-                    p,
-                    format!("keys must be strings, not {}", describe(k)),
-                    "quote the key",
-                );
+                self.err(p, format!("keys must be strings, not {}", describe(k)), "quote the key");
             }
         }
         Some(m)
     }
 
     /// The value of `key`, or an error naming the missing key.
-    pub fn required<'v>(
-        &mut self,
-        p: &str,
-        m: &'v Mapping,
-        key: &str,
-        hint: &str,
-    ) -> Option<&'v Value> {
+    pub fn required<'v>(&mut self, p: &str, m: &'v Mapping, key: &str, hint: &str) -> Option<&'v Value> {
         let v = m.get(key);
         if v.is_none() {
-            let hint = if hint.is_empty() {
-                format!("add `{key}:`")
-            } else {
-                format!("add `{key}:`, {hint}")
-            };
+            let hint = if hint.is_empty() { format!("add `{key}:`") } else { format!("add `{key}:`, {hint}") };
             self.err(p, format!("missing `{key}:`"), hint);
         }
         v
@@ -117,11 +90,7 @@ impl Checker<'_> {
     pub fn string(&mut self, p: &str, v: &Value) -> Option<String> {
         match v {
             Value::String(s) if s.contains('\0') => {
-                self.err(
-                    p,
-                    "text must not contain NUL characters",
-                    "remove the `\\0`",
-                );
+                self.err(p, "text must not contain NUL characters", "remove the `\\0`");
                 None
             }
             Value::String(s) => Some(s.clone()),
@@ -134,12 +103,7 @@ impl Checker<'_> {
                 None
             }
             _ => {
-                self.wrong(
-                    p,
-                    "a string",
-                    v,
-                    "write text, quoted if it looks like a number or a boolean",
-                );
+                self.wrong(p, "a string", v, "write text, quoted if it looks like a number or a boolean");
                 None
             }
         }
@@ -171,26 +135,13 @@ impl Checker<'_> {
             _ => None,
         };
         let Some(n) = n else {
-            let hint = if v.is_string() {
-                "write the number without quotes"
-            } else {
-                "write a whole number"
-            };
-            self.wrong(
-                p,
-                &format!("an integer in {}..={}", range.start(), range.end()),
-                v,
-                hint,
-            );
+            let hint = if v.is_string() { "write the number without quotes" } else { "write a whole number" };
+            self.wrong(p, &format!("an integer in {}..={}", range.start(), range.end()), v, hint);
             return None;
         };
         if !range.contains(&n) {
             let (lo, hi) = (range.start(), range.end());
-            self.err(
-                p,
-                format!("`{}` must be in {lo}..={hi}, not {n}", key_of(p)),
-                "use a value in the range",
-            );
+            self.err(p, format!("`{}` must be in {lo}..={hi}, not {n}", key_of(p)), "use a value in the range");
             return None;
         }
         Some(n)
@@ -209,11 +160,7 @@ impl Checker<'_> {
         let Some(items) = self.list(p, v) else {
             return Vec::new();
         };
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, x)| self.string(&format!("{p}[{i}]"), x))
-            .collect()
+        items.iter().enumerate().filter_map(|(i, x)| self.string(&format!("{p}[{i}]"), x)).collect()
     }
 
     /// One string or a list of them, each with its path.
@@ -223,20 +170,14 @@ impl Checker<'_> {
                 let out: Vec<_> = items
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, x)| {
-                        self.string(&format!("{p}[{i}]"), x)
-                            .map(|s| (format!("{p}[{i}]"), s))
-                    })
+                    .filter_map(|(i, x)| self.string(&format!("{p}[{i}]"), x).map(|s| (format!("{p}[{i}]"), s)))
                     .collect();
                 if items.is_empty() {
                     self.err(p, "the list is empty", "drop the key or list something");
                 }
                 out
             }
-            _ => self
-                .string(p, v)
-                .map(|s| vec![(p.to_string(), s)])
-                .unwrap_or_default(),
+            _ => self.string(p, v).map(|s| vec![(p.to_string(), s)]).unwrap_or_default(),
         }
     }
 
@@ -251,10 +192,7 @@ impl Checker<'_> {
 
     /// One regex or a list of them.
     pub fn regexes(&mut self, p: &str, v: &Value) -> Vec<regex::Regex> {
-        self.one_or_more(p, v)
-            .into_iter()
-            .filter_map(|(ip, s)| self.regex(&ip, &s))
-            .collect()
+        self.one_or_more(p, v).into_iter().filter_map(|(ip, s)| self.regex(&ip, &s)).collect()
     }
 
     pub fn ident(&mut self, p: &str, what: &str, s: &str) {
@@ -270,28 +208,17 @@ impl Checker<'_> {
     /// An absolute path a guest shell will be given.
     pub fn guest_path(&mut self, p: &str, path: &str) {
         if !path.starts_with('/') {
-            self.err(
-                p,
-                format!("path `{path}` must be absolute"),
-                "start it with `/`",
-            );
+            self.err(p, format!("path `{path}` must be absolute"), "start it with `/`");
         }
         if path.contains(['\n', '\r', '\0']) {
-            self.err(
-                p,
-                "a path must not contain line breaks or NUL",
-                "one absolute path on one line",
-            );
+            self.err(p, "a path must not contain line breaks or NUL", "one absolute path on one line");
         }
     }
 }
 
 /// The last key of a path, as a message names it (`config[1]`, `timeout`).
 fn key_of(p: &str) -> &str {
-    p.rsplit('.')
-        .next()
-        .filter(|k| !k.is_empty())
-        .unwrap_or("value")
+    p.rsplit('.').next().filter(|k| !k.is_empty()).unwrap_or("value")
 }
 
 /// `; did you mean `x`?` for the closest candidate, if any is close.
@@ -311,11 +238,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
         }
         prev = cur;
     }

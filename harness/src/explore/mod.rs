@@ -93,7 +93,12 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
             dir.display()
         ),
     });
-    let run_opts = runner::Options { artifacts: dir.join("runs"), keep_failed: false, boot_timeout: Duration::from_secs(300), guest_time: false };
+    let run_opts = runner::Options {
+        artifacts: dir.join("runs"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(300),
+        guest_time: false,
+    };
     let t0 = Instant::now();
     let mut sum = Summary::default();
     while sum.ops < opts.ops && opts.time.is_none_or(|d| t0.elapsed() < d) {
@@ -104,11 +109,17 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         if plan.is_empty() {
             return Err("the model allows no operation in this universe".into());
         }
-        let desc = format!("klpt explore: seed {}, guest {g}, {} operations, {} semantics", opts.seed, plan.len(), features.semantics());
+        let desc = format!(
+            "klpt explore: seed {}, guest {g}, {} operations, {} semantics",
+            opts.seed,
+            plan.len(),
+            features.semantics()
+        );
         let file = dir.join(format!("guest-{g:04}.yaml"));
         let yaml = render::case_yaml(&universe, &plan, &desc);
         std::fs::write(&file, &yaml).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-        let case = crate::case::parse(&file, &yaml).map_err(|e| format!("klpt generated an invalid case (a klpt bug):\n{e}"))?;
+        let case = crate::case::parse(&file, &yaml)
+            .map_err(|e| format!("klpt generated an invalid case (a klpt bug):\n{e}"))?;
         sum.guests += 1;
         if opts.dry_run {
             sum.ops += plan.len();
@@ -120,12 +131,26 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
             Status::Pass => plan.len(),
             Status::Fail(f) => {
                 let op = failed_op(&f.message);
-                emit(Event::Warn { msg: &format!("explore: guest {g}: divergence at operation {}: {}", op.map_or("?".into(), |o| o.to_string()), f.first_line()) });
+                emit(Event::Warn {
+                    msg: &format!(
+                        "explore: guest {g}: divergence at operation {}: {}",
+                        op.map_or("?".into(), |o| o.to_string()),
+                        f.first_line()
+                    ),
+                });
                 let shrunk = match op {
-                    Some(n) if opts.shrink_runs > 0 => shrink_divergence(t, &universe, &plan[..n], &dir, g, &f.cause, opts.shrink_runs)?,
+                    Some(n) if opts.shrink_runs > 0 => {
+                        shrink_divergence(t, &universe, &plan[..n], &dir, g, &f.cause, opts.shrink_runs)?
+                    }
                     _ => None,
                 };
-                sum.divergences.push(Divergence { guest: g, op, case: file.clone(), shrunk, message: f.message.clone() });
+                sum.divergences.push(Divergence {
+                    guest: g,
+                    op,
+                    case: file.clone(),
+                    shrunk,
+                    message: f.message.clone(),
+                });
                 op.map_or(0, |o| o - 1)
             }
             Status::Skip(why) => return Err(format!("the kernel cannot run the generated case: {why}")),
@@ -134,11 +159,21 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         sum.ops += plan.len();
         merge(&mut sum.coverage, &universe, &plan[..agreed]);
         emit(Event::Note {
-            msg: &format!("explore: ops {}/{}, guests {}, divergences {} ({:.0}s)", sum.ops, opts.ops, sum.guests, sum.divergences.len(), t0.elapsed().as_secs_f64()),
+            msg: &format!(
+                "explore: ops {}/{}, guests {}, divergences {} ({:.0}s)",
+                sum.ops,
+                opts.ops,
+                sum.guests,
+                sum.divergences.len(),
+                t0.elapsed().as_secs_f64()
+            ),
         });
     }
     let sem = features.semantics();
-    sum.unreached = Rule::ALL.into_iter().filter(|r| r.applies(sem) && !sum.coverage.contains_key(&format!("refused {}", r.id()))).collect();
+    sum.unreached = Rule::ALL
+        .into_iter()
+        .filter(|r| r.applies(sem) && !sum.coverage.contains_key(&format!("refused {}", r.id())))
+        .collect();
     Ok(sum)
 }
 
@@ -153,7 +188,12 @@ fn shrink_divergence(
     cause: &crate::report::Cause,
     runs: usize,
 ) -> Result<Option<(PathBuf, usize)>, String> {
-    let run_opts = runner::Options { artifacts: dir.join("runs-shrink"), keep_failed: false, boot_timeout: Duration::from_secs(300), guest_time: false };
+    let run_opts = runner::Options {
+        artifacts: dir.join("runs-shrink"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(300),
+        guest_time: false,
+    };
     let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
     let mut tried = 0;
     let mut last_msg = String::new();
@@ -163,7 +203,10 @@ fn shrink_divergence(
         let small = u.only(&ops);
         let file = dir.join(format!("guest-{g:04}-shrink-{tried:02}.yaml"));
         let yaml = render::case_yaml(&small, cand, "klpt explore: shrink candidate");
-        let Ok(case) = std::fs::write(&file, &yaml).map_err(|e| e.to_string()).and_then(|_| crate::case::parse(&file, &yaml).map_err(|e| e.to_string())) else {
+        let Ok(case) = std::fs::write(&file, &yaml)
+            .map_err(|e| e.to_string())
+            .and_then(|_| crate::case::parse(&file, &yaml).map_err(|e| e.to_string()))
+        else {
             return false;
         };
         let out = runner::run_case(t, &case, &run_opts);
@@ -187,8 +230,11 @@ fn shrink_divergence(
         if expected.is_empty() { "(see the original case)".to_string() } else { expected }
     );
     let file = dir.join(format!("guest-{g:04}-min.yaml"));
-    std::fs::write(&file, render::case_yaml(&small, &plan, &desc)).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-    emit(Event::Note { msg: &format!("explore: guest {g}: shrunk to {} operations in {tried} guests: {}", best.len(), file.display()) });
+    std::fs::write(&file, render::case_yaml(&small, &plan, &desc))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    emit(Event::Note {
+        msg: &format!("explore: guest {g}: shrunk to {} operations in {tried} guests: {}", best.len(), file.display()),
+    });
     Ok(Some((file, best.len())))
 }
 
@@ -211,7 +257,8 @@ fn failed_op(message: &str) -> Option<usize> {
 
 /// The end-of-run report: totals, divergences, coverage.
 pub fn report(s: &Summary) -> String {
-    let mut out = format!("explore: {} operations in {} guests, {} divergences\n", s.ops, s.guests, s.divergences.len());
+    let mut out =
+        format!("explore: {} operations in {} guests, {} divergences\n", s.ops, s.guests, s.divergences.len());
     for d in &s.divergences {
         let first = d.message.lines().next().unwrap_or("");
         out.push_str(&format!(
@@ -229,7 +276,10 @@ pub fn report(s: &Summary) -> String {
         out.push_str(&format!("  {what:<40} {n}\n"));
     }
     if !s.unreached.is_empty() {
-        out.push_str(&format!("  refusals not reached: {}\n", s.unreached.iter().map(|r| r.id()).collect::<Vec<_>>().join(", ")));
+        out.push_str(&format!(
+            "  refusals not reached: {}\n",
+            s.unreached.iter().map(|r| r.id()).collect::<Vec<_>>().join(", ")
+        ));
     }
     out
 }

@@ -43,7 +43,8 @@ fn case_value(u: &Universe, plan: &[Planned], description: &str) -> Value {
     if uses(&|p| !p.states.is_empty()) {
         klp_patch.push("states");
     }
-    let mut kallsyms: Vec<&str> = u.patches.iter().flat_map(|p| &p.funcs).filter(|f| f.object == "vmlinux").map(|f| f.name.as_str()).collect();
+    let mut kallsyms: Vec<&str> =
+        u.patches.iter().flat_map(|p| &p.funcs).filter(|f| f.object == "vmlinux").map(|f| f.name.as_str()).collect();
     kallsyms.sort();
     kallsyms.dedup();
     let mut requires = json!({"config": ["LIVEPATCH"]});
@@ -57,8 +58,11 @@ fn case_value(u: &Universe, plan: &[Planned], description: &str) -> Value {
         .targets
         .iter()
         .map(|t| {
-            let mut fs: Vec<Value> =
-                t.funcs.iter().map(|f| json!({"name": f, "prints": Universe::original(&FuncKey::new(&t.name, f))})).collect();
+            let mut fs: Vec<Value> = t
+                .funcs
+                .iter()
+                .map(|f| json!({"name": f, "prints": Universe::original(&FuncKey::new(&t.name, f))}))
+                .collect();
             fs.extend(t.park.iter().map(|p| json!({"name": p, "park": true})));
             json!({"name": t.name, "functions": fs})
         })
@@ -96,7 +100,8 @@ fn case_value(u: &Universe, plan: &[Planned], description: &str) -> Value {
                 v["replace_set"] = json!(p.replace_set);
             }
             if !p.states.is_empty() {
-                v["states"] = json!(p.states.iter().map(|(id, ver)| json!({"id": id, "version": ver})).collect::<Vec<_>>());
+                v["states"] =
+                    json!(p.states.iter().map(|(id, ver)| json!({"id": id, "version": ver})).collect::<Vec<_>>());
             }
             v
         })
@@ -258,12 +263,19 @@ mod tests {
             p.funcs.push(fa);
         }
         let holder = p.name.clone();
-        let ops = [Op::LoadTarget(hold.object.clone()), Op::Park(hold.clone()), Op::Load(holder.clone()), Op::Load(holder.clone())];
+        let ops = [
+            Op::LoadTarget(hold.object.clone()),
+            Op::Park(hold.clone()),
+            Op::Load(holder.clone()),
+            Op::Load(holder.clone()),
+        ];
         let plan = replan(&u, &ops).expect("meaningful");
         let yaml = case_yaml(&u, &plan, "t");
         let v: serde_norway::Value = serde_norway::from_str(&yaml).expect("YAML");
         let steps = v["steps"].as_sequence().expect("steps");
-        let named = |n: &str| steps.iter().find(|s| s["name"].as_str() == Some(n)).unwrap_or_else(|| panic!("no step {n}:\n{yaml}"));
+        let named = |n: &str| {
+            steps.iter().find(|s| s["name"].as_str() == Some(n)).unwrap_or_else(|| panic!("no step {n}:\n{yaml}"))
+        };
         let held = &named(&format!("op 3: load {holder}"))["load"];
         assert_eq!(held["wait"].as_bool(), Some(false), "{yaml}");
         assert_eq!(named(&format!("op 4: load {holder}"))["load"]["refused"].as_str(), Some("EEXIST"));
@@ -271,7 +283,10 @@ mod tests {
         assert_eq!(state["patches"][holder.as_str()]["transition"].as_u64(), Some(1));
         // The observer calls each patched function of its module.
         let callable = plan[2].after.funcs.keys().filter(|k| k.object == hold.object && !u.is_park(k)).count();
-        let calls = steps.iter().filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("op 3: the observer calls"))).count();
+        let calls = steps
+            .iter()
+            .filter(|s| s["name"].as_str().is_some_and(|n| n.starts_with("op 3: the observer calls")))
+            .count();
         assert!(callable > 0 && calls == callable, "{yaml}");
     }
 }

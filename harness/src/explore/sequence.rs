@@ -90,7 +90,13 @@ mod tests {
         let a = run(42);
         let b = run(42);
         assert_eq!(a.len(), 200);
-        assert_eq!(a.iter().map(|p| p.op.clone()).collect::<Vec<_>>(), b.iter().map(|p| p.op.clone()).collect::<Vec<_>>());
-        assert_ne!(a.iter().map(|p| p.op.clone()).collect::<Vec<_>>(), run(43).iter().map(|p| p.op.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|p| p.op.clone()).collect::<Vec<_>>(),
+            b.iter().map(|p| p.op.clone()).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            a.iter().map(|p| p.op.clone()).collect::<Vec<_>>(),
+            run(43).iter().map(|p| p.op.clone()).collect::<Vec<_>>()
+        );
     }
 }

@@ -74,7 +74,9 @@ mod tests {
         let mut ops = vec![Op::LoadTarget("klpx_t2".into()), Op::Load(a.clone()), Op::LoadTarget("klpx_t1".into())];
         ops.extend([Op::UnloadTarget("klpx_t2".into()), Op::LoadTarget("klpx_t2".into())]);
         ops.push(Op::Load(b.clone()));
-        let needs = |p: &[Planned]| p.last().is_some_and(|l| l.op == Op::Load(b.clone())) && p.iter().any(|x| x.op == Op::Load(a.clone()));
+        let needs = |p: &[Planned]| {
+            p.last().is_some_and(|l| l.op == Op::Load(b.clone())) && p.iter().any(|x| x.op == Op::Load(a.clone()))
+        };
         assert!(needs(&replan(&u, &ops).expect("meaningful")));
         let small = shrink(&u, &ops, 50, needs);
         assert_eq!(small, [Op::Load(a), Op::Load(b)]);

@@ -6,8 +6,11 @@ use super::rng::Rng;
 use crate::model::{Features, FuncKey, Kernel, PatchSpec, Semantics};
 
 /// vmlinux seq_file show functions and the file each one prints.
-pub const VMLINUX: [(&str, &str); 3] =
-    [("cmdline_proc_show", "/proc/cmdline"), ("meminfo_proc_show", "/proc/meminfo"), ("version_proc_show", "/proc/version")];
+pub const VMLINUX: [(&str, &str); 3] = [
+    ("cmdline_proc_show", "/proc/cmdline"),
+    ("meminfo_proc_show", "/proc/meminfo"),
+    ("version_proc_show", "/proc/version"),
+];
 
 /// Every marker starts with this, so the original code is "does not contain it".
 pub const MARK: &str = "klpx";
@@ -31,7 +34,11 @@ pub struct Universe {
 impl Universe {
     pub fn generate(features: &Features, rng: &mut Rng, patches: usize) -> Universe {
         let targets = vec![
-            TargetSpec { name: "klpx_t1".into(), funcs: vec!["klpx_t1_fa".into(), "klpx_t1_fb".into()], park: Some("klpx_t1_hold".into()) },
+            TargetSpec {
+                name: "klpx_t1".into(),
+                funcs: vec!["klpx_t1_fa".into(), "klpx_t1_fb".into()],
+                park: Some("klpx_t1_hold".into()),
+            },
             TargetSpec { name: "klpx_t2".into(), funcs: vec!["klpx_t2_fc".into()], park: None },
         ];
         let mut pool: Vec<FuncKey> = VMLINUX.iter().map(|(f, _)| FuncKey::new("vmlinux", f)).collect();
@@ -75,7 +82,12 @@ impl Universe {
         use crate::model::Op;
         let named = |p: &PatchSpec| {
             ops.iter().any(|o| match o {
-                Op::Load(n) | Op::Disable(n) | Op::Enable(n) | Op::Force(n) | Op::Unload(n) | Op::SetReplaceable(n, _) => *n == p.name,
+                Op::Load(n)
+                | Op::Disable(n)
+                | Op::Enable(n)
+                | Op::Force(n)
+                | Op::Unload(n)
+                | Op::SetReplaceable(n, _) => *n == p.name,
                 _ => false,
             })
         };
@@ -84,7 +96,8 @@ impl Universe {
 
     pub fn kernel(&self) -> Kernel {
         let targets: Vec<&str> = self.targets.iter().map(|t| t.name.as_str()).collect();
-        Kernel::new(self.features.clone(), self.patches.clone(), &targets).expect("a generated universe fits its kernel")
+        Kernel::new(self.features.clone(), self.patches.clone(), &targets)
+            .expect("a generated universe fits its kernel")
     }
 
     /// The parking function, if any.

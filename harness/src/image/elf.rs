@@ -13,7 +13,10 @@ fn needed(bin: &Path) -> Result<(Vec<String>, Option<String>)> {
         .filter_map(|l| l.split('[').nth(1).and_then(|r| r.split(']').next()).map(str::to_string))
         .collect();
     let headers = run(Command::new("readelf").arg("-lW").arg(bin))?;
-    let interp = headers.lines().find_map(|l| l.split("program interpreter: ").nth(1)).map(|r| r.trim_end_matches(']').to_string());
+    let interp = headers
+        .lines()
+        .find_map(|l| l.split("program interpreter: ").nth(1))
+        .map(|r| r.trim_end_matches(']').to_string());
     Ok((libs, interp))
 }
 
@@ -29,11 +32,15 @@ pub fn closure(root: &Path, bins: &[PathBuf], triplet: &str) -> Result<BTreeSet<
             out.insert(PathBuf::from(i.trim_start_matches('/')));
         }
         for lib in libs {
-            let rel = dirs
-                .iter()
-                .map(|d| Path::new(d).join(&lib))
-                .find(|p| super::resolve_in(root, p).exists())
-                .ok_or_else(|| Error::Other(format!("{}: needs {lib}, which no listed package provides; add its package to images/guest.yaml", bin.display())))?;
+            let rel =
+                dirs.iter().map(|d| Path::new(d).join(&lib)).find(|p| super::resolve_in(root, p).exists()).ok_or_else(
+                    || {
+                        Error::Other(format!(
+                            "{}: needs {lib}, which no listed package provides; add its package to images/guest.yaml",
+                            bin.display()
+                        ))
+                    },
+                )?;
             if out.insert(rel.clone()) {
                 todo.push(rel);
             }

@@ -122,11 +122,17 @@ pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> 
     let dir = recipes_dir();
     let recipe_path = dir.join(name);
     let (recipe, recipe_text) = load_recipe(&dir, name, 0)?;
-    let insmod = recipe.insmod.clone().ok_or_else(|| Error::Other(format!("{}: no `insmod:` (nor in what it extends)", recipe_path.display())))?;
+    let insmod = recipe
+        .insmod
+        .clone()
+        .ok_or_else(|| Error::Other(format!("{}: no `insmod:` (nor in what it extends)", recipe_path.display())))?;
     if !recipe.binaries.contains(&insmod) {
         return Err(Error::Other(format!("{}: `insmod: {insmod}` is not one of `binaries`", recipe_path.display())));
     }
-    let init_name = recipe.init.clone().ok_or_else(|| Error::Other(format!("{}: no `init:` (nor in what it extends)", recipe_path.display())))?;
+    let init_name = recipe
+        .init
+        .clone()
+        .ok_or_else(|| Error::Other(format!("{}: no `init:` (nor in what it extends)", recipe_path.display())))?;
     let init = std::fs::read(dir.join(&init_name)).ctx(|| format!("read {}", dir.join(&init_name).display()))?;
     let mut files: Vec<Extra> = Vec::new();
     for (guest, file) in &recipe.files {
@@ -141,7 +147,11 @@ pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> 
     let (_, pubkey) = crate::vm::ssh::client_key()?;
 
     let mut h = crate::cache::Hasher::new();
-    h.part("recipe", &recipe_text).part("init", &init).part("key", &pubkey).part("arch", k.arch.name).part("insmod", INSMOD);
+    h.part("recipe", &recipe_text)
+        .part("init", &init)
+        .part("key", &pubkey)
+        .part("arch", k.arch.name)
+        .part("insmod", INSMOD);
     for (path, mode, text) in FIXED {
         h.part("fixed", format!("{path} {mode:o} {text}"));
     }
@@ -155,21 +165,39 @@ pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> 
         h.file("module", m).ctx(|| format!("read {}", m.display()))?;
     }
     let stem = name.trim_end_matches(".yaml");
-    let out = crate::cache::dir("images").join(if stem == "guest" { format!("{}-{}.cpio", k.arch.name, h.hex()) } else { format!("{}-{stem}-{}.cpio", k.arch.name, h.hex()) });
+    let out = crate::cache::dir("images").join(if stem == "guest" {
+        format!("{}-{}.cpio", k.arch.name, h.hex())
+    } else {
+        format!("{}-{stem}-{}.cpio", k.arch.name, h.hex())
+    });
     if out.exists() {
         return Ok(out);
     }
-    crate::event::stage(&format!("image: building {} initramfs ({name})", k.arch.name), || assemble(&recipe, &debs, &modules, &init, &files, &pubkey, k, &out))?;
+    crate::event::stage(&format!("image: building {} initramfs ({name})", k.arch.name), || {
+        assemble(&recipe, &debs, &modules, &init, &files, &pubkey, k, &out)
+    })?;
     Ok(out)
 }
 
 /// Where `name` lives among the unpacked packages' command directories.
 fn find_command(root: &Path, name: &str) -> Option<PathBuf> {
-    ["bin", "sbin", "usr/bin", "usr/sbin"].iter().map(|d| Path::new(d).join(name)).find(|p| root.join(p).symlink_metadata().is_ok() && resolve_in(root, p).is_file())
+    ["bin", "sbin", "usr/bin", "usr/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| root.join(p).symlink_metadata().is_ok() && resolve_in(root, p).is_file())
 }
 
 #[allow(clippy::too_many_arguments)]
-fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8], files: &[Extra], pubkey: &str, k: &Kernel, out: &Path) -> Result<()> {
+fn assemble(
+    recipe: &Recipe,
+    debs: &[PathBuf],
+    modules: &[PathBuf],
+    init: &[u8],
+    files: &[Extra],
+    pubkey: &str,
+    k: &Kernel,
+    out: &Path,
+) -> Result<()> {
     let stage = crate::cleanup::TempDir::new("klpt-image-").ctx(|| "create staging dir".into())?;
     for d in debs {
         apt::unpack(d, stage.path())?;
@@ -180,7 +208,11 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     let mut links: Vec<(PathBuf, String)> = Vec::new();
     let mut installed = std::collections::BTreeMap::new();
     for c in &recipe.commands {
-        let p = find_command(stage.path(), c).ok_or_else(|| Error::Other(format!("image recipe: no package listed provides the command `{c}` (in bin, sbin, usr/bin or usr/sbin)")))?;
+        let p = find_command(stage.path(), c).ok_or_else(|| {
+            Error::Other(format!(
+                "image recipe: no package listed provides the command `{c}` (in bin, sbin, usr/bin or usr/sbin)"
+            ))
+        })?;
         match std::fs::read_link(stage.path().join(&p)) {
             Ok(target) => {
                 let real = resolve_in(stage.path(), &p);
@@ -199,7 +231,9 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
         installed.insert(c.clone(), p);
     }
     for (path, cmd) in &recipe.links {
-        let target = installed.get(cmd).ok_or_else(|| Error::Other(format!("image recipe: link {path} -> `{cmd}`, which is not one of `commands`")))?;
+        let target = installed.get(cmd).ok_or_else(|| {
+            Error::Other(format!("image recipe: link {path} -> `{cmd}`, which is not one of `commands`"))
+        })?;
         let path = PathBuf::from(path);
         if !bins.contains(&path) && !links.iter().any(|(l, _)| *l == path) {
             links.push((path, format!("/{}", target.display())));
@@ -211,12 +245,31 @@ fn assemble(recipe: &Recipe, debs: &[PathBuf], modules: &[PathBuf], init: &[u8],
     let mut c = cpio::Cpio::new(std::io::BufWriter::new(tmp.as_file()));
     let io = |r: std::io::Result<()>| r.ctx(|| "write initramfs".into());
     let mut dirs = BTreeSet::new();
-    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "lib", "lib/modules", "var", "var/log"] {
+    for d in [
+        "bin",
+        "sbin",
+        "usr",
+        "usr/bin",
+        "usr/sbin",
+        "etc",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "root",
+        "lib",
+        "lib/modules",
+        "var",
+        "var/log",
+    ] {
         dirs.insert(PathBuf::from(d));
     }
     let extra_paths: Vec<PathBuf> = files.iter().map(|(p, ..)| PathBuf::from(p.trim_start_matches('/'))).collect();
     let insmod = PathBuf::from(INSMOD.trim_start_matches('/'));
-    for p in bins.iter().chain(libs.iter()).chain(links.iter().map(|(l, _)| l)).chain(extra_paths.iter()).chain([&insmod]) {
+    for p in
+        bins.iter().chain(libs.iter()).chain(links.iter().map(|(l, _)| l)).chain(extra_paths.iter()).chain([&insmod])
+    {
         for a in p.ancestors().skip(1) {
             if !a.as_os_str().is_empty() {
                 dirs.insert(a.to_path_buf());
@@ -276,7 +329,11 @@ fn resolve_in(root: &Path, rel: &Path) -> PathBuf {
             if let Ok(target) = std::fs::read_link(root.join(&acc)) {
                 let base = acc.parent().map(Path::to_path_buf).unwrap_or_default();
                 let rest = cur.strip_prefix(&acc).map(Path::to_path_buf).unwrap_or_default();
-                let t = if target.is_absolute() { target.strip_prefix("/").map(Path::to_path_buf).unwrap_or_default() } else { base.join(target) };
+                let t = if target.is_absolute() {
+                    target.strip_prefix("/").map(Path::to_path_buf).unwrap_or_default()
+                } else {
+                    base.join(target)
+                };
                 cur = normalize(&t.join(rest));
                 changed = true;
                 break;
@@ -320,7 +377,12 @@ fn kernel_modules(k: &Kernel, names: &[String]) -> Result<Vec<PathBuf>> {
         }
     }
     let mut out: Vec<PathBuf> = Vec::new();
-    fn visit(name: &str, index: &std::collections::BTreeMap<String, PathBuf>, out: &mut Vec<PathBuf>, depth: usize) -> Result<()> {
+    fn visit(
+        name: &str,
+        index: &std::collections::BTreeMap<String, PathBuf>,
+        out: &mut Vec<PathBuf>,
+        depth: usize,
+    ) -> Result<()> {
         let Some(p) = index.get(&name.replace('-', "_")) else { return Ok(()) };
         if out.contains(p) || depth > 32 {
             return Ok(());

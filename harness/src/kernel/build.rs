@@ -8,11 +8,11 @@
 //! and make rebuilds only what changed.
 
 use crate::apt::{self, Apt};
+use crate::arch::Arch;
 use crate::cache::{Hasher, Scratch};
+use crate::cleanup::TempDir;
 use crate::error::{run, Error, IoContext, Result};
 use crate::event::{emit, stage, Event};
-use crate::cleanup::TempDir;
-use crate::arch::Arch;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -28,7 +28,9 @@ pub struct Spec {
 
 /// The fragment files for `arch`: the common one, then the arch's.
 pub fn fragments(arch: Arch) -> Vec<PathBuf> {
-    let d = std::env::var_os("KLPT_CONFIGS").map(PathBuf::from).unwrap_or_else(|| crate::project_root().join("kernel-configs"));
+    let d = std::env::var_os("KLPT_CONFIGS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("kernel-configs"));
     vec![d.join("livepatch.config"), d.join(format!("{}.config", arch.name))]
 }
 
@@ -73,7 +75,11 @@ pub fn debian_source() -> Result<(PathBuf, String)> {
                 .ok_or_else(|| Error::Other(format!("{pkg} holds no source tarball")))?;
             run(Command::new("tar").arg("-xf").arg(&tarball).arg("-C").arg(tmp.path()))?;
             let _ = std::fs::remove_dir_all(tmp.path().join("usr"));
-            let top = std::fs::read_dir(tmp.path()).ctx(|| "read source".into())?.flatten().map(|e| e.path()).find(|p| p.join("Makefile").exists());
+            let top = std::fs::read_dir(tmp.path())
+                .ctx(|| "read source".into())?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.join("Makefile").exists());
             let top = top.ok_or_else(|| Error::Other("no kernel tree in the tarball".into()))?;
             std::fs::write(top.join(".klpt-ready"), "").ctx(|| "mark source".into())?;
             crate::cache::publish(&top, &tree).ctx(|| format!("store {}", tree.display()))
@@ -84,7 +90,12 @@ pub fn debian_source() -> Result<(PathBuf, String)> {
 }
 
 fn kernel_version(makefile: &str) -> String {
-    let get = |k: &str| makefile.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string())).unwrap_or_default();
+    let get = |k: &str| {
+        makefile
+            .lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+            .unwrap_or_default()
+    };
     format!("{}.{}.{}", get("VERSION"), get("PATCHLEVEL"), get("SUBLEVEL"))
 }
 
@@ -99,7 +110,10 @@ fn patch_files(series: &[PathBuf], work: &Path) -> Result<Vec<PathBuf>> {
                 .ctx(|| format!("read series {}", s.display()))?
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "patch" || x == "diff") && !p.to_string_lossy().contains("cover-letter"))
+                .filter(|p| {
+                    p.extension().is_some_and(|x| x == "patch" || x == "diff")
+                        && !p.to_string_lossy().contains("cover-letter")
+                })
                 .collect();
             v.sort();
             if v.is_empty() {
@@ -111,9 +125,12 @@ fn patch_files(series: &[PathBuf], work: &Path) -> Result<Vec<PathBuf>> {
             let d = work.join(format!("mbox-{i}"));
             std::fs::create_dir_all(&d).ctx(|| "create mbox dir".into())?;
             run(Command::new("git").arg("mailsplit").arg(format!("-o{}", d.display())).arg(s))?;
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&d).ctx(|| "read mbox".into())?.flatten().map(|e| e.path()).collect();
+            let mut v: Vec<PathBuf> =
+                std::fs::read_dir(&d).ctx(|| "read mbox".into())?.flatten().map(|e| e.path()).collect();
             v.sort();
-            out.extend(v.into_iter().filter(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("\n--- a/") || t.contains("\ndiff --git"))));
+            out.extend(v.into_iter().filter(|p| {
+                std::fs::read_to_string(p).is_ok_and(|t| t.contains("\n--- a/") || t.contains("\ndiff --git"))
+            }));
         } else {
             return Err(Error::Other(format!("series {}: no such file or directory", s.display())));
         }
@@ -123,7 +140,14 @@ fn patch_files(series: &[PathBuf], work: &Path) -> Result<Vec<PathBuf>> {
 
 fn toolchain(arch: Arch) -> String {
     let gcc = format!("{}gcc", arch.cross_compile());
-    let v = |tool: &str| Command::new(tool).arg("--version").output().ok().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
+    let v = |tool: &str| {
+        Command::new(tool)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
     format!("{} | {}", v(&gcc), v(&format!("{}ld", arch.cross_compile())))
 }
 
@@ -163,19 +187,42 @@ impl Layout {
             (base.clone(), owned)
         } else {
             key.part("series", &series_id);
-            (crate::cache::root().join("src").join(format!("{}-{}", Hasher::new().part("id", &identity).hex(), series_id)), true)
+            (
+                crate::cache::root().join("src").join(format!(
+                    "{}-{}",
+                    Hasher::new().part("id", &identity).hex(),
+                    series_id
+                )),
+                true,
+            )
         };
         let origin = super::origin::Origin {
             source: identity.clone(),
-            series: spec.series.iter().map(|s| s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
-            patches: patches.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect(),
+            series: spec
+                .series
+                .iter()
+                .map(|s| s.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                .collect(),
+            patches: patches
+                .iter()
+                .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                .collect(),
             patchset_hash: super::origin::patchset_hash(&patches).ctx(|| "hash the series".into())?,
-            config_name: Some(std::iter::once("tinyconfig".to_string()).chain(frags.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned())).collect::<Vec<_>>().join(" + ")),
+            config_name: Some(
+                std::iter::once("tinyconfig".to_string())
+                    .chain(frags.iter().map(|f| f.file_name().unwrap_or_default().to_string_lossy().into_owned()))
+                    .collect::<Vec<_>>()
+                    .join(" + "),
+            ),
             config_hash: None,
             toolchain: Some(toolchain(arch)),
         };
         let key = key.hex();
-        let build = if owned { tree.join(format!("build-{}-{key}", arch.name)) } else { crate::cache::root().join("kbuild").join(format!("{}-{key}", arch.name)) };
+        let build = if owned {
+            tree.join(format!("build-{}-{key}", arch.name))
+        } else {
+            crate::cache::root().join("kbuild").join(format!("{}-{key}", arch.name))
+        };
         Ok(Layout { tree, owned, build, identity, base, patches, _scratch: scratch, origin })
     }
 
@@ -232,7 +279,10 @@ pub fn build_with_origin(spec: &Spec) -> Result<(PathBuf, super::origin::Origin)
         Some(d) => {
             let d = std::fs::canonicalize(d).ctx(|| format!("kernel source {}", d.display()))?;
             if !d.join("Makefile").exists() || !d.join("kernel/livepatch").exists() {
-                return Err(Error::Kernel { dir: d, msg: "not a kernel source tree (no Makefile or kernel/livepatch)".into() });
+                return Err(Error::Kernel {
+                    dir: d,
+                    msg: "not a kernel source tree (no Makefile or kernel/livepatch)".into(),
+                });
             }
             let id = format!("dir:{}", d.display());
             (d, id, false)
@@ -255,7 +305,10 @@ pub fn build_with_origin(spec: &Spec) -> Result<(PathBuf, super::origin::Origin)
     compile(tree, build, arch)?;
     let image = arch.images.iter().map(|i| build.join(i)).find(|p| p.exists());
     if image.is_none() || !build.join("Module.symvers").exists() {
-        return Err(Error::Kernel { dir: build.clone(), msg: format!("build finished without {} or Module.symvers", arch.images.join("/")) });
+        return Err(Error::Kernel {
+            dir: build.clone(),
+            msg: format!("build finished without {} or Module.symvers", arch.images.join("/")),
+        });
     }
     std::fs::write(&stamp, &l.identity).ctx(|| "write build stamp".into())?;
     Ok(with_config_hash(build.clone(), l.origin))
@@ -275,7 +328,12 @@ fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
     })?;
     let _ = std::fs::remove_file(tmp.path().join(".klpt-ready"));
     for p in patches {
-        let out = Command::new("git").args(["apply", "--whitespace=nowarn", "-p1"]).arg(p).current_dir(tmp.path()).output().ctx(|| "run git apply".into())?;
+        let out = Command::new("git")
+            .args(["apply", "--whitespace=nowarn", "-p1"])
+            .arg(p)
+            .current_dir(tmp.path())
+            .output()
+            .ctx(|| "run git apply".into())?;
         if !out.status.success() {
             return Err(Error::Other(format!(
                 "series does not apply: {} failed:\n{}",
@@ -283,7 +341,10 @@ fn apply_series(base: &Path, patches: &[PathBuf], dest: &Path) -> Result<()> {
                 String::from_utf8_lossy(&out.stderr).lines().take(15).collect::<Vec<_>>().join("\n")
             )));
         }
-        emit(Event::Progress { what: "series", line: &format!("applied {}", p.file_name().unwrap_or_default().to_string_lossy()) });
+        emit(Event::Progress {
+            what: "series",
+            line: &format!("applied {}", p.file_name().unwrap_or_default().to_string_lossy()),
+        });
     }
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark series copy".into())?;
     tmp.publish(dest).ctx(|| format!("store {}", dest.display()))
@@ -298,11 +359,17 @@ fn sweep(parent: &Path, prefix: &str) {
 
 fn make(tree: &Path, build: &Path, arch: Arch) -> Command {
     let mut c = Command::new("make");
-    c.arg("-C").arg(tree).arg(format!("O={}", build.display())).arg(format!("ARCH={}", arch.kbuild)).arg(format!("CROSS_COMPILE={}", arch.cross_compile()));
+    c.arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", build.display()))
+        .arg(format!("ARCH={}", arch.kbuild))
+        .arg(format!("CROSS_COMPILE={}", arch.cross_compile()));
     c.env("LC_ALL", "C");
     if crate::host::on_path("ccache") {
         c.arg(format!("CC=ccache {}gcc", arch.cross_compile()));
-        c.env("CCACHE_DIR", crate::cache::dir("ccache")).env("CCACHE_NOHASHDIR", "1").env("CCACHE_BASEDIR", crate::cache::root());
+        c.env("CCACHE_DIR", crate::cache::dir("ccache"))
+            .env("CCACHE_NOHASHDIR", "1")
+            .env("CCACHE_BASEDIR", crate::cache::root());
     }
     c
 }
@@ -311,11 +378,20 @@ fn make(tree: &Path, build: &Path, arch: Arch) -> Command {
 fn configure(tree: &Path, build: &Path, arch: Arch, frags: &[PathBuf]) -> Result<()> {
     stage(&format!("kernel: configuring {} (tinyconfig + {} fragments)", arch.name, frags.len()), || -> Result<()> {
         run(make(tree, build, arch).arg("tinyconfig"))?;
-        run(Command::new(tree.join("scripts/kconfig/merge_config.sh")).arg("-m").arg("-O").arg(build).arg(build.join(".config")).args(frags).current_dir(tree).env("ARCH", arch.kbuild))?;
+        run(Command::new(tree.join("scripts/kconfig/merge_config.sh"))
+            .arg("-m")
+            .arg("-O")
+            .arg(build)
+            .arg(build.join(".config"))
+            .args(frags)
+            .current_dir(tree)
+            .env("ARCH", arch.kbuild))?;
         run(make(tree, build, arch).arg("olddefconfig"))?;
         Ok(())
     })?;
-    let have = crate::kernel::caps::parse_config(&std::fs::read_to_string(build.join(".config")).ctx(|| "read .config".into())?);
+    let have = crate::kernel::caps::parse_config(
+        &std::fs::read_to_string(build.join(".config")).ctx(|| "read .config".into())?,
+    );
     let mut dropped = Vec::new();
     for f in frags {
         let text = std::fs::read_to_string(f).ctx(|| format!("read {}", f.display()))?;
@@ -323,7 +399,11 @@ fn configure(tree: &Path, build: &Path, arch: Arch, frags: &[PathBuf]) -> Result
             if let Some((k, v)) = l.split_once('=').filter(|(k, _)| k.starts_with("CONFIG_")) {
                 let v = v.trim_matches('"');
                 if have.get(k).map(String::as_str) != Some(v) {
-                    dropped.push(format!("{k}={v} (got {}) from {}", have.get(k).map(String::as_str).unwrap_or("unset"), f.file_name().unwrap_or_default().to_string_lossy()));
+                    dropped.push(format!(
+                        "{k}={v} (got {}) from {}",
+                        have.get(k).map(String::as_str).unwrap_or("unset"),
+                        f.file_name().unwrap_or_default().to_string_lossy()
+                    ));
                 }
             } else if let Some(k) = l.strip_prefix("# ").and_then(|r| r.strip_suffix(" is not set")) {
                 if matches!(have.get(k).map(String::as_str), Some("y") | Some("m")) {
@@ -333,7 +413,10 @@ fn configure(tree: &Path, build: &Path, arch: Arch, frags: &[PathBuf]) -> Result
         }
     }
     if !dropped.is_empty() {
-        return Err(Error::Kernel { dir: build.into(), msg: format!("Kconfig dropped fragment options (missing dependencies?):\n  {}", dropped.join("\n  ")) });
+        return Err(Error::Kernel {
+            dir: build.into(),
+            msg: format!("Kconfig dropped fragment options (missing dependencies?):\n  {}", dropped.join("\n  ")),
+        });
     }
     std::fs::write(build.join(".klpt-configured"), "").ctx(|| "mark configured".into())
 }
@@ -344,7 +427,13 @@ fn compile(tree: &Path, build: &Path, arch: Arch) -> Result<()> {
     emit(Event::Begin { what: &what });
     let t0 = Instant::now();
     let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-    let mut child = make(tree, build, arch).arg(format!("-j{jobs}")).arg("all").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().ctx(|| "run make".into())?;
+    let mut child = make(tree, build, arch)
+        .arg(format!("-j{jobs}"))
+        .arg("all")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .ctx(|| "run make".into())?;
     let stderr = child.stderr.take().expect("piped");
     let errs = std::thread::spawn(move || BufReader::new(stderr).lines().map_while(|l| l.ok()).collect::<Vec<_>>());
     let mut last = Instant::now();
@@ -352,7 +441,10 @@ fn compile(tree: &Path, build: &Path, arch: Arch) -> Result<()> {
     for line in BufReader::new(child.stdout.take().expect("piped")).lines().map_while(|l| l.ok()) {
         lines += 1;
         if last.elapsed() > Duration::from_secs(10) {
-            emit(Event::Progress { what: arch.name, line: &format!("{lines} steps, {:.0}s: {}", t0.elapsed().as_secs_f64(), line.trim()) });
+            emit(Event::Progress {
+                what: arch.name,
+                line: &format!("{lines} steps, {:.0}s: {}", t0.elapsed().as_secs_f64(), line.trim()),
+            });
             last = Instant::now();
         }
     }
@@ -360,7 +452,10 @@ fn compile(tree: &Path, build: &Path, arch: Arch) -> Result<()> {
     let errs = errs.join().unwrap_or_default();
     if !status.success() {
         let tail: Vec<&str> = errs.iter().map(String::as_str).filter(|l| !l.starts_with("make")).collect();
-        return Err(Error::Kernel { dir: build.into(), msg: format!("make failed:\n{}", tail[tail.len().saturating_sub(30)..].join("\n")) });
+        return Err(Error::Kernel {
+            dir: build.into(),
+            msg: format!("make failed:\n{}", tail[tail.len().saturating_sub(30)..].join("\n")),
+        });
     }
     emit(Event::Done { what: &what, secs: t0.elapsed().as_secs_f64() });
     Ok(())
@@ -378,7 +473,9 @@ pub fn bench_builds(arch: Arch) -> Result<(f64, f64)> {
     // A hard-linked copy of the cached tree (build directories left out) costs
     // no data copying: an out-of-tree build never writes to its source, and
     // the one file the benchmark changes is replaced below, not edited in place.
-    emit(Event::Note { msg: &format!("{}: linking a copy of the source tree for a cold build in {}", arch.name, tree.display()) });
+    emit(Event::Note {
+        msg: &format!("{}: linking a copy of the source tree for a cold build in {}", arch.name, tree.display()),
+    });
     let mut cp = Command::new("cp");
     cp.arg("-al");
     for e in std::fs::read_dir(&base).ctx(|| format!("read {}", base.display()))? {
@@ -393,7 +490,9 @@ pub fn bench_builds(arch: Arch) -> Result<(f64, f64)> {
     // SAFETY (edition 2021): single-threaded at this point of the benchmark.
     std::env::set_var("CCACHE_DISABLE", "1");
     let t0 = Instant::now();
-    let cold = configure(&tree, &build, arch, &fragments(arch)).and_then(|_| compile(&tree, &build, arch)).map(|_| t0.elapsed().as_secs_f64());
+    let cold = configure(&tree, &build, arch, &fragments(arch))
+        .and_then(|_| compile(&tree, &build, arch))
+        .map(|_| t0.elapsed().as_secs_f64());
     std::env::remove_var("CCACHE_DISABLE");
     let cold = cold?;
     let core = tree.join("kernel/livepatch/core.c");
@@ -428,7 +527,10 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let dir = patch_files(&[series_dir()], work.path()).unwrap();
         let mbox = work.path().join("series.mbox");
-        let text: String = std::iter::once(series_dir().join("0000-cover-letter.patch")).chain(dir.iter().cloned()).map(|p| std::fs::read_to_string(p).unwrap()).collect();
+        let text: String = std::iter::once(series_dir().join("0000-cover-letter.patch"))
+            .chain(dir.iter().cloned())
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect();
         std::fs::write(&mbox, text).unwrap();
         let from_mbox = patch_files(&[mbox], work.path()).unwrap();
         // The cover letter has no diff and is dropped.

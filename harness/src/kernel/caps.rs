@@ -22,7 +22,9 @@ impl Caps {
         let config = std::fs::read_to_string(&k.config).map(|t| parse_config(&t)).unwrap_or_default();
         let (symbols, have_symbols) = match k.system_map.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
             // Debian's System.map is a one-line stub pointing at the -dbg package.
-            Some(t) if t.lines().nth(100).is_some() => (t.lines().filter_map(|l| l.split_whitespace().nth(2)).map(str::to_string).collect(), true),
+            Some(t) if t.lines().nth(100).is_some() => {
+                (t.lines().filter_map(|l| l.split_whitespace().nth(2)).map(str::to_string).collect(), true)
+            }
             Some(_) => (BTreeSet::new(), false),
             None => (BTreeSet::new(), false),
         };
@@ -33,7 +35,11 @@ impl Caps {
             .find_map(|d| std::fs::read_to_string(d.join("include/linux/livepatch.h")).ok())
             .unwrap_or_default();
         let klp_fields = struct_fields(&header, "klp_patch");
-        let structs = crate::case::STRUCTS.iter().filter(|s| **s != "klp_patch").map(|s| (s.to_string(), struct_fields(&header, s))).collect();
+        let structs = crate::case::STRUCTS
+            .iter()
+            .filter(|s| **s != "klp_patch")
+            .map(|s| (s.to_string(), struct_fields(&header, s)))
+            .collect();
         Caps { config, symbols, klp_fields, structs, have_symbols }
     }
 
@@ -58,7 +64,10 @@ impl Caps {
         let mut out = Vec::new();
         for c in &r.config {
             if !self.config_on(c) {
-                out.push(format!("config {}", if c.starts_with("CONFIG_") { c.clone() } else { format!("CONFIG_{c}") }));
+                out.push(format!(
+                    "config {}",
+                    if c.starts_with("CONFIG_") { c.clone() } else { format!("CONFIG_{c}") }
+                ));
             }
         }
         for (kind, fields) in r.structs() {

@@ -3,8 +3,8 @@
 
 use super::Kernel;
 use crate::apt::{self, Apt};
-use crate::error::{Error, IoContext, Result};
 use crate::arch::Arch;
+use crate::error::{Error, IoContext, Result};
 use std::path::Path;
 
 /// Which kernel "Debian's current kernel" is: its trial id (`debian-<release>`)
@@ -62,7 +62,11 @@ pub fn current(arch: Arch) -> Result<Kernel> {
         config: root.join(format!("boot/config-{release}")),
         system_map: Some(root.join(format!("boot/System.map-{release}"))),
         modules_dir: Some(root.join(format!("lib/modules/{release}"))),
-        origin: super::origin::Origin { source: format!("debian-package:{image_pkg}"), config_hash: super::origin::file_sha256(&root.join(format!("boot/config-{release}"))).ok(), ..Default::default() },
+        origin: super::origin::Origin {
+            source: format!("debian-package:{image_pkg}"),
+            config_hash: super::origin::file_sha256(&root.join(format!("boot/config-{release}"))).ok(),
+            ..Default::default()
+        },
         release,
         build_hash,
     })
@@ -83,7 +87,10 @@ fn unpack(debs: &[std::path::PathBuf], root: &Path, release: &str, common_pkg: &
     let text = std::fs::read_to_string(&mk).ctx(|| format!("read {}", mk.display()))?;
     let abs = format!("/usr/src/{common_pkg}/");
     if !text.contains(&abs) {
-        return Err(Error::Kernel { dir: mk, msg: format!("expected an include of {abs}; Debian changed the headers layout") });
+        return Err(Error::Kernel {
+            dir: mk,
+            msg: format!("expected an include of {abs}; Debian changed the headers layout"),
+        });
     }
     let fixed = text.replace(&abs, &format!("{}/usr/src/{common_pkg}/", root.display()));
     std::fs::write(&mk, fixed).ctx(|| format!("write {}", mk.display()))?;

@@ -2,16 +2,20 @@
 //! `build/` tree), as `make O=DIR` or `klpt kernel build` leaves it.
 
 use super::Kernel;
-use crate::error::{Error, Result};
 use crate::arch::Arch;
+use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 
 pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
-    let dir = std::fs::canonicalize(dir).map_err(|e| Error::Kernel { dir: dir.into(), msg: format!("cannot open: {e}") })?;
+    let dir =
+        std::fs::canonicalize(dir).map_err(|e| Error::Kernel { dir: dir.into(), msg: format!("cannot open: {e}") })?;
     let build = if dir.join("Module.symvers").exists() { dir.clone() } else { dir.join("build") };
     let fail = |msg: String| Error::Kernel { dir: dir.clone(), msg };
     if !build.join("Module.symvers").exists() {
-        return Err(fail("no Module.symvers here or in build/: not a kernel build tree (run `make modules_prepare` or a full build)".into()));
+        return Err(fail(
+            "no Module.symvers here or in build/: not a kernel build tree (run `make modules_prepare` or a full build)"
+                .into(),
+        ));
     }
     // An x86 vmlinux with a PVH note boots without decompression.
     let pvh = Some(build.join("vmlinux")).filter(|p| arch.name == "x86_64" && p.exists() && super::pvh::is_pvh(p));
@@ -29,7 +33,9 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
     if !config.exists() {
         return Err(fail("no .config in the build tree".into()));
     }
-    let release = std::fs::read_to_string(build.join("include/config/kernel.release")).map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into());
+    let release = std::fs::read_to_string(build.join("include/config/kernel.release"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
     let system_map = Some(build.join("System.map")).filter(|p| p.exists());
     // `make O=` trees link to their source; Debian-style trees carry headers.
     // Debian-style header trees include the common headers from their Makefile.
@@ -50,6 +56,20 @@ pub fn open(dir: &Path, arch: Arch) -> Result<Kernel> {
         .map_err(|e| fail(format!("cannot hash build tree: {e}")))?;
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     // Installed modules (`make modules_install INSTALL_MOD_PATH=DIR`), if any.
-    let modules_dir = std::fs::read_dir(dir.join("lib/modules")).ok().and_then(|rd| rd.flatten().map(|e| e.path()).find(|p| p.join("kernel").is_dir()));
-    Ok(Kernel { id: format!("{name}-{release}"), arch, release, image, build_dir: build, source_dirs, config, system_map, modules_dir, build_hash, origin: super::origin::Origin { source: format!("build-dir:{}", dir.display()), ..Default::default() } })
+    let modules_dir = std::fs::read_dir(dir.join("lib/modules"))
+        .ok()
+        .and_then(|rd| rd.flatten().map(|e| e.path()).find(|p| p.join("kernel").is_dir()));
+    Ok(Kernel {
+        id: format!("{name}-{release}"),
+        arch,
+        release,
+        image,
+        build_dir: build,
+        source_dirs,
+        config,
+        system_map,
+        modules_dir,
+        build_hash,
+        origin: super::origin::Origin { source: format!("build-dir:{}", dir.display()), ..Default::default() },
+    })
 }

@@ -16,9 +16,9 @@
 
 use super::origin::Origin;
 use super::Kernel;
+use crate::arch::Arch;
 use crate::cache::Scratch;
 use crate::error::{Error, IoContext, Result};
-use crate::arch::Arch;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read, Write};
@@ -56,15 +56,25 @@ pub struct Manifest {
 /// Writes `k` as an artifact to `out` (replaced atomically); returns its size in bytes.
 pub fn export(k: &Kernel, out: &Path) -> Result<u64> {
     let files = collect(k)?;
-    let image = files
-        .iter()
-        .find(|(_, src)| **src == k.image)
-        .map(|(rel, _)| rel.clone())
-        .ok_or_else(|| Error::Kernel { dir: k.build_dir.clone(), msg: format!("boot image {} is not in the build tree", k.image.display()) })?;
-    let manifest = Manifest { format: FORMAT, id: k.id.clone(), arch: k.arch.name.into(), release: k.release.clone(), image, host: std::env::consts::ARCH.into(), origin: k.origin.clone(), files: files.len() };
+    let image =
+        files.iter().find(|(_, src)| **src == k.image).map(|(rel, _)| rel.clone()).ok_or_else(|| Error::Kernel {
+            dir: k.build_dir.clone(),
+            msg: format!("boot image {} is not in the build tree", k.image.display()),
+        })?;
+    let manifest = Manifest {
+        format: FORMAT,
+        id: k.id.clone(),
+        arch: k.arch.name.into(),
+        release: k.release.clone(),
+        image,
+        host: std::env::consts::ARCH.into(),
+        origin: k.origin.clone(),
+        files: files.len(),
+    };
     let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     // Written next to the destination and renamed: no half-written artifact.
-    let tmp = crate::cleanup::TempDir::new_in(parent, ".klpt-export-").ctx(|| format!("create a temporary directory in {}", parent.display()))?;
+    let tmp = crate::cleanup::TempDir::new_in(parent, ".klpt-export-")
+        .ctx(|| format!("create a temporary directory in {}", parent.display()))?;
     let part = tmp.path().join("artifact");
     write(&part, &manifest, &files)?;
     std::fs::rename(&part, out).ctx(|| format!("move the artifact to {}", out.display()))?;
@@ -101,10 +111,14 @@ fn collect(k: &Kernel) -> Result<BTreeMap<String, PathBuf>> {
     // `make O=` trees link to their source; in-tree builds are their own.
     let src = std::fs::canonicalize(obj.join("source")).unwrap_or_else(|_| obj.clone());
     let srcarch = k.arch.kbuild;
-    let auto_conf = std::fs::read_to_string(obj.join("include/config/auto.conf")).map_err(|e| fail(format!("no include/config/auto.conf ({e}): not a configured kernel build tree")))?;
+    let auto_conf = std::fs::read_to_string(obj.join("include/config/auto.conf"))
+        .map_err(|e| fail(format!("no include/config/auto.conf ({e}): not a configured kernel build tree")))?;
     let enabled = |opt: &str| auto_conf.lines().any(|l| l == format!("{opt}=y"));
     if !src.join(format!("arch/{srcarch}/Makefile")).is_file() {
-        return Err(fail(format!("no kernel source next to it ({} has no arch/{srcarch}/Makefile): export a `make O=` or in-tree build", src.display())));
+        return Err(fail(format!(
+            "no kernel source next to it ({} has no arch/{srcarch}/Makefile): export a `make O=` or in-tree build",
+            src.display()
+        )));
     }
     let mut out = BTreeMap::new();
     let mut add = |root: &Path, rel: &str| out.insert(format!("{BUILD}/{rel}"), root.join(rel));
@@ -114,17 +128,28 @@ fn collect(k: &Kernel) -> Result<BTreeMap<String, PathBuf>> {
     // The Makefiles directly in arch/<arch>, and the platform lists anywhere below.
     let arch_make = |rel: &str, is_dir: bool| {
         let name = rel.rsplit('/').next().unwrap_or(rel);
-        is_dir || (name.starts_with("Makefile") && rel.matches('/').count() == 2) || name == "Kbuild.platforms" || name == "Platform"
+        is_dir
+            || (name.starts_with("Makefile") && rel.matches('/').count() == 2)
+            || name == "Kbuild.platforms"
+            || name == "Platform"
     };
     for rel in walk(&src, &format!("arch/{srcarch}"), &arch_make, true)? {
         add(&src, &rel);
     }
-    for dir in walk_dirs(&src, &format!("arch/{srcarch}"))?.into_iter().filter(|d| d.ends_with("/include") && !d.contains("/generated")) {
+    for dir in walk_dirs(&src, &format!("arch/{srcarch}"))?
+        .into_iter()
+        .filter(|d| d.ends_with("/include") && !d.contains("/generated"))
+    {
         for rel in walk(&src, &dir, &|_, _| true, false)? {
             add(&src, &rel);
         }
     }
-    for rel in walk(&src, "include", &|rel, is_dir| !(is_dir && (rel == "include/config" || rel == "include/generated")), false)? {
+    for rel in walk(
+        &src,
+        "include",
+        &|rel, is_dir| !(is_dir && (rel == "include/config" || rel == "include/generated")),
+        false,
+    )? {
         add(&src, &rel);
     }
     for rel in walk(&src, "scripts", &in_scripts, true)? {
@@ -261,19 +286,27 @@ pub fn open(file: &Path, arch: Arch) -> Result<Kernel> {
     };
     let dest = crate::cache::root().join("kernels").join(format!("artifact-{key}"));
     if dest.exists() {
-        crate::event::emit(crate::event::Event::Cached { what: &format!("kernel {} (unpacked {})", file.display(), dest.display()) });
+        crate::event::emit(crate::event::Event::Cached {
+            what: &format!("kernel {} (unpacked {})", file.display(), dest.display()),
+        });
     } else {
         crate::event::try_stage(&format!("kernel: unpacking {}", file.display()), || unpack(file, &dest, arch))?;
     }
     let manifest: Manifest = std::fs::read(dest.join(MANIFEST))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| Error::Kernel { dir: dest.clone(), msg: format!("unreadable {MANIFEST}; remove this directory to unpack the artifact again") })?;
+        .ok_or_else(|| Error::Kernel {
+            dir: dest.clone(),
+            msg: format!("unreadable {MANIFEST}; remove this directory to unpack the artifact again"),
+        })?;
     check(&manifest, arch).map_err(fail)?;
     let mut k = super::dir::open(&dest, arch)?;
     k.image = dest.join(&manifest.image);
     if !k.image.is_file() {
-        return Err(fail(format!("its manifest names the boot image {}, which it does not hold; export it again", manifest.image)));
+        return Err(fail(format!(
+            "its manifest names the boot image {}, which it does not hold; export it again",
+            manifest.image
+        )));
     }
     k.id = manifest.id;
     k.origin = manifest.origin;
@@ -283,7 +316,10 @@ pub fn open(file: &Path, arch: Arch) -> Result<Kernel> {
 /// Whether the artifact fits this run: its arch and its host programs' machine.
 fn check(m: &Manifest, arch: Arch) -> std::result::Result<(), String> {
     if m.format != FORMAT {
-        return Err(format!("artifact format {} (this klpt reads format {FORMAT}); export the kernel again with this klpt", m.format));
+        return Err(format!(
+            "artifact format {} (this klpt reads format {FORMAT}); export the kernel again with this klpt",
+            m.format
+        ));
     }
     if !Path::new(&m.image).components().all(|c| matches!(c, std::path::Component::Normal(_))) {
         return Err(format!("its manifest names the boot image `{}`, outside the artifact", m.image));
@@ -301,22 +337,30 @@ fn check(m: &Manifest, arch: Arch) -> std::result::Result<(), String> {
 fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
     let parent = dest.parent().expect("cache path has a parent");
     for d in crate::cache::sweep(parent, ".import-") {
-        crate::event::emit(crate::event::Event::Note { msg: &format!("kernel: removed {}, left by an interrupted run", d.display()) });
+        crate::event::emit(crate::event::Event::Note {
+            msg: &format!("kernel: removed {}, left by an interrupted run", d.display()),
+        });
     }
     let tmp = Scratch::new(parent, ".import-").ctx(|| format!("create a directory in {}", parent.display()))?;
     let fail = |msg: String| Error::Kernel { dir: file.into(), msg };
-    let damaged = |e: std::io::Error| fail(format!("corrupt or truncated ({e}); copy it again, or export it again with `klpt kernel build --export`"));
+    let damaged = |e: std::io::Error| {
+        fail(format!("corrupt or truncated ({e}); copy it again, or export it again with `klpt kernel build --export`"))
+    };
     let f = std::fs::File::open(file).map_err(|e| fail(format!("cannot open: {e}")))?;
     let z = zstd::Decoder::new(BufReader::new(f)).map_err(damaged)?;
     let mut tar = tar::Archive::new(z);
     let mut entries = tar.entries().map_err(damaged)?;
     let mut first = entries.next().ok_or_else(|| fail("empty archive".into()))?.map_err(damaged)?;
     if first.path().map_err(damaged)?.as_os_str() != MANIFEST {
-        return Err(fail(format!("no {MANIFEST} first: not a kernel artifact written by `klpt kernel build --export`")));
+        return Err(fail(format!(
+            "no {MANIFEST} first: not a kernel artifact written by `klpt kernel build --export`"
+        )));
     }
     let mut json = Vec::new();
     first.read_to_end(&mut json).map_err(damaged)?;
-    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| fail(format!("corrupt {MANIFEST} ({e}); copy it again, or export it again with `klpt kernel build --export`")))?;
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|e| {
+        fail(format!("corrupt {MANIFEST} ({e}); copy it again, or export it again with `klpt kernel build --export`"))
+    })?;
     check(&manifest, arch).map_err(fail)?;
     std::fs::write(tmp.path().join(MANIFEST), &json).ctx(|| format!("write {}", tmp.path().display()))?;
     let mut n = 0;
@@ -325,7 +369,8 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
         let path = e.path().map_err(damaged)?.into_owned();
         // unpack_in refuses paths that leave the directory (absolute, `..`).
         // An interruption stops the unpack between entries, not within one.
-        let unpacked = crate::cleanup::unless_interrupted(|| e.unpack_in(tmp.path())).ok_or_else(|| fail("interrupted".into()))?;
+        let unpacked =
+            crate::cleanup::unless_interrupted(|| e.unpack_in(tmp.path())).ok_or_else(|| fail("interrupted".into()))?;
         if !unpacked.map_err(damaged)? {
             return Err(fail(format!("entry {} points outside the artifact", path.display())));
         }
@@ -345,8 +390,16 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
 pub fn export_build(spec: &super::build::Spec, out: &Path) -> Result<u64> {
     let k = super::built(spec)?;
     let t0 = std::time::Instant::now();
-    let size = crate::event::try_stage(&format!("kernel: exporting {} to {}", k.id, out.display()), || export(&k, out))?;
-    println!("{}: {} ({}, {:.1} MB, {:.1}s)", spec.arch.name, out.display(), k.id, size as f64 / 1e6, t0.elapsed().as_secs_f64());
+    let size =
+        crate::event::try_stage(&format!("kernel: exporting {} to {}", k.id, out.display()), || export(&k, out))?;
+    println!(
+        "{}: {} ({}, {:.1} MB, {:.1}s)",
+        spec.arch.name,
+        out.display(),
+        k.id,
+        size as f64 / 1e6,
+        t0.elapsed().as_secs_f64()
+    );
     Ok(size)
 }
 
@@ -362,7 +415,16 @@ mod tests {
             std::fs::write(&p, data).unwrap();
             map.insert(rel.to_string(), p);
         }
-        let m = Manifest { format: FORMAT, id: "test".into(), arch: arch.into(), release: "1.0".into(), image: "build/vmlinux".into(), host: std::env::consts::ARCH.into(), origin: Origin::default(), files: claimed.unwrap_or(map.len()) };
+        let m = Manifest {
+            format: FORMAT,
+            id: "test".into(),
+            arch: arch.into(),
+            release: "1.0".into(),
+            image: "build/vmlinux".into(),
+            host: std::env::consts::ARCH.into(),
+            origin: Origin::default(),
+            files: claimed.unwrap_or(map.len()),
+        };
         let out = dir.join(format!("{arch}-{}.tar.zst", map.len()));
         write(&out, &m, &map).unwrap();
         out
@@ -373,7 +435,11 @@ mod tests {
         let dest = d.path().join("k");
         let e = unpack(file, &dest, arch).unwrap_err().to_string();
         assert!(!dest.exists(), "no cache entry after: {e}");
-        assert_eq!(std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name() != ".klpt-scratch-lock").count(), 0, "no scratch directory after: {e}");
+        assert_eq!(
+            std::fs::read_dir(d.path()).unwrap().flatten().filter(|e| e.file_name() != ".klpt-scratch-lock").count(),
+            0,
+            "no scratch directory after: {e}"
+        );
         e
     }
 
@@ -392,7 +458,9 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let good = artifact(d.path(), "x86_64", &[("build/a", "1"), ("build/b", "2")], None);
         let x86 = crate::arch::X86_64;
-        assert!(unpack_err(&good, crate::arch::ARM64).contains("is built for x86_64, not arm64: run with --arch x86_64"));
+        assert!(
+            unpack_err(&good, crate::arch::ARM64).contains("is built for x86_64, not arm64: run with --arch x86_64")
+        );
         // Cut at an entry boundary: the tar reader alone would not notice.
         let short = artifact(d.path(), "x86_64", &[("build/a", "1")], Some(2));
         assert!(unpack_err(&short, x86).contains("truncated: 1 of 2 files"));
@@ -408,7 +476,8 @@ mod tests {
         let e = unpack_err(&cut, x86);
         assert!(e.contains("corrupt"), "{e}");
         // A flipped bit in a file's data: only zstd's checksum sees it.
-        let noise: String = (0..40000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2654435761) >> 27) as u8 % 26)).collect();
+        let noise: String =
+            (0..40000u32).map(|i| char::from(b'a' + (i.wrapping_mul(2654435761) >> 27) as u8 % 26)).collect();
         let big = artifact(d.path(), "x86_64", &[("build/noise", &noise)], None);
         let mut bytes = std::fs::read(&big).unwrap();
         let at = bytes.len() * 2 / 3;
@@ -422,6 +491,9 @@ mod tests {
         // zstd, but not klpt's.
         std::fs::write(&cut, zstd::encode_all(&b"just some text"[..], 3).unwrap()).unwrap();
         let e = unpack_err(&cut, x86);
-        assert!(e.contains("corrupt or truncated") || e.contains("not a kernel artifact") || e.contains("empty archive"), "{e}");
+        assert!(
+            e.contains("corrupt or truncated") || e.contains("not a kernel artifact") || e.contains("empty archive"),
+            "{e}"
+        );
     }
 }

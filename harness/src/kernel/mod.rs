@@ -44,7 +44,8 @@ pub fn resolve(spec: Option<&str>, arch: Arch) -> crate::error::Result<Kernel> {
     match spec {
         None | Some("debian") => debian::current(arch),
         Some(s) if s == "source" || s.starts_with("source:") => {
-            let series = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
+            let series =
+                s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
             built(&build::Spec { src: None, arch, series })
         }
         Some(path) => open_path(std::path::Path::new(path), arch),
@@ -96,10 +97,17 @@ pub fn peek(spec: Option<&str>, arch: Arch) -> crate::error::Result<Peek> {
             if ready {
                 return Ok(Peek::Ready(Box::new(debian::current(arch)?)));
             }
-            Ok(Peek::Absent { id: Some(id), how: format!("Debian's kernel for {} is not downloaded yet: `klpt run` (without --list) fetches it", arch.name) })
+            Ok(Peek::Absent {
+                id: Some(id),
+                how: format!(
+                    "Debian's kernel for {} is not downloaded yet: `klpt run` (without --list) fetches it",
+                    arch.name
+                ),
+            })
         }
         Some(s) if s == "source" || s.starts_with("source:") => {
-            let series: Vec<PathBuf> = s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
+            let series: Vec<PathBuf> =
+                s.strip_prefix("source:").map(|l| l.split(',').map(PathBuf::from).collect()).unwrap_or_default();
             let spec = build::Spec { src: None, arch, series };
             match build::cached_with_origin(&spec)? {
                 Some((dir, origin)) => Ok(Peek::Ready(Box::new(named(dir::open(&dir, arch)?, &spec, origin)))),
@@ -116,6 +124,13 @@ pub fn peek(spec: Option<&str>, arch: Arch) -> crate::error::Result<Peek> {
 
 /// `src-7.2.13` or `src-7.2.13+v2-replace-set`: short, stable trial names.
 fn source_id(series: &[PathBuf], release: &str) -> String {
-    let series: Vec<String> = series.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().trim_end_matches(".mbox").to_string()).unwrap_or_default()).collect();
-    if series.is_empty() { format!("src-{release}") } else { format!("src-{release}+{}", series.join("+")) }
+    let series: Vec<String> = series
+        .iter()
+        .map(|p| p.file_name().map(|n| n.to_string_lossy().trim_end_matches(".mbox").to_string()).unwrap_or_default())
+        .collect();
+    if series.is_empty() {
+        format!("src-{release}")
+    } else {
+        format!("src-{release}+{}", series.join("+"))
+    }
 }

@@ -7,12 +7,12 @@
 
 use super::scripts::{self, Script};
 use crate::apt::{self, Apt};
+use crate::arch::Arch;
 use crate::cache::Hasher;
-use crate::error::{Error, IoContext, Result};
 use crate::cache::Scratch;
+use crate::error::{Error, IoContext, Result};
 use crate::event::{emit, try_stage, Event};
 use crate::kernel::Kernel;
-use crate::arch::Arch;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -52,7 +52,11 @@ impl Built {
                 let rel = p.strip_prefix(&self.dir).unwrap_or(&p).to_string_lossy().into_owned();
                 let exec = rel.ends_with(".sh") || rel == HELPER;
                 let data = std::fs::read(&p).ctx(|| format!("read {}", p.display()))?;
-                out.push((format!("{}/{rel}", GUEST_DIR.trim_start_matches('/')), if exec { 0o755 } else { 0o644 }, data));
+                out.push((
+                    format!("{}/{rel}", GUEST_DIR.trim_start_matches('/')),
+                    if exec { 0o755 } else { 0o644 },
+                    data,
+                ));
             }
         }
         out.sort();
@@ -129,9 +133,16 @@ pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
     }
     let scripts = scripts::discover(&suite)?;
     let files = tree_files(&suite)?;
-    let version = Command::new(gcc(k.arch)).arg("--version").output().map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string()).unwrap_or_default();
+    let version = Command::new(gcc(k.arch))
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
+        .unwrap_or_default();
     let mut h = Hasher::new();
-    h.part("kernel", &k.build_hash).part("arch", k.arch.name).part("cross", k.arch.cross_compile()).part("gcc", &version);
+    h.part("kernel", &k.build_hash)
+        .part("arch", k.arch.name)
+        .part("cross", k.arch.cross_compile())
+        .part("gcc", &version);
     for (rel, data) in &files {
         h.part("name", rel).part("data", data);
     }
@@ -146,41 +157,57 @@ pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
     let t0 = Instant::now();
     // Locked while it lives, so a later run's sweep tells it from a killed run's.
     let tmp = Scratch::new(&root, ".build-").ctx(|| "create kselftest build dir".into())?;
-    try_stage(&format!("kselftest: building {} test_modules and {HELPER} ({} scripts) from {}", k.arch.name, scripts.len(), tree.display()), || -> Result<()> {
-        // Out of tree, in a copy: the kernel tree is never written to.
-        let work = tmp.path().join("work/test_modules");
-        std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
-        for (rel, data) in files.iter().filter(|(r, _)| r.starts_with("test_modules/")) {
-            let p = tmp.path().join("work").join(rel);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+    try_stage(
+        &format!(
+            "kselftest: building {} test_modules and {HELPER} ({} scripts) from {}",
+            k.arch.name,
+            scripts.len(),
+            tree.display()
+        ),
+        || -> Result<()> {
+            // Out of tree, in a copy: the kernel tree is never written to.
+            let work = tmp.path().join("work/test_modules");
+            std::fs::create_dir_all(&work).ctx(|| "create work dir".into())?;
+            for (rel, data) in files.iter().filter(|(r, _)| r.starts_with("test_modules/")) {
+                let p = tmp.path().join("work").join(rel);
+                if let Some(parent) = p.parent() {
+                    std::fs::create_dir_all(parent).ctx(|| format!("create {}", parent.display()))?;
+                }
+                std::fs::write(&p, data).ctx(|| format!("write {}", p.display()))?;
             }
-            std::fs::write(&p, data).ctx(|| format!("write {}", p.display()))?;
-        }
-        crate::modules::build::kbuild(k, &work).map_err(|output| Error::ModuleBuild { module: "kselftest test_modules".into(), output })?;
-        let out = tmp.path().join("livepatch");
-        std::fs::create_dir_all(out.join("test_modules")).ctx(|| "create livepatch dir".into())?;
-        let mut kos = 0;
-        for e in std::fs::read_dir(&work).ctx(|| "read test_modules".into())?.flatten() {
-            let p = e.path();
-            if p.extension().is_some_and(|x| x == "ko") {
-                std::fs::copy(&p, out.join("test_modules").join(e.file_name())).ctx(|| format!("copy {}", p.display()))?;
-                kos += 1;
+            crate::modules::build::kbuild(k, &work)
+                .map_err(|output| Error::ModuleBuild { module: "kselftest test_modules".into(), output })?;
+            let out = tmp.path().join("livepatch");
+            std::fs::create_dir_all(out.join("test_modules")).ctx(|| "create livepatch dir".into())?;
+            let mut kos = 0;
+            for e in std::fs::read_dir(&work).ctx(|| "read test_modules".into())?.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "ko") {
+                    std::fs::copy(&p, out.join("test_modules").join(e.file_name()))
+                        .ctx(|| format!("copy {}", p.display()))?;
+                    kos += 1;
+                }
             }
-        }
-        if kos == 0 {
-            return Err(Error::ModuleBuild { module: "kselftest test_modules".into(), output: "make finished but built no .ko".into() });
-        }
-        // The scripts and what they read, as `make install` would lay them out.
-        for (rel, data) in files.iter().filter(|(r, _)| !r.contains('/') && (r.ends_with(".sh") || r.as_str() == "settings")) {
-            std::fs::write(out.join(rel), data).ctx(|| format!("write {rel}"))?;
-        }
-        let helper_src = suite.join(format!("{HELPER}.c"));
-        if helper_src.is_file() {
-            static_binary(k.arch, &helper_src, &out.join(HELPER))?;
-        }
-        std::fs::write(tmp.path().join(".klpt-built"), tree.display().to_string()).ctx(|| "mark kselftest build".into())
-    })?;
+            if kos == 0 {
+                return Err(Error::ModuleBuild {
+                    module: "kselftest test_modules".into(),
+                    output: "make finished but built no .ko".into(),
+                });
+            }
+            // The scripts and what they read, as `make install` would lay them out.
+            for (rel, data) in
+                files.iter().filter(|(r, _)| !r.contains('/') && (r.ends_with(".sh") || r.as_str() == "settings"))
+            {
+                std::fs::write(out.join(rel), data).ctx(|| format!("write {rel}"))?;
+            }
+            let helper_src = suite.join(format!("{HELPER}.c"));
+            if helper_src.is_file() {
+                static_binary(k.arch, &helper_src, &out.join(HELPER))?;
+            }
+            std::fs::write(tmp.path().join(".klpt-built"), tree.display().to_string())
+                .ctx(|| "mark kselftest build".into())
+        },
+    )?;
     let _ = std::fs::remove_dir_all(tmp.path().join("work"));
     tmp.publish(&dest).ctx(|| format!("store {}", dest.display()))?;
     Ok(Built { tree, scripts, dir, build_secs: Some(t0.elapsed().as_secs_f64()) })
@@ -190,23 +217,48 @@ pub fn build_suite(k: &Kernel, suite: &Path, tree: &Path) -> Result<Built> {
 /// library gets a sysroot of the target's Debian `libc6-dev` and
 /// `linux-libc-dev`, fetched with klpt's private apt.
 fn static_binary(arch: Arch, src: &Path, out: &Path) -> Result<()> {
-    let compile = |extra: &[String]| Command::new(gcc(arch)).args(["-static", "-O2", "-Wall"]).args(extra).arg("-o").arg(out).arg(src).env("LC_ALL", "C").output();
+    let compile = |extra: &[String]| {
+        Command::new(gcc(arch))
+            .args(["-static", "-O2", "-Wall"])
+            .args(extra)
+            .arg("-o")
+            .arg(out)
+            .arg(src)
+            .env("LC_ALL", "C")
+            .output()
+    };
     let first = compile(&[]).ctx(|| format!("run {}", gcc(arch)))?;
     if first.status.success() {
         return Ok(());
     }
     if arch.cross_compile().is_empty() {
-        return Err(Error::Other(format!("{} -static {} failed (is the C library's static archive, libc6-dev, installed?):\n{}", gcc(arch), src.display(), String::from_utf8_lossy(&first.stderr))));
+        return Err(Error::Other(format!(
+            "{} -static {} failed (is the C library's static archive, libc6-dev, installed?):\n{}",
+            gcc(arch),
+            src.display(),
+            String::from_utf8_lossy(&first.stderr)
+        )));
     }
     let root = sysroot(arch)?;
     let t = arch.triplet;
     let r = root.display();
-    let flags = vec![format!("--sysroot={r}"), format!("-isystem{r}/usr/include/{t}"), format!("-isystem{r}/usr/include"), format!("-B{r}/usr/lib/{t}"), format!("-L{r}/usr/lib/{t}")];
+    let flags = vec![
+        format!("--sysroot={r}"),
+        format!("-isystem{r}/usr/include/{t}"),
+        format!("-isystem{r}/usr/include"),
+        format!("-B{r}/usr/lib/{t}"),
+        format!("-L{r}/usr/lib/{t}"),
+    ];
     let second = compile(&flags).ctx(|| format!("run {}", gcc(arch)))?;
     if second.status.success() {
         return Ok(());
     }
-    Err(Error::Other(format!("{} -static {} failed, also with the target's libc6-dev in {r}:\n{}", gcc(arch), src.display(), String::from_utf8_lossy(&second.stderr))))
+    Err(Error::Other(format!(
+        "{} -static {} failed, also with the target's libc6-dev in {r}:\n{}",
+        gcc(arch),
+        src.display(),
+        String::from_utf8_lossy(&second.stderr)
+    )))
 }
 
 /// The target's `libc6-dev` and `linux-libc-dev`, unpacked once.

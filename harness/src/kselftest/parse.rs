@@ -158,7 +158,12 @@ impl<'a> Parser<'a> {
         // Scenarios passed over were not run by the script (a false `if`).
         for p in self.next..pos {
             let why = self.not_run_by_script(p);
-            self.decide(Decided { index: self.script.scenarios[p].index, verdict: Verdict::NotRun(why), secs: None, notes: Vec::new() });
+            self.decide(Decided {
+                index: self.script.scenarios[p].index,
+                verdict: Verdict::NotRun(why),
+                secs: None,
+                notes: Vec::new(),
+            });
         }
         self.next = pos + 1;
         notes.insert(0, self.script.scenarios[pos].title.clone());
@@ -245,10 +250,15 @@ impl<'a> Parser<'a> {
     /// Why the script stopped: its `ERROR:` line(s), else its last stderr lines.
     fn error_text(&self) -> String {
         // die's own words, and a tool the guest lacks (bash names it).
-        let errors: Vec<&str> = self.stderr_lines().filter(|l| l.starts_with("ERROR: ") || l.ends_with("command not found")).collect();
+        let errors: Vec<&str> =
+            self.stderr_lines().filter(|l| l.starts_with("ERROR: ") || l.ends_with("command not found")).collect();
         let lines: Vec<&str> = if errors.is_empty() { self.stderr_lines().collect() } else { errors };
         let tail = &lines[lines.len().saturating_sub(8)..];
-        if tail.is_empty() { "(nothing on stderr)".into() } else { tail.join("\n") }
+        if tail.is_empty() {
+            "(nothing on stderr)".into()
+        } else {
+            tail.join("\n")
+        }
     }
 
     /// The script exited with `status` at host time `t`.
@@ -268,7 +278,9 @@ impl<'a> Parser<'a> {
         if let Some(r) = &mut self.running {
             match (&r.verdict, status) {
                 (Some(Verdict::Ok), 0) => {}
-                (Some(Verdict::Ok), 4) => r.notes.push(format!("the script then skipped: {}", skip.clone().unwrap_or_default())),
+                (Some(Verdict::Ok), 4) => {
+                    r.notes.push(format!("the script then skipped: {}", skip.clone().unwrap_or_default()))
+                }
                 (Some(Verdict::NotOk { .. }), _) => {}
                 (_, 4) => r.verdict = Some(Verdict::Skipped(skip.clone().unwrap_or_default())),
                 (Some(Verdict::Ok), _) => {
@@ -276,7 +288,11 @@ impl<'a> Parser<'a> {
                     r.verdict = Some(Verdict::Died { exit: status, error: err.clone() });
                 }
                 (_, _) => {
-                    let error = if status == 0 { "the script exited 0 without a verdict for this scenario".to_string() } else { err.clone() };
+                    let error = if status == 0 {
+                        "the script exited 0 without a verdict for this scenario".to_string()
+                    } else {
+                        err.clone()
+                    };
                     r.verdict = Some(Verdict::Died { exit: status, error });
                 }
             }
@@ -289,14 +305,19 @@ impl<'a> Parser<'a> {
             self.next += 1;
             self.failed = Some(pos);
             let idx = self.script.scenarios[pos].index;
-            let notes = vec![self.script.scenarios[pos].title.clone(), "the script stopped before this scenario's TEST line".into()];
+            let notes = vec![
+                self.script.scenarios[pos].title.clone(),
+                "the script stopped before this scenario's TEST line".into(),
+            ];
             self.decide(Decided { index: idx, verdict: Verdict::Died { exit: status, error: err }, secs: None, notes });
         }
         self.close_running(t);
         for p in self.next..self.script.scenarios.len() {
             let why = match (&skip, self.failed) {
                 (Some(s), _) => Verdict::Skipped(s.clone()),
-                (None, Some(f)) => Verdict::NotRun(format!("not run: the script stopped after {} failed", self.name(f))),
+                (None, Some(f)) => {
+                    Verdict::NotRun(format!("not run: the script stopped after {} failed", self.name(f)))
+                }
                 (None, None) => Verdict::NotRun(self.not_run_by_script(p)),
             };
             self.decide(Decided { index: self.script.scenarios[p].index, verdict: why, secs: None, notes: Vec::new() });
@@ -341,7 +362,9 @@ impl<'a> Parser<'a> {
                 // the script's exit trap, ran when the guest died).
                 if let Some(v) = r.verdict.take() {
                     let word = if v == Verdict::Ok { "ok" } else { "not ok" };
-                    r.notes.push(format!("its check printed `{word}`; the guest died after that, before the next scenario started"));
+                    r.notes.push(format!(
+                        "its check printed `{word}`; the guest died after that, before the next scenario started"
+                    ));
                 }
                 r.verdict = Some(Verdict::Interrupted);
                 r.end = None;
@@ -354,7 +377,12 @@ impl<'a> Parser<'a> {
                 let p = self.next;
                 self.next += 1;
                 let title = self.script.scenarios[p].title.clone();
-                self.decide(Decided { index: self.script.scenarios[p].index, verdict: Verdict::Interrupted, secs: None, notes: vec![title, "the guest died before the scenario's TEST line".into()] });
+                self.decide(Decided {
+                    index: self.script.scenarios[p].index,
+                    verdict: Verdict::Interrupted,
+                    secs: None,
+                    notes: vec![title, "the guest died before the scenario's TEST line".into()],
+                });
                 Some(p)
             }
             None => None,
@@ -364,7 +392,12 @@ impl<'a> Parser<'a> {
             None => "not run: the guest died".into(),
         };
         for p in self.next..self.script.scenarios.len() {
-            self.decide(Decided { index: self.script.scenarios[p].index, verdict: Verdict::NotRun(why.clone()), secs: None, notes: Vec::new() });
+            self.decide(Decided {
+                index: self.script.scenarios[p].index,
+                verdict: Verdict::NotRun(why.clone()),
+                secs: None,
+                notes: Vec::new(),
+            });
         }
         self.next = self.script.scenarios.len();
         pos.map(|p| self.script.scenarios[p].index)

@@ -69,7 +69,12 @@ impl Suite {
     /// The suite of `target`, its consoles and transcripts under
     /// `artifacts`; a scenario gets `scenario_timeout` to reach its verdict
     /// ([`SCENARIO_TIMEOUT`] by default).
-    pub fn new(target: Arc<Target>, built: Built, artifacts: &std::path::Path, scenario_timeout: Duration) -> Arc<Suite> {
+    pub fn new(
+        target: Arc<Target>,
+        built: Built,
+        artifacts: &std::path::Path,
+        scenario_timeout: Duration,
+    ) -> Arc<Suite> {
         let dir = artifacts.join(target.arch.name).join(&target.kernel.id).join("kselftest");
         let n = built.scripts.len();
         let results = built.scripts.iter().map(|s| vec![None; s.scenarios.len()]).collect();
@@ -109,7 +114,12 @@ impl Suite {
         let mut d = self.driver.lock().unwrap_or_else(|e| e.into_inner());
         if d.is_none() {
             let me = self.clone();
-            *d = Some(std::thread::Builder::new().name("klpt-kselftest".into()).spawn(move || me.drive()).expect("spawn the kselftest driver"));
+            *d = Some(
+                std::thread::Builder::new()
+                    .name("klpt-kselftest".into())
+                    .spawn(move || me.drive())
+                    .expect("spawn the kselftest driver"),
+            );
         }
     }
 
@@ -178,7 +188,12 @@ impl Suite {
             self.lock().busy += t0.elapsed().as_secs_f64();
             if r.is_err() {
                 guest = None;
-                self.fail_rest(si, Cause::HarnessError, "klpt's selftest driver panicked while running this script".into(), 0);
+                self.fail_rest(
+                    si,
+                    Cause::HarnessError,
+                    "klpt's selftest driver panicked while running this script".into(),
+                    0,
+                );
             }
         }
         drop(guest);
@@ -191,9 +206,15 @@ impl Suite {
             st.boots
         };
         let dir = self.dir.join(format!("boot-{n}"));
-        std::fs::create_dir_all(&dir).map_err(|e| Error::Io { what: format!("create {}", dir.display()), source: e })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Io { what: format!("create {}", dir.display()), source: e })?;
         let what = format!("kselftest {}/{}: booting guest {n}", self.target.arch.name, self.target.kernel.id);
-        let opts = Options { artifacts: self.dir.clone(), keep_failed: false, boot_timeout: self.boot_timeout, guest_time: false };
+        let opts = Options {
+            artifacts: self.dir.clone(),
+            keep_failed: false,
+            boot_timeout: self.boot_timeout,
+            guest_time: false,
+        };
         crate::event::stage(&what, || runner::boot_smp(&self.target, 1, &dir, &opts))
     }
 
@@ -243,7 +264,12 @@ impl Suite {
     }
 
     fn blank(&self, script: &Script, sc: usize) -> Outcome {
-        Outcome::new(self.trial_name(script, sc), script.case_id(&script.scenarios[sc]), self.target.arch.name, &self.target.kernel.id)
+        Outcome::new(
+            self.trial_name(script, sc),
+            script.case_id(&script.scenarios[sc]),
+            self.target.arch.name,
+            &self.target.kernel.id,
+        )
     }
 
     fn outcome_of(&self, script: &Script, d: &Decided, interrupted: Option<&Interruption>) -> Outcome {
@@ -281,7 +307,13 @@ impl Suite {
     fn run_script(&self, si: usize, guest: &mut Option<Booted>, retry: Option<String>) {
         let script = &self.built.scripts[si];
         let n = script.scenarios.len();
-        let label = format!("kselftest {}/{}: {} ({n} scenario{})", self.target.arch.name, self.target.kernel.id, script.file, if n == 1 { "" } else { "s" });
+        let label = format!(
+            "kselftest {}/{}: {} ({n} scenario{})",
+            self.target.arch.name,
+            self.target.kernel.id,
+            script.file,
+            if n == 1 { "" } else { "s" }
+        );
         if guest.is_none() {
             match self.boot() {
                 Ok(b) => *guest = Some(b),
@@ -331,7 +363,10 @@ impl Suite {
                 last_start = now;
                 deadline = Instant::now() + self.scenario_timeout;
                 if let Some((i, title)) = parser.running() {
-                    emit(Event::Progress { what: &format!("kselftest {}/{} {}", self.target.arch.name, self.target.kernel.id, script.name), line: &format!("{i:02} {title}") });
+                    emit(Event::Progress {
+                        what: &format!("kselftest {}/{} {}", self.target.arch.name, self.target.kernel.id, script.name),
+                        line: &format!("{i:02} {title}"),
+                    });
                 }
             }
             self.publish(si, parser.take_ready(), None, retry.as_deref());
@@ -342,7 +377,11 @@ impl Suite {
             } else if Instant::now() > deadline {
                 stop = Some("timeout");
             }
-            if stop.is_some() { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            if stop.is_some() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
         });
         let t = t0.elapsed().as_secs_f64();
         // A crash on the console while the script ended is still a crash.
@@ -350,7 +389,10 @@ impl Suite {
             (Ok(Some(_)), None) if b.vm.fatal().is_none() => None,
             (Ok(Some(_)), None) => Some(self.judge(b, "crash", script)),
             (Ok(_), Some(why)) => Some(self.judge(b, why, script)),
-            (Ok(None), None) => Some(Interruption { cause: Cause::HarnessError, message: "the script was abandoned for no reason".into() }),
+            (Ok(None), None) => Some(Interruption {
+                cause: Cause::HarnessError,
+                message: "the script was abandoned for no reason".into(),
+            }),
             (Err(e), _) => Some(self.judge(b, &format!("broken: {e}"), script)),
         };
         match interruption {
@@ -371,12 +413,19 @@ impl Suite {
                 }
                 let at = parser.interrupt(t);
                 let lost = i.cause == Cause::GuestLost;
-                emit(Event::Warn { msg: &format!("{label}: {} in scenario {}", i.cause.as_str(), at.map(|a| format!("{a:02}")).unwrap_or_else(|| "-".into())) });
+                emit(Event::Warn {
+                    msg: &format!(
+                        "{label}: {} in scenario {}",
+                        i.cause.as_str(),
+                        at.map(|a| format!("{a:02}")).unwrap_or_else(|| "-".into())
+                    ),
+                });
                 // The next script, or the rerun, gets a fresh guest.
                 *guest = None;
                 if lost && retry.is_none() {
                     // Scenarios decided before the loss stand; the rerun decides the rest.
-                    let (before, _): (Vec<Decided>, Vec<Decided>) = parser.take_ready().into_iter().partition(|d| at.is_none_or(|a| d.index < a));
+                    let (before, _): (Vec<Decided>, Vec<Decided>) =
+                        parser.take_ready().into_iter().partition(|d| at.is_none_or(|a| d.index < a));
                     self.publish(si, before, None, None);
                     let first = Failure::new(i.cause, i.message).to_string();
                     self.run_script(si, guest, Some(first));
@@ -394,7 +443,10 @@ impl Suite {
         let tail = |n| b.vm.console_tail(n);
         if why == "timeout" {
             if let Some(c) = b.vm.fatal() {
-                return Interruption { cause: Cause::KernelCrash, message: format!("the kernel crashed:\n{c}\nconsole: {console}") };
+                return Interruption {
+                    cause: Cause::KernelCrash,
+                    message: format!("the kernel crashed:\n{c}\nconsole: {console}"),
+                };
             }
             let secs = self.scenario_timeout.as_secs();
             // A guest that still answers has a stuck script; one that does not, a hung kernel.
@@ -456,7 +508,12 @@ pub fn prepare(arch: crate::arch::Arch, kernel: Option<&str>, accel: runner::Acc
 
 /// [`prepare`] with the suite in `suite` (laid out as the tree's
 /// `tools/testing/selftests/livepatch`) instead of the kernel tree's own.
-pub fn prepare_suite(arch: crate::arch::Arch, kernel: Option<&str>, accel: runner::AccelChoice, suite: Option<&std::path::Path>) -> Result<(Target, Built)> {
+pub fn prepare_suite(
+    arch: crate::arch::Arch,
+    kernel: Option<&str>,
+    accel: runner::AccelChoice,
+    suite: Option<&std::path::Path>,
+) -> Result<(Target, Built)> {
     let mut built = None;
     let t = Target::prepare_with(arch, kernel, accel, |k| {
         let b = match suite {

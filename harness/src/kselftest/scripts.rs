@@ -84,7 +84,9 @@ pub fn scenarios(script: &str) -> Vec<Scenario> {
         let Some(arg) = t.strip_prefix("start_test ") else { continue };
         let arg = arg.trim();
         let title = match arg.chars().next() {
-            Some(q @ ('"' | '\'')) => arg[1..].rfind(q).map(|end| arg[1..1 + end].to_string()).unwrap_or_else(|| arg[1..].to_string()),
+            Some(q @ ('"' | '\'')) => {
+                arg[1..].rfind(q).map(|end| arg[1..1 + end].to_string()).unwrap_or_else(|| arg[1..].to_string())
+            }
             _ => arg.to_string(),
         };
         let condition = ifs.iter().rev().find(|(i, _)| *i < indent).map(|(_, c)| c.clone());
@@ -114,7 +116,10 @@ pub fn discover(dir: &Path) -> Result<Vec<Script>> {
         let text = std::fs::read_to_string(&p).ctx(|| format!("read {}", p.display()))?;
         let sc = scenarios(&text);
         if sc.is_empty() {
-            return Err(Error::Other(format!("{}: no `start_test \"...\"` line, so no scenario to report", p.display())));
+            return Err(Error::Other(format!(
+                "{}: no `start_test \"...\"` line, so no scenario to report",
+                p.display()
+            )));
         }
         out.push(Script { name: file.trim_end_matches(".sh").to_string(), file, scenarios: sc });
     }
@@ -152,7 +157,19 @@ mod tests {
         }
         let s = discover(&dir).unwrap();
         let names: Vec<&str> = s.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["test-livepatch", "test-callbacks", "test-shadow-vars", "test-state", "test-ftrace", "test-sysfs", "test-syscall", "test-kprobe"]);
+        assert_eq!(
+            names,
+            [
+                "test-livepatch",
+                "test-callbacks",
+                "test-shadow-vars",
+                "test-state",
+                "test-ftrace",
+                "test-sysfs",
+                "test-syscall",
+                "test-kprobe"
+            ]
+        );
         assert_eq!(s.iter().map(|s| s.scenarios.len()).sum::<usize>(), 32);
         assert_eq!(s[1].scenarios[5].title, "pre-patch callback -ENODEV");
         assert_eq!(s[5].scenarios.iter().filter(|c| c.condition.is_some()).count(), 4);

@@ -149,7 +149,10 @@ impl Kernel {
         let mut universe = BTreeMap::new();
         for p in patches {
             if p.replace && !features.has_replace() {
-                return Err(format!("patch {}: `replace` needs struct klp_patch.replace, which this kernel lacks", p.name));
+                return Err(format!(
+                    "patch {}: `replace` needs struct klp_patch.replace, which this kernel lacks",
+                    p.name
+                ));
             }
             if p.replaceable && sem != Semantics::V1Replaceable {
                 return Err(format!("patch {}: `replaceable` needs struct klp_patch.replaceable", p.name));
@@ -235,7 +238,10 @@ impl Kernel {
         match &outcome {
             Outcome::Refused(r) => {
                 if r.logs_not_compatible() {
-                    log.push(format!("Livepatch patch ({}) is not compatible with the already installed livepatches.", op_patch(op)));
+                    log.push(format!(
+                        "Livepatch patch ({}) is not compatible with the already installed livepatches.",
+                        op_patch(op)
+                    ));
                 }
                 self.hit(format!("refused {}", r.id()));
             }
@@ -390,8 +396,11 @@ impl Kernel {
         match t.target {
             Target::Patched => {
                 let new = self.list[i].clone();
-                let replaced: Vec<String> =
-                    self.list[..i].iter().filter(|old| self.replaces(&new, old)).map(|p| p.name().to_string()).collect();
+                let replaced: Vec<String> = self.list[..i]
+                    .iter()
+                    .filter(|old| self.replaces(&new, old))
+                    .map(|p| p.name().to_string())
+                    .collect();
                 let kept = self.list[..i].len() - replaced.len();
                 if !replaced.is_empty() {
                     self.hit("patches replaced".into());
@@ -581,7 +590,8 @@ impl Kernel {
     /// target (`unswitched` false: every new task) or not switched yet.
     /// After klp_ftrace_handler().
     fn run(&self, key: &FuncKey, unswitched: bool) -> Impl {
-        let stack: Vec<(&Installed, &Entry)> = self.list.iter().filter_map(|p| p.active_entry(key).map(|e| (p, e))).collect();
+        let stack: Vec<(&Installed, &Entry)> =
+            self.list.iter().filter_map(|p| p.active_entry(key).map(|e| (p, e))).collect();
         let Some(&(top, entry)) = stack.last() else { return Impl::Original };
         let chosen = match &self.transition {
             Some(t) if t.patch == top.name() => {
@@ -613,12 +623,14 @@ impl Kernel {
                 replace: (stock_like && f.sysfs("replace")).then_some(p.spec.replace),
                 stack_order: f.sysfs("stack_order").then_some(i + 1),
                 replaceable: (self.sem == Semantics::V1Replaceable && f.sysfs("replaceable")).then_some(p.replaceable),
-                replace_set: (self.sem == Semantics::V2ReplaceSet && f.sysfs("replace_set")).then_some(p.spec.replace_set),
+                replace_set: (self.sem == Semantics::V2ReplaceSet && f.sysfs("replace_set"))
+                    .then_some(p.spec.replace_set),
                 objects: p.objects.iter().map(|o| (o.name.clone(), f.sysfs("patched").then_some(o.patched))).collect(),
             };
             patches.insert(p.name().to_string(), view);
         }
-        let keys: BTreeSet<FuncKey> = self.universe.values().flat_map(|p| p.funcs.iter().map(FuncKey::canonical)).collect();
+        let keys: BTreeSet<FuncKey> =
+            self.universe.values().flat_map(|p| p.funcs.iter().map(FuncKey::canonical)).collect();
         let observer_unswitched = self.transition.is_some() && self.parked.as_ref().is_some_and(|p| !p.switched);
         let funcs = keys
             .into_iter()

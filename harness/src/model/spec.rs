@@ -49,7 +49,10 @@ pub struct Features {
 
 impl Features {
     pub fn new(klp_patch: &[&str], sysfs: &[&str]) -> Features {
-        Features { klp_patch: klp_patch.iter().map(|s| s.to_string()).collect(), sysfs: sysfs.iter().map(|s| s.to_string()).collect() }
+        Features {
+            klp_patch: klp_patch.iter().map(|s| s.to_string()).collect(),
+            sysfs: sysfs.iter().map(|s| s.to_string()).collect(),
+        }
     }
 
     /// The semantics these features imply: the replace-set field wins over
@@ -125,7 +128,14 @@ pub struct PatchSpec {
 
 impl PatchSpec {
     pub fn new(name: &str, funcs: &[FuncKey]) -> PatchSpec {
-        PatchSpec { name: name.to_string(), funcs: funcs.to_vec(), states: vec![], replace: false, replaceable: false, replace_set: 0 }
+        PatchSpec {
+            name: name.to_string(),
+            funcs: funcs.to_vec(),
+            states: vec![],
+            replace: false,
+            replaceable: false,
+            replace_set: 0,
+        }
     }
 
     /// The objects the patch declares, in first-use order.

@@ -190,7 +190,8 @@ fn held(k: &mut K, patch: &str) {
 #[test]
 fn transition_busy() {
     // cases/stock/transition-busy.yaml
-    let mut k = K::new(stock(), vec![p("other", &[f("fa")]), p("lp", &[m("tgt", "hold")]), p("third", &[f("fb")])], &["tgt"]);
+    let mut k =
+        K::new(stock(), vec![p("other", &[f("fa")]), p("lp", &[m("tgt", "hold")]), p("third", &[f("fb")])], &["tgt"]);
     k.load("other");
     held(&mut k, "lp");
     assert!(k.view("lp").transition && k.view("lp").enabled);
@@ -211,7 +212,11 @@ fn compatibility_is_checked_before_the_transition() {
 fn unswitched_observer_sees_the_old_version() {
     // cases/stock/unswitched-task-sees-old-version.yaml
     let fa = m("tgt", "fa");
-    let mut k = K::new(stock(), vec![cumulative("c1", std::slice::from_ref(&fa)), cumulative("c2", &[fa.clone(), m("tgt", "hold")])], &["tgt"]);
+    let mut k = K::new(
+        stock(),
+        vec![cumulative("c1", std::slice::from_ref(&fa)), cumulative("c2", &[fa.clone(), m("tgt", "hold")])],
+        &["tgt"],
+    );
     k.ok(Op::LoadTarget("tgt".into()));
     k.load("c1");
     k.ok(Op::Park(m("tgt", "hold")));
@@ -244,7 +249,10 @@ fn reverse_and_force() {
     k.ok(Op::Unload("lp".into()));
     // A forced patching transition does not pin the module.
     k.load("lp");
-    assert_eq!(k.ok(Op::Force("lp".into())), ["forcing remaining tasks to the patched state", "'lp': patching complete"]);
+    assert_eq!(
+        k.ok(Op::Force("lp".into())),
+        ["forcing remaining tasks to the patched state", "'lp': patching complete"]
+    );
     assert_eq!(k.observer_runs(&m("tgt", "hold")), "lp");
     k.refused(Op::Force("lp".into()), Rule::ForceWithoutTransition);
     k.ok(Op::Disable("lp".into()));
@@ -289,7 +297,11 @@ fn cumulative_over_offband_every_revision() {
             replace_set: if offband && sem == Semantics::V2ReplaceSet { 7 } else { 0 },
             ..p(n, &[f(func)])
         };
-        let mut k = K::new(features, vec![mk("c1", "cmdline", false), mk("o", "meminfo", true), mk("c2", "cmdline", false)], &[]);
+        let mut k = K::new(
+            features,
+            vec![mk("c1", "cmdline", false), mk("o", "meminfo", true), mk("c2", "cmdline", false)],
+            &[],
+        );
         k.load("c1");
         k.load("o");
         let log = k.load("c2");
@@ -307,7 +319,8 @@ fn same_function_two_kinds() {
     for features in [stock(), v1(), v2()] {
         let sem = features.semantics();
         let p1 = PatchSpec { replace: sem != Semantics::V2ReplaceSet, ..p("p1", &[f("cmdline")]) };
-        let p2 = PatchSpec { replace_set: if sem == Semantics::V2ReplaceSet { 7 } else { 0 }, ..p("p2", &[f("cmdline")]) };
+        let p2 =
+            PatchSpec { replace_set: if sem == Semantics::V2ReplaceSet { 7 } else { 0 }, ..p("p2", &[f("cmdline")]) };
         let mut k = K::new(features, vec![p1, p2], &[]);
         k.load("p1");
         if sem == Semantics::V2ReplaceSet {
@@ -325,7 +338,11 @@ fn same_function_two_kinds() {
 #[test]
 fn v1_replaceable_attribute() {
     // cases/hybrid/v1-replaceable-sysfs.yaml
-    let mut k = K::new(v1(), vec![p("o", &[f("fa")]), PatchSpec { replaceable: true, ..p("h", &[m("tgt", "hold")]) }], &["tgt"]);
+    let mut k = K::new(
+        v1(),
+        vec![p("o", &[f("fa")]), PatchSpec { replaceable: true, ..p("h", &[m("tgt", "hold")]) }],
+        &["tgt"],
+    );
     k.load("o");
     k.ok(Op::SetReplaceable("o".into(), true));
     assert_eq!(k.view("o").replaceable, Some(true));
@@ -485,7 +502,11 @@ fn v2_force_within_set() {
     // cases/hybrid/v2-force-within-set.yaml
     let mut k = K::new(
         v2(),
-        vec![set("a", 0, &[f("cmdline")]), set("x", 7, &[f("meminfo")]), set("b", 0, &[f("cmdline"), m("tgt", "hold")])],
+        vec![
+            set("a", 0, &[f("cmdline")]),
+            set("x", 7, &[f("meminfo")]),
+            set("b", 0, &[f("cmdline"), m("tgt", "hold")]),
+        ],
         &["tgt"],
     );
     k.load("a");
@@ -505,7 +526,12 @@ fn v2_disable_cumulative_keeps_the_offband() {
     // cases/hybrid/v2-disable-cumulative.yaml
     let mut k = K::new(
         v2(),
-        vec![set("c", 0, &[f("cmdline"), f("version")]), set("x", 7, &[f("meminfo")]), set("n", 0, &[f("meminfo")]), set("n2", 0, &[f("cmdline")])],
+        vec![
+            set("c", 0, &[f("cmdline"), f("version")]),
+            set("x", 7, &[f("meminfo")]),
+            set("n", 0, &[f("meminfo")]),
+            set("n2", 0, &[f("cmdline")]),
+        ],
         &[],
     );
     k.load("c");
@@ -519,7 +545,8 @@ fn v2_disable_cumulative_keeps_the_offband() {
 
 #[test]
 fn nop_objects_show_during_the_transition() {
-    let mut k = K::new(stock(), vec![p("l1", &[m("t2", "fa")]), cumulative("r", &[f("fb"), m("tgt", "hold")])], &["tgt", "t2"]);
+    let mut k =
+        K::new(stock(), vec![p("l1", &[m("t2", "fa")]), cumulative("r", &[f("fb"), m("tgt", "hold")])], &["tgt", "t2"]);
     k.ok(Op::LoadTarget("t2".into()));
     k.load("l1");
     held(&mut k, "r");

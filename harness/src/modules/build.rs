@@ -2,14 +2,14 @@
 //! of the generated source and the build tree it is compiled against.
 
 use super::gen;
-use crate::kernel::caps::Caps;
+use crate::cache::Scratch;
 use crate::case::Case;
+use crate::cleanup::spawn_group;
 use crate::error::{Error, IoContext, Result};
+use crate::event::{emit, try_stage, Event};
+use crate::kernel::caps::Caps;
 use crate::kernel::Kernel;
 use std::collections::BTreeMap;
-use crate::cache::Scratch;
-use crate::event::{emit, try_stage, Event};
-use crate::cleanup::spawn_group;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -21,8 +21,15 @@ pub struct Source {
 
 /// All modules of a case klpt generates (not the prebuilt ones), targets first.
 pub fn sources(case: &Case, caps: &Caps) -> Vec<Source> {
-    let targets = case.doc.targets.iter().filter(|t| t.ko.is_none()).map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
-    let patches = (0..case.doc.livepatches.len()).filter(|&i| case.doc.livepatches[i].ko.is_none()).map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, caps) });
+    let targets = case
+        .doc
+        .targets
+        .iter()
+        .filter(|t| t.ko.is_none())
+        .map(|t| Source { name: t.name.clone(), c: gen::target_c(case, t) });
+    let patches = (0..case.doc.livepatches.len())
+        .filter(|&i| case.doc.livepatches[i].ko.is_none())
+        .map(|i| Source { name: case.doc.livepatches[i].name.clone(), c: gen::livepatch_c(case, i, caps) });
     targets.chain(patches).collect()
 }
 
@@ -140,9 +147,11 @@ fn batch(todo: BTreeMap<PathBuf, Source>, k: &Kernel) {
             top.push_str(&format!("obj-m += m{i}/\n"));
         }
         std::fs::write(tmp.path().join("Kbuild"), top).ctx(|| "write Kbuild".into())?;
-        kbuild_jobs(k, tmp.path(), jobs).map_err(|output| Error::ModuleBuild { module: format!("{} modules in one batch", todo.len()), output })?;
+        kbuild_jobs(k, tmp.path(), jobs)
+            .map_err(|output| Error::ModuleBuild { module: format!("{} modules in one batch", todo.len()), output })?;
         for (i, dest) in todo.keys().enumerate() {
-            crate::cache::publish(&tmp.path().join(format!("m{i}")), dest).ctx(|| format!("store module in {}", dest.display()))?;
+            crate::cache::publish(&tmp.path().join(format!("m{i}")), dest)
+                .ctx(|| format!("store module in {}", dest.display()))?;
         }
         Ok(())
     });
@@ -175,7 +184,8 @@ pub fn kbuild(k: &Kernel, dir: &Path) -> std::result::Result<(), String> {
 /// [`kbuild`] with `jobs` parallel jobs.
 fn kbuild_jobs(k: &Kernel, dir: &Path, jobs: usize) -> std::result::Result<(), String> {
     let mut cmd = Command::new("make");
-    cmd.arg(format!("-j{jobs}")).arg("-C")
+    cmd.arg(format!("-j{jobs}"))
+        .arg("-C")
         .arg(&k.build_dir)
         .arg(format!("M={}", dir.display()))
         .arg(format!("ARCH={}", k.arch.kbuild))
@@ -194,7 +204,8 @@ fn kbuild_jobs(k: &Kernel, dir: &Path, jobs: usize) -> std::result::Result<(), S
     }
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // Keep the compiler's diagnostics; drop make's directory chatter.
-    let diag: Vec<&str> = text.lines().filter(|l| !l.starts_with("make") && !l.trim_start().starts_with("CC [M]")).collect();
+    let diag: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with("make") && !l.trim_start().starts_with("CC [M]")).collect();
     Err(diag.join("\n"))
 }
 

@@ -72,11 +72,7 @@ struct Out {
 
 impl Out {
     fn new(case: &Case, module: &str) -> Out {
-        Out {
-            s: String::new(),
-            case_file: case.file.display().to_string(),
-            c_file: format!("{module}.c"),
-        }
+        Out { s: String::new(), case_file: case.file.display().to_string(), c_file: format!("{module}.c") }
     }
 
     fn line(&mut self, text: impl AsRef<str>) {
@@ -198,7 +194,14 @@ fn refused(case: &Case, module: &str, what: &str, problems: &[String]) -> String
 /// A module's source up to its header, once the checks every module shares
 /// (parameters, includes) and the caller's `problems` allow it; else the
 /// whole refused module.
-fn begin(case: &Case, name: &str, what: &str, params: &[Param], code: &ModuleCode, mut problems: Vec<String>) -> Result<Out, String> {
+fn begin(
+    case: &Case,
+    name: &str,
+    what: &str,
+    params: &[Param],
+    code: &ModuleCode,
+    mut problems: Vec<String>,
+) -> Result<Out, String> {
     check_params(&mut problems, params);
     check_includes(&mut problems, code);
     if !problems.is_empty() {
@@ -212,7 +215,9 @@ fn begin(case: &Case, name: &str, what: &str, params: &[Param], code: &ModuleCod
 /// `includes:` entries are header paths and nothing else.
 fn check_includes(problems: &mut Vec<String>, code: &ModuleCode) {
     for inc in &code.includes {
-        let ok = !inc.is_empty() && inc.chars().all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c)) && !inc.contains("..");
+        let ok = !inc.is_empty()
+            && inc.chars().all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c))
+            && !inc.contains("..");
         if !ok {
             problems.push(format!("include {} is not a header path", c_str(inc)));
         }
@@ -277,10 +282,7 @@ const SHADOW_NAMES: &[&str] = &["klpt_shadow_", "klpt_ptr_id", "klpt_free_ptr_li
 
 /// The helpers that case code `texts` of one module uses.
 fn helpers(out: &mut Out, texts: &[&str]) {
-    if texts
-        .iter()
-        .any(|t| SHADOW_NAMES.iter().any(|n| t.contains(n)))
-    {
+    if texts.iter().any(|t| SHADOW_NAMES.iter().any(|n| t.contains(n))) {
         out.line(SHADOW_HELPERS);
     }
 }
@@ -325,21 +327,11 @@ fn objects(lp: &Livepatch) -> Vec<Obj<'_>> {
     let mut objs: Vec<Obj> = lp
         .objects
         .iter()
-        .map(|o| Obj {
-            name: &o.name,
-            funcs: Vec::new(),
-            callbacks: o.callbacks.clone(),
-            data: Vec::new(),
-        })
+        .map(|o| Obj { name: &o.name, funcs: Vec::new(), callbacks: o.callbacks.clone(), data: Vec::new() })
         .collect();
     fn find<'a>(objs: &mut Vec<Obj<'a>>, name: &'a str) -> usize {
         objs.iter().position(|o| o.name == name).unwrap_or_else(|| {
-            objs.push(Obj {
-                name,
-                funcs: Vec::new(),
-                callbacks: Vec::new(),
-                data: Vec::new(),
-            });
+            objs.push(Obj { name, funcs: Vec::new(), callbacks: Vec::new(), data: Vec::new() });
             objs.len() - 1
         })
     }
@@ -353,10 +345,7 @@ fn objects(lp: &Livepatch) -> Vec<Obj<'_>> {
         o.data.push(d);
         for cb in crate::case::OBJECT_CALLBACKS {
             if !o.callbacks.iter().any(|(n, _)| n == cb) {
-                let silent = Callback {
-                    log: Log::Off,
-                    ..Callback::default()
-                };
+                let silent = Callback { log: Log::Off, ..Callback::default() };
                 o.callbacks.push((cb.to_string(), silent));
             }
         }
@@ -375,34 +364,21 @@ fn state_data_helpers(out: &mut Out, id: u64, d: &StateData) {
         }
         format!("\tprev = klp_get_prev_state({id}UL);\n\tif (prev) {{\n\t\tpr_info(\"%s: {what}\\n\", __func__);\n{ret}\t}}\n\n")
     };
-    let decl = if d.migrate {
-        "\tstruct klp_state *state, *prev;\n\n"
-    } else {
-        "\tstruct klp_state *state;\n\n"
-    };
+    let decl = if d.migrate { "\tstruct klp_state *state, *prev;\n\n" } else { "\tstruct klp_state *state;\n\n" };
     let get = format!("\tstate = klp_get_state(&klpt_patch, {id}UL);\n\tif (!state)\n");
-    let alloc_prev = prev(
-        &format!("space to store {v} already allocated"),
-        "\t\treturn 0;\n",
-    );
+    let alloc_prev = prev(&format!("space to store {v} already allocated"), "\t\treturn 0;\n");
     out.line(format!(
         "static int allocate_{n}_state(void)\n{{\n{decl}{alloc_prev}{get}\t\treturn -EINVAL;\n\n\
          \tstate->data = kzalloc(sizeof({v}), GFP_KERNEL);\n\tif (!state->data)\n\t\treturn -ENOMEM;\n\n\
          \tpr_info(\"%s: allocating space to store {v}\\n\", __func__);\n\treturn 0;\n}}\n"
     ));
-    let take_over = prev(
-        &format!("taking over the {v} change"),
-        "\t\tstate->data = prev->data;\n\t\treturn;\n",
-    );
+    let take_over = prev(&format!("taking over the {v} change"), "\t\tstate->data = prev->data;\n\t\treturn;\n");
     out.line(format!(
         "static void fix_{v}(void)\n{{\n{decl}{get}\t\treturn;\n\n{take_over}\
          \tpr_info(\"%s: fixing {v}\\n\", __func__);\n\t*(typeof({v}) *)state->data = {v};\n\t{v} = {};\n}}\n",
         d.set
     ));
-    let give_back = prev(
-        &format!("passing the {v} change back to the old livepatch"),
-        "\t\treturn;\n",
-    );
+    let give_back = prev(&format!("passing the {v} change back to the old livepatch"), "\t\treturn;\n");
     out.line(format!(
         "static void restore_{v}(void)\n{{\n{decl}{give_back}{get}\t\treturn;\n\n\
          \tpr_info(\"%s: restoring {v}\\n\", __func__);\n\t{v} = *(typeof({v}) *)state->data;\n}}\n"
@@ -419,11 +395,9 @@ fn state_data_calls(name: &str, data: &[&StateData]) -> String {
     let mut s = String::new();
     for d in data {
         let _ = match name {
-            "pre_patch" => writeln!(
-                s,
-                "\t{{\n\t\tint ret = allocate_{}_state();\n\n\t\tif (ret)\n\t\t\treturn ret;\n\t}}",
-                d.name
-            ),
+            "pre_patch" => {
+                writeln!(s, "\t{{\n\t\tint ret = allocate_{}_state();\n\n\t\tif (ret)\n\t\t\treturn ret;\n\t}}", d.name)
+            }
             "post_patch" => writeln!(s, "\tfix_{}();", d.variable),
             "pre_unpatch" => writeln!(s, "\trestore_{}();", d.variable),
             _ => writeln!(s, "\tfree_{}_state();", d.name),
@@ -435,9 +409,7 @@ fn state_data_calls(name: &str, data: &[&StateData]) -> String {
 /// The name of the replacement for function `fi` of `lp`.
 fn new_name(lp: &Livepatch, fi: usize) -> String {
     let f = &lp.functions[fi];
-    f.new_name
-        .clone()
-        .unwrap_or_else(|| format!("klpt_{fi}_{}", f.name))
+    f.new_name.clone().unwrap_or_else(|| format!("klpt_{fi}_{}", f.name))
 }
 
 /// A callback function: its log line (`info` for `log: true`), what klpt
@@ -480,11 +452,7 @@ fn work_function(out: &mut Out, n: &str, block: Option<&str>) {
         Some(b) => format!("\twhile (READ_ONCE({b}))\n\t\tmsleep(20);\n"),
         None => String::new(),
     };
-    let _ = writeln!(
-        out.s,
-        "{}",
-        crate::template::WORK_FUNCTION_C.fill(&[("NAME", n), ("WAIT", &wait)])
-    );
+    let _ = writeln!(out.s, "{}", crate::template::WORK_FUNCTION_C.fill(&[("NAME", n), ("WAIT", &wait)]));
 }
 
 /// A target's kprobes, as test_klp_kprobe.c's: on `symbol`, with a post
@@ -522,7 +490,10 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
         }
         if let (None, Some(sig), Some(_)) = (&f.marker, &f.signature, &f.body) {
             if checked_signature(sig).is_none() {
-                problems.push(format!("signature {} is not `<return type> (<parameters>)` in plain declarations", c_str(sig)));
+                problems.push(format!(
+                    "signature {} is not `<return type> (<parameters>)` in plain declarations",
+                    c_str(sig)
+                ));
             }
         }
     }
@@ -531,7 +502,8 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
             check_ident(&mut problems, "object name", &o.name);
         }
     }
-    let mut out = match begin(case, &lp.name, &format!("Livepatch module {}", lp.name), &lp.params, &lp.code, problems) {
+    let mut out = match begin(case, &lp.name, &format!("Livepatch module {}", lp.name), &lp.params, &lp.code, problems)
+    {
         Ok(out) => out,
         Err(refused) => return refused,
     };
@@ -544,17 +516,11 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
     for (fi, f) in lp.functions.iter().enumerate() {
         if f.syscall.is_some() {
             let p = crate::case::syscall_param(fi);
-            out.line(format!(
-                "static char *{p};\nmodule_param({p}, charp, 0444);\n"
-            ));
+            out.line(format!("static char *{p};\nmodule_param({p}, charp, 0444);\n"));
         }
     }
     let objs = objects(lp);
-    if objs
-        .iter()
-        .flat_map(|o| &o.callbacks)
-        .any(|(_, cb)| cb.log == Log::Info)
-    {
+    if objs.iter().flat_map(|o| &o.callbacks).any(|(_, cb)| cb.log == Log::Info) {
         out.line(CALLBACK_INFO);
     }
     helpers(&mut out, &livepatch_texts(lp));
@@ -574,8 +540,7 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
                 ));
             }
             (None, Some(sig), Some(body)) => {
-                let (ret, args) =
-                    parse_signature(sig).unwrap_or_else(|| ("int".into(), "void".into()));
+                let (ret, args) = parse_signature(sig).unwrap_or_else(|| ("int".into(), "void".into()));
                 out.line(format!("static {ret} {new}({args})\n{{"));
                 out.case_text(case.body_lines.get(&(li, fi)).copied().unwrap_or(1), body);
                 out.line("}\n");
@@ -583,11 +548,7 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
             _ => {}
         }
     }
-    for d in lp
-        .states
-        .iter()
-        .filter_map(|s| s.data.as_ref().map(|d| (s.id, d)))
-    {
+    for d in lp.states.iter().filter_map(|s| s.data.as_ref().map(|d| (s.id, d))) {
         state_data_helpers(&mut out, d.0, d.1);
     }
     for (oi, o) in objs.iter().enumerate() {
@@ -636,14 +597,8 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
     }
     out.line("static struct klp_object klpt_objs[] = {");
     for (oi, o) in objs.iter().enumerate() {
-        let name = if o.name == "vmlinux" {
-            "NULL".to_string()
-        } else {
-            c_str(o.name)
-        };
-        out.line(format!(
-            "\t{{\n\t\t.name = {name},\n\t\t.funcs = klpt_funcs_{oi},"
-        ));
+        let name = if o.name == "vmlinux" { "NULL".to_string() } else { c_str(o.name) };
+        out.line(format!("\t{{\n\t\t.name = {name},\n\t\t.funcs = klpt_funcs_{oi},"));
         if !o.callbacks.is_empty() {
             out.line("\t\t.callbacks = {");
             for (name, _) in &o.callbacks {
@@ -657,10 +612,7 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
     if !lp.states.is_empty() {
         out.line("static struct klp_state klpt_states[] = {");
         // A revision that dropped `version` has a struct klp_state without it.
-        let versioned = caps
-            .structs
-            .get("klp_state")
-            .is_none_or(|f| f.is_empty() || f.contains("version"));
+        let versioned = caps.structs.get("klp_state").is_none_or(|f| f.is_empty() || f.contains("version"));
         for (si, st) in lp.states.iter().enumerate() {
             out.line(format!("\t{{\n\t\t.id = {},", st.id));
             if versioned {
@@ -679,10 +631,7 @@ pub fn livepatch_c(case: &Case, li: usize, caps: &Caps) -> String {
                 }
                 out.line("\t\t},");
             }
-            for (field, v) in [
-                ("is_shadow", st.is_shadow),
-                ("block_disable", st.block_disable),
-            ] {
+            for (field, v) in [("is_shadow", st.is_shadow), ("block_disable", st.block_disable)] {
                 if let (Some(v), true) = (v, caps.has_field("klp_state", field)) {
                     out.line(format!("\t\t.{field} = {v},"));
                 }
@@ -754,11 +703,8 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         Err(refused) => return refused,
     };
     params(&mut out, &t.params);
-    let texts: Vec<&str> = [&t.code.c, &t.code.init, &t.code.exit]
-        .into_iter()
-        .flatten()
-        .map(|c| c.text.as_str())
-        .collect();
+    let texts: Vec<&str> =
+        [&t.code.c, &t.code.init, &t.code.exit].into_iter().flatten().map(|c| c.text.as_str()).collect();
     helpers(&mut out, &texts);
     if let Some(c) = &t.code.c {
         out.code(c);
@@ -784,46 +730,23 @@ pub fn target_c(case: &Case, t: &Target) -> String {
             // worker unswitched: on request (`call F`) it calls the module's
             // function F from inside n() and records what F printed, which
             // shows the implementation an unswitched task runs.
-            let callees: Vec<&str> = t
-                .functions
-                .iter()
-                .filter(plain)
-                .map(|g| g.name.as_str())
-                .collect();
+            let callees: Vec<&str> = t.functions.iter().filter(plain).map(|g| g.name.as_str()).collect();
             let mut dispatch = String::new();
             for g in &callees {
-                let _ = writeln!(
-                    dispatch,
-                    "\telse if (!strcmp(name, {}))\n\t\t{g}(&m, NULL);",
-                    c_str(g)
-                );
+                let _ = writeln!(dispatch, "\telse if (!strcmp(name, {}))\n\t\t{g}(&m, NULL);", c_str(g));
             }
-            let _ = writeln!(
-                out.s,
-                "{}",
-                crate::template::PARKED_WORKER_C.fill(&[("NAME", n), ("DISPATCH", &dispatch)])
-            );
+            let _ =
+                writeln!(out.s, "{}", crate::template::PARKED_WORKER_C.fill(&[("NAME", n), ("DISPATCH", &dispatch)]));
         } else {
-            let prints = f
-                .prints
-                .clone()
-                .unwrap_or_else(|| format!("{}: {n} original", t.name));
+            let prints = f.prints.clone().unwrap_or_else(|| format!("{}: {n} original", t.name));
             out.line(format!(
                 "noinline int {n}(struct seq_file *m, void *v)\n{{\n\tseq_printf(m, \"%s\\n\", {});\n\treturn 0;\n}}\n",
                 c_str(&prints)
             ));
         }
         let special = f.park || f.work.is_some();
-        let show = if special {
-            format!("{n}_show")
-        } else {
-            n.clone()
-        };
-        let write = if special {
-            format!("\t.proc_write = {n}_write,\n")
-        } else {
-            String::new()
-        };
+        let show = if special { format!("{n}_show") } else { n.clone() };
+        let write = if special { format!("\t.proc_write = {n}_write,\n") } else { String::new() };
         out.line(format!(
             "static int {n}_open(struct inode *inode, struct file *file)\n{{\n\treturn single_open(file, {show}, NULL);\n}}\n\n\
              static const struct proc_ops {n}_ops = {{\n\t.proc_open = {n}_open,\n\t.proc_read = seq_read,\n\t.proc_lseek = seq_lseek,\n\t.proc_release = single_release,\n{write}}};\n"
@@ -838,17 +761,10 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         out.block(c);
     }
     if proc {
-        out.line(format!(
-            "\tklpt_dir = proc_mkdir({}, NULL);\n\tif (!klpt_dir)\n\t\treturn -ENOMEM;",
-            c_str(&t.name)
-        ));
+        out.line(format!("\tklpt_dir = proc_mkdir({}, NULL);\n\tif (!klpt_dir)\n\t\treturn -ENOMEM;", c_str(&t.name)));
     }
     for f in &t.functions {
-        out.line(format!(
-            "\tproc_create({}, 0644, klpt_dir, &{}_ops);",
-            c_str(&f.name),
-            f.name
-        ));
+        out.line(format!("\tproc_create({}, 0644, klpt_dir, &{}_ops);", c_str(&f.name), f.name));
         if f.park {
             out.line(format!(
                 "\tproc_create({}, 0444, klpt_dir, &{}_call_ops);",
@@ -864,18 +780,11 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         ));
         match &k.post_handler {
             PostHandler::Always(false) => {}
-            PostHandler::Always(true) => {
-                out.line(format!("\tklpt_kp{i}.post_handler = klpt_kp{i}_post;"))
-            }
-            PostHandler::Param(p) => out.line(format!(
-                "\tif ({p})\n\t\tklpt_kp{i}.post_handler = klpt_kp{i}_post;"
-            )),
+            PostHandler::Always(true) => out.line(format!("\tklpt_kp{i}.post_handler = klpt_kp{i}_post;")),
+            PostHandler::Param(p) => out.line(format!("\tif ({p})\n\t\tklpt_kp{i}.post_handler = klpt_kp{i}_post;")),
         }
         // Earlier kprobes are unregistered if a later one fails.
-        let undo: String = (0..i)
-            .rev()
-            .map(|j| format!("\t\t\tunregister_kprobe(&klpt_kp{j});\n"))
-            .collect();
+        let undo: String = (0..i).rev().map(|j| format!("\t\t\tunregister_kprobe(&klpt_kp{j});\n")).collect();
         out.line(format!(
             "\t{{\n\t\tint ret = register_kprobe(&klpt_kp{i});\n\n\t\tif (ret) {{\n{undo}\t\t\tproc_remove(klpt_dir);\n\t\t\treturn ret;\n\t\t}}\n\t}}"
         ));
@@ -884,15 +793,9 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         let Some(w) = &f.work else { continue };
         // As the selftests' busy module: wait until the function runs, and
         // unless it is told to stay, until it is done, so its lines come first.
-        out.line(format!(
-            "\tschedule_work(&{0}_work);\n\twait_for_completion(&{0}_started);",
-            f.name
-        ));
+        out.line(format!("\tschedule_work(&{0}_work);\n\twait_for_completion(&{0}_started);", f.name));
         match &w.block {
-            Some(b) => out.line(format!(
-                "\tif (!READ_ONCE({b}))\n\t\tflush_work(&{}_work);",
-                f.name
-            )),
+            Some(b) => out.line(format!("\tif (!READ_ONCE({b}))\n\t\tflush_work(&{}_work);", f.name)),
             None => out.line(format!("\tflush_work(&{}_work);", f.name)),
         }
     }
@@ -905,10 +808,7 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         out.line("\tproc_remove(klpt_dir);");
     }
     for f in t.functions.iter().filter(|f| f.park) {
-        out.line(format!(
-            "\tWRITE_ONCE({0}_released, true);\n\tflush_work(&{0}_work);",
-            f.name
-        ));
+        out.line(format!("\tWRITE_ONCE({0}_released, true);\n\tflush_work(&{0}_work);", f.name));
     }
     for f in &t.functions {
         let Some(w) = &f.work else { continue };
@@ -924,10 +824,7 @@ pub fn target_c(case: &Case, t: &Target) -> String {
         out.line("\tpr_info(\"%s\\n\", __func__);");
     }
     out.line("}\n");
-    out.line(format!(
-        "module_init({0}_init);\nmodule_exit({0}_exit);\nMODULE_LICENSE(\"GPL\");",
-        t.name
-    ));
+    out.line(format!("module_init({0}_init);\nmodule_exit({0}_exit);\nMODULE_LICENSE(\"GPL\");", t.name));
     out.s
 }
 
@@ -936,10 +833,7 @@ mod tests {
     use super::*;
 
     fn with(klp_fields: KlpFields) -> Caps {
-        Caps {
-            klp_fields,
-            ..Caps::default()
-        }
+        Caps { klp_fields, ..Caps::default() }
     }
 
     #[test]
@@ -953,11 +847,7 @@ mod tests {
         let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap();
         let stock: KlpFields = ["replace".to_string()].into();
         let c = livepatch_c(&case, 0, &with(stock));
-        assert!(
-            c.contains(".replace = true")
-                && !c.contains("replace_set")
-                && !c.contains("replaceable")
-        );
+        assert!(c.contains(".replace = true") && !c.contains("replace_set") && !c.contains("replaceable"));
         assert!(c.contains("#line 14 \"c.yaml\""), "{c}");
         assert!(c.contains(".name = \"tgt\"") && c.contains(".name = NULL"));
         let v2: KlpFields = ["replace_set".to_string()].into();
@@ -968,8 +858,7 @@ mod tests {
     #[test]
     fn callbacks_objects_and_case_code() {
         let src = "description: d\ntargets:\n  - name: tg\n    log: true\n    init: |\n      pr_info(\"hi\\n\");\n    functions: [{name: f}]\nlivepatches:\n  - name: lp\n    params: [{name: ret, type: int}]\n    c: |\n      static int n;\n    objects:\n      vmlinux:\n        callbacks: [pre_patch, post_unpatch]\n      tg:\n        callbacks:\n          pre_patch: {returns: ret, log: hello}\n          pre_unpatch: {body: n++;, log: false}\n      gone:\n        callbacks: {pre_patch: {fail: ENODEV}}\n    functions:\n      - {object: tg, name: f, marker: m}\nsteps: [load: lp]\n";
-        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap_or_else(|e| panic!("{e}"));
         let c = livepatch_c(&case, 0, &Caps::default());
         for want in [
             "#define pr_fmt(fmt) KBUILD_MODNAME \": \" fmt",
@@ -988,26 +877,19 @@ mod tests {
         }
         // After case text, gcc counts the generated file's own lines again.
         for (i, l) in c.lines().enumerate() {
-            if let Some(n) = l
-                .strip_prefix("#line ")
-                .and_then(|r| r.strip_suffix(" \"lp.c\""))
-            {
+            if let Some(n) = l.strip_prefix("#line ").and_then(|r| r.strip_suffix(" \"lp.c\"")) {
                 assert_eq!(n.parse::<usize>().unwrap(), i + 2, "line {}: {l}", i + 1);
             }
         }
         let t = target_c(&case, &case.doc.targets[0]);
         assert!(t.contains("static int __init tg_init(void)\n{\n\tpr_info(\"%s\\n\", __func__);\n\t{\n#line 6 \"c.yaml\"\npr_info(\"hi\\n\");"), "{t}");
-        assert!(
-            t.contains("\tpr_info(\"%s\\n\", __func__);\n}\n\nmodule_init(tg_init);"),
-            "{t}"
-        );
+        assert!(t.contains("\tpr_info(\"%s\\n\", __func__);\n}\n\nmodule_init(tg_init);"), "{t}");
     }
 
     #[test]
     fn work_functions_syscalls_and_arrays() {
         let src = "description: d\ntargets:\n  - name: tg\n    params: [{name: block, type: bool}]\n    functions:\n      - {name: busy, work: {block: block}}\n      - {name: once, work: true}\n      - {name: p, park: true}\n      - {name: f}\nlivepatches:\n  - name: lp\n    params: [{name: pids, type: int, array: 8}]\n    functions:\n      - {object: tg, name: busy, new_name: patched_busy, signature: 'void (struct work_struct *w)', body: 'return;'}\n      - {syscall: getpid, signature: 'asmlinkage long (void)', body: 'return 0;'}\nsteps: [load: lp]\n";
-        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap_or_else(|e| panic!("{e}"));
         let t = target_c(&case, &case.doc.targets[0]);
         for want in [
             "noinline void busy(struct work_struct *work)\n{\n\tpr_info(\"%s enter\\n\", __func__);",
@@ -1021,10 +903,7 @@ mod tests {
             assert!(t.contains(want), "{want:?} not in\n{t}");
         }
         // The parked worker calls plain functions only.
-        assert!(
-            t.contains("else if (!strcmp(name, \"f\"))") && !t.contains("strcmp(name, \"busy\")"),
-            "{t}"
-        );
+        assert!(t.contains("else if (!strcmp(name, \"f\"))") && !t.contains("strcmp(name, \"busy\")"), "{t}");
         let c = livepatch_c(&case, 0, &Caps::default());
         for want in [
             "static int pids[8];\nstatic unsigned int pids_count;\nmodule_param_array(pids, int, &pids_count, 0644);",
@@ -1043,8 +922,7 @@ mod tests {
     #[test]
     fn state_data_and_state_callbacks_where_the_kernel_has_them() {
         let src = "description: d\nlivepatches:\n  - name: lp\n    states:\n      - id: 1\n        version: 1\n        data: {name: ll, variable: console_loglevel, set: '15'}\n      - id: 2\n        callbacks: {pre_patch: {fail: EIO}, post_unpatch: {}}\n        is_shadow: true\n    objects:\n      vmlinux: {callbacks: [post_patch]}\nsteps: [load: lp]\n";
-        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap_or_else(|e| panic!("{e}"));
         let classic = livepatch_c(&case, 0, &Caps::default());
         for want in [
             "static int allocate_ll_state(void)\n{\n\tstruct klp_state *state;\n\n\tstate = klp_get_state(&klpt_patch, 1UL);",
@@ -1065,17 +943,10 @@ mod tests {
         );
         // A kernel whose struct klp_state has per-state callbacks and no version.
         let mut newer = Caps::default();
-        newer.structs.insert(
-            "klp_state".into(),
-            ["id", "callbacks", "is_shadow", "data"]
-                .map(String::from)
-                .into(),
-        );
+        newer.structs.insert("klp_state".into(), ["id", "callbacks", "is_shadow", "data"].map(String::from).into());
         newer.structs.insert(
             "klp_state_callbacks".into(),
-            ["pre_patch", "post_patch", "pre_unpatch", "post_unpatch"]
-                .map(String::from)
-                .into(),
+            ["pre_patch", "post_patch", "pre_unpatch", "post_unpatch"].map(String::from).into(),
         );
         let c = livepatch_c(&case, 0, &newer);
         for want in [
@@ -1091,8 +962,7 @@ mod tests {
     #[test]
     fn shadow_helpers_where_case_code_uses_them() {
         let src = "description: d\ntargets:\n  - name: tg\n    init: 'klpt_ptr_id(NULL);'\n  - name: plain\n    functions: [{name: f}]\nlivepatches:\n  - name: lp\n    functions:\n      - name: cmdline_proc_show\n        signature: int (struct seq_file *m, void *v)\n        body: |\n          int *n = klpt_shadow_get_or_alloc(m, 1, sizeof(*n), GFP_KERNEL, NULL, NULL);\n          seq_printf(m, \"%d\\n\", n ? ++*n : -1);\n          return 0;\n  - name: lp2\n    functions: [{name: cmdline_proc_show, marker: m}]\nsteps: [load: lp]\n";
-        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap_or_else(|e| panic!("{e}"));
         let has = |c: &str| c.contains("static __maybe_unused void *klpt_shadow_get_or_alloc(");
         assert!(has(&livepatch_c(&case, 0, &Caps::default())));
         assert!(!has(&livepatch_c(&case, 1, &Caps::default())));
@@ -1104,8 +974,7 @@ mod tests {
     #[test]
     fn kprobes_of_a_target() {
         let src = "description: d\ntargets:\n  - name: kp\n    params: [{name: post, type: bool}]\n    kprobes:\n      - {symbol: cmdline_proc_show, post_handler: post}\n      - {symbol: meminfo_proc_show, post_handler: true}\nsteps: [load: kp]\n";
-        let case = crate::case::parse(std::path::Path::new("c.yaml"), src)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let case = crate::case::parse(std::path::Path::new("c.yaml"), src).unwrap_or_else(|e| panic!("{e}"));
         let t = target_c(&case, &case.doc.targets[0]);
         for want in [
             "#include <linux/kprobes.h>",
@@ -1131,7 +1000,8 @@ mod tests {
     /// Hostile text: every way out of a string literal or a comment, a
     /// directive on a line of its own, shell syntax, a trigraph, a backslash
     /// at the end, control and non-ASCII characters. `PWNED` marks it.
-    const HOSTILE: &str = "x\"); PWNED(); (\" */ PWNED /* \n#define PWNED 1\n$(PWNED) `PWNED` '\\'' ??/\n\t\u{1}é PWNED\\";
+    const HOSTILE: &str =
+        "x\"); PWNED(); (\" */ PWNED /* \n#define PWNED 1\n$(PWNED) `PWNED` '\\'' ??/\n\t\u{1}é PWNED\\";
 
     /// A YAML double-quoted scalar holding `s` exactly.
     fn yaml_quoted(s: &str) -> String {
@@ -1202,10 +1072,25 @@ mod tests {
     /// the code, no directive but ours, every `#line` names `file` escaped.
     fn assert_contained(c: &str, file: &str) {
         let code = code_outside_literals(c);
-        assert!(!code.contains("PWNED") && !code.contains("$(") && !code.contains('`') && !code.contains('\u{1}'), "hostile text outside literals:\n{code}\n--- from ---\n{c}");
+        assert!(
+            !code.contains("PWNED") && !code.contains("$(") && !code.contains('`') && !code.contains('\u{1}'),
+            "hostile text outside literals:\n{code}\n--- from ---\n{c}"
+        );
         for l in code.lines() {
             let l = l.trim_start();
-            assert!(!l.starts_with("#") || ["#include <linux/", "#line ", "#error \"\"", "#define pr_fmt(fmt) KBUILD_MODNAME", "#define KLPT_PATCH (&klpt_patch)"].iter().any(|p| l.starts_with(p)), "unexpected directive `{l}` in:\n{c}");
+            assert!(
+                !l.starts_with("#")
+                    || [
+                        "#include <linux/",
+                        "#line ",
+                        "#error \"\"",
+                        "#define pr_fmt(fmt) KBUILD_MODNAME",
+                        "#define KLPT_PATCH (&klpt_patch)"
+                    ]
+                    .iter()
+                    .any(|p| l.starts_with(p)),
+                "unexpected directive `{l}` in:\n{c}"
+            );
         }
         for l in c.lines().filter(|l| l.starts_with("#line ")) {
             let (n, f) = l["#line ".len()..].split_once(' ').unwrap();
@@ -1235,13 +1120,19 @@ mod tests {
         std::fs::write(&file, &src).unwrap();
         let path = file.display().to_string();
         assert!(path.contains("*/") && path.contains('\n'));
-        let case = crate::case::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{e}"));
+        let case =
+            crate::case::parse(&file, &std::fs::read_to_string(&file).unwrap()).unwrap_or_else(|e| panic!("{e}"));
         let fields = with(["replace".to_string()].into());
 
         let t = target_c(&case, &case.doc.targets[0]);
         assert_contained(&t, &path);
         assert!(!t.contains("#error") && t.contains(&c_str(HOSTILE)), "{t}");
-        assert!(t.contains("static int n = -2147483648;") && t.contains("static unsigned int u = 4294967295;") && t.contains("static bool b = true;"), "{t}");
+        assert!(
+            t.contains("static int n = -2147483648;")
+                && t.contains("static unsigned int u = 4294967295;")
+                && t.contains("static bool b = true;"),
+            "{t}"
+        );
         let lp = livepatch_c(&case, 0, &fields);
         assert_contained(&lp, &path);
         assert!(!lp.contains("#error") && lp.contains(&c_str(HOSTILE)), "{lp}");
@@ -1257,19 +1148,48 @@ mod tests {
             ("livepatch name", Box::new(|c| c.doc.livepatches[0].name = h.clone())),
             ("livepatch function name", Box::new(|c| c.doc.livepatches[0].functions[0].name = h.clone())),
             ("object name", Box::new(|c| c.doc.livepatches[0].functions[1].object = h.clone())),
-            ("signature", Box::new(|c| c.doc.livepatches[0].functions[1].signature = Some(format!("int (void) {{ PWNED(); }} static int x ({HOSTILE})")))),
-            ("signature return type", Box::new(|c| c.doc.livepatches[0].functions[1].signature = Some("int; PWNED x (void)".into()))),
-            ("signature parentheses", Box::new(|c| c.doc.livepatches[0].functions[1].signature = Some("int (void) __attribute__((constructor)) PWNED (void)".into()))),
+            (
+                "signature",
+                Box::new(|c| {
+                    c.doc.livepatches[0].functions[1].signature =
+                        Some(format!("int (void) {{ PWNED(); }} static int x ({HOSTILE})"))
+                }),
+            ),
+            (
+                "signature return type",
+                Box::new(|c| c.doc.livepatches[0].functions[1].signature = Some("int; PWNED x (void)".into())),
+            ),
+            (
+                "signature parentheses",
+                Box::new(|c| {
+                    c.doc.livepatches[0].functions[1].signature =
+                        Some("int (void) __attribute__((constructor)) PWNED (void)".into())
+                }),
+            ),
             ("livepatch parameter name", Box::new(|c| c.doc.livepatches[0].params[0].name = h.clone())),
             ("parameter type", Box::new(|c| c.doc.livepatches[0].params[0].ty = h.clone())),
             ("target name", Box::new(|c| c.doc.targets[0].name = h.clone())),
             ("target function name", Box::new(|c| c.doc.targets[0].functions[1].name = h.clone())),
             ("target parameter name", Box::new(|c| c.doc.targets[0].params[1].name = h.clone())),
-            ("int default text", Box::new(|c| c.doc.targets[0].params[1].default = Some(Value::String(format!("1; PWNED(); {HOSTILE}"))))),
-            ("int default too small", Box::new(|c| c.doc.targets[0].params[1].default = Some(Value::Number((-2147483649i64).into())))),
+            (
+                "int default text",
+                Box::new(|c| {
+                    c.doc.targets[0].params[1].default = Some(Value::String(format!("1; PWNED(); {HOSTILE}")))
+                }),
+            ),
+            (
+                "int default too small",
+                Box::new(|c| c.doc.targets[0].params[1].default = Some(Value::Number((-2147483649i64).into()))),
+            ),
             ("int default float", Box::new(|c| c.doc.targets[0].params[1].default = Some(Value::Number(1.5.into())))),
-            ("uint default negative", Box::new(|c| c.doc.targets[0].params[2].default = Some(Value::Number((-1).into())))),
-            ("uint default too big", Box::new(|c| c.doc.targets[0].params[2].default = Some(Value::Number(4294967296u64.into())))),
+            (
+                "uint default negative",
+                Box::new(|c| c.doc.targets[0].params[2].default = Some(Value::Number((-1).into()))),
+            ),
+            (
+                "uint default too big",
+                Box::new(|c| c.doc.targets[0].params[2].default = Some(Value::Number(4294967296u64.into()))),
+            ),
             ("bool default number", Box::new(|c| c.doc.targets[0].params[3].default = Some(Value::Number(1.into())))),
             ("bool default text", Box::new(|c| c.doc.targets[0].params[3].default = Some(Value::String(h.clone())))),
         ];
@@ -1284,5 +1204,4 @@ mod tests {
             assert!(refused(&t) || refused(&lp), "{what}: not refused:\n{t}\n{lp}");
         }
     }
-
 }

@@ -37,8 +37,16 @@ impl Prebuilt<'_> {
 
 /// Every prebuilt module of `case`, targets first.
 pub fn of(case: &crate::case::Case) -> Vec<Prebuilt<'_>> {
-    let targets = case.doc.targets.iter().filter_map(|t| Some(Prebuilt { name: &t.name, path: t.ko.as_deref()?, livepatch: false }));
-    let patches = case.doc.livepatches.iter().filter_map(|l| Some(Prebuilt { name: &l.name, path: l.ko.as_deref()?, livepatch: true }));
+    let targets = case
+        .doc
+        .targets
+        .iter()
+        .filter_map(|t| Some(Prebuilt { name: &t.name, path: t.ko.as_deref()?, livepatch: false }));
+    let patches = case
+        .doc
+        .livepatches
+        .iter()
+        .filter_map(|l| Some(Prebuilt { name: &l.name, path: l.ko.as_deref()?, livepatch: true }));
     targets.chain(patches).collect()
 }
 
@@ -63,9 +71,11 @@ pub fn prepare(m: &Prebuilt, k: &Kernel) -> Result<PathBuf> {
     let info = Ko::parse(&bytes).map_err(setup)?;
     info.check_identity(m.name, m.livepatch).map_err(|(msg, hint)| setup(format!("{msg}\n  hint: {hint}")))?;
     check_kernel(m, &info, k)?;
-    let tmp = crate::cache::Scratch::new(&root, super::build::PREBUILT_PREFIX).ctx(|| "create module cache dir".into())?;
+    let tmp =
+        crate::cache::Scratch::new(&root, super::build::PREBUILT_PREFIX).ctx(|| "create module cache dir".into())?;
     std::fs::write(tmp.path().join(format!("{}.ko", m.name)), &bytes).ctx(|| "store prebuilt module".into())?;
-    std::fs::write(tmp.path().join("SOURCE"), format!("{}\n", m.path.display())).ctx(|| "store prebuilt module".into())?;
+    std::fs::write(tmp.path().join("SOURCE"), format!("{}\n", m.path.display()))
+        .ctx(|| "store prebuilt module".into())?;
     tmp.publish(&dest).ctx(|| format!("store module in {}", dest.display()))?;
     Ok(cached)
 }
@@ -88,7 +98,10 @@ fn check_kernel(m: &Prebuilt, info: &Ko, k: &Kernel) -> Result<()> {
     let want = vermagic(k)?;
     match info.info("vermagic") {
         None => {
-            return Err(Error::Setup(format!("{}: the module has no `vermagic=` in its `.modinfo`, so no kernel would load it\n  {rebuild}", m.what())));
+            return Err(Error::Setup(format!(
+                "{}: the module has no `vermagic=` in its `.modinfo`, so no kernel would load it\n  {rebuild}",
+                m.what()
+            )));
         }
         // Exact equality, stricter than the kernel, which with CRCs ignores
         // the release part: a livepatch is specific to one kernel build (its
@@ -105,7 +118,11 @@ fn check_kernel(m: &Prebuilt, info: &Ko, k: &Kernel) -> Result<()> {
     }
     let bad = crc_mismatches(info, k)?;
     if !bad.is_empty() {
-        let shown: Vec<String> = bad.iter().take(5).map(|(s, mine, theirs)| format!("`{s}` (module 0x{mine:08x}, kernel 0x{theirs:08x})")).collect();
+        let shown: Vec<String> = bad
+            .iter()
+            .take(5)
+            .map(|(s, mine, theirs)| format!("`{s}` (module 0x{mine:08x}, kernel 0x{theirs:08x})"))
+            .collect();
         let more = if bad.len() > 5 { format!(" and {} more", bad.len() - 5) } else { String::new() };
         return Err(Error::Setup(format!(
             "{}: same vermagic, but built against another build of kernel {}: symbol versions (CONFIG_MODVERSIONS) differ for {}{more}; the kernel would refuse it (\"disagrees about version of symbol\")\n  {rebuild}",
@@ -118,7 +135,11 @@ fn check_kernel(m: &Prebuilt, info: &Ko, k: &Kernel) -> Result<()> {
 }
 
 fn endian(big: bool) -> &'static str {
-    if big { "big-endian" } else { "little-endian" }
+    if big {
+        "big-endian"
+    } else {
+        "little-endian"
+    }
 }
 
 fn rebuild_hint(k: &Kernel) -> String {
@@ -202,7 +223,11 @@ mod tests {
     /// A kernel with just a config and a `Module.symvers` (no image, no headers).
     fn kernel(dir: &Path, modversions: bool) -> Kernel {
         let config = dir.join("config");
-        std::fs::write(&config, if modversions { "CONFIG_MODVERSIONS=y\n" } else { "# CONFIG_MODVERSIONS is not set\n" }).unwrap();
+        std::fs::write(
+            &config,
+            if modversions { "CONFIG_MODVERSIONS=y\n" } else { "# CONFIG_MODVERSIONS is not set\n" },
+        )
+        .unwrap();
         std::fs::write(dir.join("Module.symvers"), "0x11111111\tklp_enable_patch\tvmlinux\tEXPORT_SYMBOL_GPL\t\n0x22222222\tseq_puts\tvmlinux\tEXPORT_SYMBOL\t\n").unwrap();
         Kernel {
             id: "test-kernel".into(),
@@ -233,10 +258,17 @@ mod tests {
     #[test]
     fn symbol_versions_are_compared_only_with_modversions() {
         let dir = tempfile::tempdir().unwrap();
-        let v = versions(&[(0x11111111, "klp_enable_patch"), (0x33333333, "seq_puts"), (0x44444444, "klpt_other_module_export")]);
+        let v = versions(&[
+            (0x11111111, "klp_enable_patch"),
+            (0x33333333, "seq_puts"),
+            (0x44444444, "klpt_other_module_export"),
+        ]);
         let ko = Ko::parse(&test_elf(false, 1, &[(".modinfo", b"name=m\0livepatch=Y\0"), ("__versions", &v)])).unwrap();
         // Only the symbol the kernel exports with another CRC; another module's export is not judged.
-        assert_eq!(crc_mismatches(&ko, &kernel(dir.path(), true)).unwrap(), vec![("seq_puts".to_string(), 0x33333333, 0x22222222)]);
+        assert_eq!(
+            crc_mismatches(&ko, &kernel(dir.path(), true)).unwrap(),
+            vec![("seq_puts".to_string(), 0x33333333, 0x22222222)]
+        );
         assert!(crc_mismatches(&ko, &kernel(dir.path(), false)).unwrap().is_empty());
     }
 
@@ -244,9 +276,13 @@ mod tests {
     fn only_generated_modules_have_c() {
         use crate::case::prebuilt::tests::{parse, GOOD};
         let c = parse(GOOD).unwrap();
-        let names: Vec<String> = crate::modules::build::sources(&c, &Default::default()).into_iter().map(|s| s.name).collect();
+        let names: Vec<String> =
+            crate::modules::build::sources(&c, &Default::default()).into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["klpt_gen"]);
-        assert_eq!(of(&c).iter().map(|m| (m.name, m.livepatch)).collect::<Vec<_>>(), [("klpt_pbt", false), ("klpt_pb", true)]);
+        assert_eq!(
+            of(&c).iter().map(|m| (m.name, m.livepatch)).collect::<Vec<_>>(),
+            [("klpt_pbt", false), ("klpt_pb", true)]
+        );
     }
 
     #[test]
@@ -254,7 +290,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.ko");
         // A big-endian s390x module against an x86_64 kernel.
-        std::fs::write(&path, test_elf(true, 1, &[(".modinfo", b"name=klpt_m\0livepatch=Y\0vermagic=6.1.0-test SMP \0")])).unwrap();
+        std::fs::write(
+            &path,
+            test_elf(true, 1, &[(".modinfo", b"name=klpt_m\0livepatch=Y\0vermagic=6.1.0-test SMP \0")]),
+        )
+        .unwrap();
         let m = Prebuilt { name: "klpt_m", path: &path, livepatch: true };
         let k = kernel(dir.path(), true);
         let info = Ko::parse(&std::fs::read(&path).unwrap()).unwrap();

@@ -13,9 +13,7 @@ pub fn programs(case: &Case) -> Vec<&str> {
         .steps
         .iter()
         .filter_map(|s| match &s.action {
-            Action::Spawn {
-                program: Some(p), ..
-            } => Some(p.as_str()),
+            Action::Spawn { program: Some(p), .. } => Some(p.as_str()),
             _ => None,
         })
         .collect();
@@ -39,13 +37,7 @@ fn version(gcc: &str) -> String {
     Command::new(gcc)
         .arg("--version")
         .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string()
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").to_string())
         .unwrap_or_else(|_| gcc.to_string())
 }
 
@@ -56,31 +48,17 @@ pub fn build(name: &str, k: &Kernel) -> Result<PathBuf> {
         other => return Err(Error::Other(format!("klpt builds no program `{other}`"))),
     };
     let gcc = format!("{}gcc", k.arch.cross_compile());
-    let key = crate::cache::Hasher::new()
-        .part("arch", k.arch.name)
-        .part("gcc", version(&gcc))
-        .part("c", src)
-        .hex();
+    let key = crate::cache::Hasher::new().part("arch", k.arch.name).part("gcc", version(&gcc)).part("c", src).hex();
     let root = crate::cache::dir("programs");
     let dest = root.join(format!("{name}-{key}"));
     let bin = dest.join(file(name));
     if bin.exists() {
         return Ok(bin);
     }
-    let tmp = crate::cleanup::TempDir::new_in(&root, ".build-")
-        .ctx(|| "create program build dir".into())?;
+    let tmp = crate::cleanup::TempDir::new_in(&root, ".build-").ctx(|| "create program build dir".into())?;
     std::fs::write(tmp.path().join("prog.c"), src).ctx(|| "write program source".into())?;
     let out = Command::new(&gcc)
-        .args([
-            "-O2",
-            "-static",
-            "-nostdlib",
-            "-ffreestanding",
-            "-fno-stack-protector",
-            "-fno-pie",
-            "-no-pie",
-            "-o",
-        ])
+        .args(["-O2", "-static", "-nostdlib", "-ffreestanding", "-fno-stack-protector", "-fno-pie", "-no-pie", "-o"])
         .arg(tmp.path().join(file(name)))
         .arg(tmp.path().join("prog.c"))
         .output()

@@ -160,7 +160,11 @@ pub fn trial_files(dir: &Path) -> (Option<PathBuf>, Vec<PathBuf>) {
 /// a hash of the plan's trial names, the same for a run and its shards.
 /// `artifacts_url`: where the run's `--artifacts` directory is published
 /// (unsharded runs only; a merge's trials keep `file://` URLs).
-pub fn from_results(run: &crate::report::results::RunResults, run_id: Option<String>, artifacts_url: Option<String>) -> (Run, Vec<Trial>) {
+pub fn from_results(
+    run: &crate::report::results::RunResults,
+    run_id: Option<String>,
+    artifacts_url: Option<String>,
+) -> (Run, Vec<Trial>) {
     use crate::report::results::Verdict as V;
     let run_id = run_id.unwrap_or_else(|| {
         let mut h = Sha256::new();
@@ -183,7 +187,8 @@ pub fn from_results(run: &crate::report::results::RunResults, run_id: Option<Str
                     // binary or foreign build's patches are unknown.
                     let built = o.source.starts_with("debian:") || o.source.starts_with("dir:");
                     let config = std::fs::read_to_string(&k.config).ok();
-                    let (hash, compiler) = config.as_deref().map(config_facts).map(|(h, c)| (Some(h), c)).unwrap_or((None, None));
+                    let (hash, compiler) =
+                        config.as_deref().map(config_facts).map(|(h, c)| (Some(h), c)).unwrap_or((None, None));
                     Kernel {
                         id: r.kernel.clone(),
                         source: o.source.clone(),
@@ -194,11 +199,23 @@ pub fn from_results(run: &crate::report::results::RunResults, run_id: Option<Str
                         config_hash: o.config_hash.clone().or(hash),
                         config_name: o.config_name.clone(),
                         config_path: config.is_some().then(|| PathBuf::from(&k.config)),
-                        compiler: compiler.or_else(|| o.toolchain.as_ref().and_then(|t| t.lines().next().map(String::from))),
+                        compiler: compiler
+                            .or_else(|| o.toolchain.as_ref().and_then(|t| t.lines().next().map(String::from))),
                     }
                 }
                 // A run cancelled before its kernel was prepared.
-                None => Kernel { id: r.kernel.clone(), source: format!("klpt-kernel:{}", r.kernel), git_commit_hash: None, git_repository_url: None, series: vec![], patchset_hash: None, config_hash: None, config_name: None, config_path: None, compiler: None },
+                None => Kernel {
+                    id: r.kernel.clone(),
+                    source: format!("klpt-kernel:{}", r.kernel),
+                    git_commit_hash: None,
+                    git_repository_url: None,
+                    series: vec![],
+                    patchset_hash: None,
+                    config_hash: None,
+                    config_name: None,
+                    config_path: None,
+                    compiler: None,
+                },
             };
             let (log, artifacts) = r.artifacts.as_deref().map(|d| trial_files(Path::new(d))).unwrap_or_default();
             Trial {
@@ -249,7 +266,10 @@ pub fn patchset_hash<P: AsRef<[u8]>>(patches: &[P]) -> String {
 /// file) and the compiler that built it, from `CONFIG_CC_VERSION_TEXT`
 /// ([`Kernel::compiler`]; None for a config that predates it).
 pub fn config_facts(config: &str) -> (String, Option<String>) {
-    let compiler = config.lines().find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT=")).map(|v| v.trim().trim_matches('"').replace("\\\"", "\""));
+    let compiler = config
+        .lines()
+        .find_map(|l| l.strip_prefix("CONFIG_CC_VERSION_TEXT="))
+        .map(|v| v.trim().trim_matches('"').replace("\\\"", "\""));
     (hex(&Sha256::digest(config.as_bytes())[..10]), compiler.filter(|c| !c.is_empty()))
 }
 
@@ -290,7 +310,17 @@ pub fn report(run: &Run, trials: &[Trial]) -> Result<Value, InputError> {
         check_trial(t)?;
         let origin = &run.origin;
         let k = &t.kernel;
-        let checkout_id = format!("{origin}:{}", hash(&[&run.run_id, &k.source, opt(&k.git_commit_hash), opt(&k.git_repository_url), &k.series.join("\n"), opt(&k.patchset_hash)]));
+        let checkout_id = format!(
+            "{origin}:{}",
+            hash(&[
+                &run.run_id,
+                &k.source,
+                opt(&k.git_commit_hash),
+                opt(&k.git_repository_url),
+                &k.series.join("\n"),
+                opt(&k.patchset_hash)
+            ])
+        );
         let start = t.start_unix.and_then(rfc3339);
         let checkout = checkouts.entry(checkout_id.clone()).or_insert_with(|| checkout(run, &checkout_id, k));
         // The checkout started no later than its first trial.
@@ -443,7 +473,9 @@ fn resources(t: &Trial) -> Vec<Value> {
             let rel = p.strip_prefix(&common).unwrap_or(p);
             let name: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
             let url = match (&t.artifacts_url, p.strip_prefix(&t.artifacts_root)) {
-                (Some(base), Ok(rel)) => format!("{}/{}", base.trim_end_matches('/'), url_encode(&rel.to_string_lossy())),
+                (Some(base), Ok(rel)) => {
+                    format!("{}/{}", base.trim_end_matches('/'), url_encode(&rel.to_string_lossy()))
+                }
                 _ => file_url(p),
             };
             json!({"name": clean(&name.join("_")), "url": url})
@@ -501,7 +533,10 @@ fn check_trial(t: &Trial) -> Result<(), InputError> {
         }
     }
     if !t.artifacts_root.is_absolute() {
-        return bad(format!("artifacts dir {} must be absolute (its files become file:// URLs)", t.artifacts_root.display()));
+        return bad(format!(
+            "artifacts dir {} must be absolute (its files become file:// URLs)",
+            t.artifacts_root.display()
+        ));
     }
     if let Some(u) = &t.artifacts_url {
         if !u.contains("://") || u.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -591,7 +626,11 @@ mod tests {
             git_commit_hash: None,
             git_repository_url: None,
             series: series.iter().map(|s| s.to_string()).collect(),
-            patchset_hash: Some(if series.is_empty() { String::new() } else { patchset_hash(&series.iter().map(|s| s.as_bytes()).collect::<Vec<_>>()) }),
+            patchset_hash: Some(if series.is_empty() {
+                String::new()
+            } else {
+                patchset_hash(&series.iter().map(|s| s.as_bytes()).collect::<Vec<_>>())
+            }),
             config_hash: Some("c0ffee".into()),
             config_name: Some("tinyconfig + livepatch.config + x86_64.config".into()),
             config_path: Some("/cache/kernels/x/.config".into()),
@@ -609,7 +648,8 @@ mod tests {
             arch: arch.into(),
             kernel: k,
             verdict,
-            cause: (verdict != Verdict::Pass).then(|| "kernel verdict: step 3 (line 20) `assert`: enabled is 0\nartifacts: x".into()),
+            cause: (verdict != Verdict::Pass)
+                .then(|| "kernel verdict: step 3 (line 20) `assert`: enabled is 0\nartifacts: x".into()),
             xfail_reason: matches!(verdict, Verdict::Xfail | Verdict::Xpass).then(|| "v1's replaceable default".into()),
             duration_secs: 2.4567,
             start_unix: Some(1_795_900_000.25),
@@ -661,7 +701,8 @@ mod tests {
 
     #[test]
     fn config_facts_read_the_compiler() {
-        let (h, cc) = config_facts("CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_LIVEPATCH=y\n");
+        let (h, cc) =
+            config_facts("CONFIG_CC_VERSION_TEXT=\"gcc (Debian 12.2.0-14+deb12u1) 12.2.0\"\nCONFIG_LIVEPATCH=y\n");
         assert_eq!(cc.as_deref(), Some("gcc (Debian 12.2.0-14+deb12u1) 12.2.0"));
         assert_eq!(h.len(), 20);
         assert_ne!(h, config_facts("CONFIG_LIVEPATCH=y\n").0);
@@ -671,7 +712,10 @@ mod tests {
     #[test]
     fn paths_are_dotted_and_sanitised() {
         assert_eq!(test_path("stock/basic-enable-disable"), "klpt.stock.basic-enable-disable");
-        assert_eq!(test_path("kselftest/test-livepatch.sh/basic function"), "klpt.kselftest.test-livepatch_sh.basic_function");
+        assert_eq!(
+            test_path("kselftest/test-livepatch.sh/basic function"),
+            "klpt.kselftest.test-livepatch_sh.basic_function"
+        );
         assert_eq!(test_path("a//b"), "klpt.a._.b");
         let re = regex::Regex::new("^([a-zA-Z0-9_-]+(\\.[a-zA-Z0-9_-]+)*)?$").unwrap();
         assert!(["x/y.z", "ü/ß", "/", "a b/c"].iter().all(|c| re.is_match(&test_path(c))));
@@ -685,7 +729,12 @@ mod tests {
         assert_eq!(doc["checkouts"].as_array().unwrap().len(), 4);
         assert_eq!(doc["builds"].as_array().unwrap().len(), 6);
         let tests = doc["tests"].as_array().unwrap();
-        let status = |name: &str| tests.iter().find(|t| t["misc"]["trial"].as_str().unwrap().ends_with(name)).map(|t| t["status"].as_str().unwrap().to_string());
+        let status = |name: &str| {
+            tests
+                .iter()
+                .find(|t| t["misc"]["trial"].as_str().unwrap().ends_with(name))
+                .map(|t| t["status"].as_str().unwrap().to_string())
+        };
         assert_eq!(status("x86_64/src-7.2.13/stock/basic-enable-disable").as_deref(), Some("PASS"));
         assert_eq!(status("v2-replace-set/hybrid/v2-sets-coexist").as_deref(), Some("FAIL"));
         assert_eq!(status("v1-replaceable/stock/atomic-replace").as_deref(), Some("FAIL"));
@@ -697,7 +746,9 @@ mod tests {
         assert_eq!(doc["issues"].as_array().unwrap().len(), 2);
         let incidents = doc["incidents"].as_array().unwrap();
         assert_eq!(incidents.len(), 2);
-        assert!(incidents.iter().all(|i| tests.iter().any(|t| t["id"] == i["test_id"] && t["misc"]["klpt_verdict"] == "xfail")));
+        assert!(incidents
+            .iter()
+            .all(|i| tests.iter().any(|t| t["id"] == i["test_id"] && t["misc"]["klpt_verdict"] == "xfail")));
         // Every test's build and every build's checkout exist.
         let ids = |k: &str| doc[k].as_array().unwrap().iter().map(|o| o["id"].clone()).collect::<Vec<_>>();
         assert!(tests.iter().all(|t| ids("builds").contains(&t["build_id"])));
@@ -713,7 +764,8 @@ mod tests {
         assert_eq!(t["start_time"], "2026-11-28T21:06:40.250+00:00");
         assert_eq!(t["duration"], json!(2.457));
         assert_eq!(t["log_url"], "file:///ci/artifacts/x86_64/src-7.2.13/stock/basic-enable-disable/console.log");
-        let names: Vec<&str> = t["output_files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            t["output_files"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["console.qemu.log", "retry_console.log"]);
     }
 
@@ -754,7 +806,10 @@ mod tests {
         t.artifacts = vec!["/elsewhere/dmesg".into()];
         let doc = report(&run(), &[t]).unwrap();
         let t = &doc["tests"][0];
-        assert_eq!(t["log_url"], "https://ci.example/jobs/7/artifacts/x86_64/src-7.2.13/stock/with%20space/console.log");
+        assert_eq!(
+            t["log_url"],
+            "https://ci.example/jobs/7/artifacts/x86_64/src-7.2.13/stock/with%20space/console.log"
+        );
         assert_eq!(t["output_files"][0]["url"], "file:///elsewhere/dmesg");
         assert_eq!(doc["builds"][0]["config_url"], "file:///cache/kernels/x/.config");
     }
@@ -808,7 +863,10 @@ mod tests {
         let trials: Vec<Trial> = suite()
             .into_iter()
             .enumerate()
-            .map(|(i, t)| Trial { artifacts_url: Some(format!("https://ci.example/jobs/{}/artifacts/raw/artifacts", 7 + i % 3)), ..t })
+            .map(|(i, t)| Trial {
+                artifacts_url: Some(format!("https://ci.example/jobs/{}/artifacts/raw/artifacts", 7 + i % 3)),
+                ..t
+            })
             .collect();
         let text = render(&run(), &trials).unwrap();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kcidb-sample.json");
@@ -817,6 +875,10 @@ mod tests {
             std::fs::write(&path, &text).unwrap();
         }
         let stored = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(stored == text, "{} is not the builder's output: rerun with KLPT_BLESS=1 and validate it", path.display());
+        assert!(
+            stored == text,
+            "{} is not the builder's output: rerun with KLPT_BLESS=1 and validate it",
+            path.display()
+        );
     }
 }

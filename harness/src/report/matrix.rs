@@ -31,7 +31,11 @@ impl Matrix {
             if !columns.contains(&col) {
                 columns.push(col.clone());
             }
-            let row = rows.entry(r.case_id.clone()).or_insert_with(|| Row { case: r.case_id.clone(), results: BTreeMap::new(), reasons: BTreeMap::new() });
+            let row = rows.entry(r.case_id.clone()).or_insert_with(|| Row {
+                case: r.case_id.clone(),
+                results: BTreeMap::new(),
+                reasons: BTreeMap::new(),
+            });
             row.results.insert(col.clone(), r.verdict);
             let why = match r.verdict {
                 Verdict::Pass => String::new(),
@@ -49,7 +53,8 @@ impl Matrix {
     pub fn text(&self) -> String {
         let mut s = format!("| case | {} |\n|---|{}\n", self.columns.join(" | "), "---|".repeat(self.columns.len()));
         for row in &self.rows {
-            let v: Vec<&str> = self.columns.iter().map(|c| row.results.get(c).map(|v| v.as_str()).unwrap_or("-")).collect();
+            let v: Vec<&str> =
+                self.columns.iter().map(|c| row.results.get(c).map(|v| v.as_str()).unwrap_or("-")).collect();
             s.push_str(&format!("| {} | {} |\n", row.case, v.join(" | ")));
         }
         s

@@ -208,7 +208,10 @@ pub fn junit(results: &[TrialResult]) -> String {
     let skipped = t[&Verdict::Skip];
     let total: f64 = results.iter().map(|r| r.secs).sum();
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let head = format!("tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\"", results.len());
+    let head = format!(
+        "tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" time=\"{total:.3}\"",
+        results.len()
+    );
     let _ = writeln!(s, "<testsuites name=\"klpt\" {head}>\n<testsuite name=\"klpt\" {head}>");
     for r in results {
         let class = xml(&junit_class(&r.arch, &r.kernel));
@@ -217,20 +220,40 @@ pub fn junit(results: &[TrialResult]) -> String {
         match r.verdict {
             Verdict::Pass => s.push_str("/>\n"),
             Verdict::Fail => {
-                let _ = writeln!(s, ">\n    <failure message=\"{}\" type=\"{ty}\">{}</failure>\n  </testcase>", xml(&r.first_line()), xml(&r.story()));
+                let _ = writeln!(
+                    s,
+                    ">\n    <failure message=\"{}\" type=\"{ty}\">{}</failure>\n  </testcase>",
+                    xml(&r.first_line()),
+                    xml(&r.story())
+                );
             }
             Verdict::Xpass => {
-                let _ = writeln!(s, ">\n    <failure message=\"XPASS: {}\" type=\"xpass\">{}</failure>\n  </testcase>", xml(r.message.lines().next().unwrap_or("")), xml(&r.message));
+                let _ = writeln!(
+                    s,
+                    ">\n    <failure message=\"XPASS: {}\" type=\"xpass\">{}</failure>\n  </testcase>",
+                    xml(r.message.lines().next().unwrap_or("")),
+                    xml(&r.message)
+                );
             }
             Verdict::Error | Verdict::Unfinished => {
-                let msg = if r.verdict == Verdict::Unfinished { format!("unfinished: {}", r.first_line()) } else { r.first_line() };
-                let _ = writeln!(s, ">\n    <error message=\"{}\" type=\"{ty}\">{}</error>\n  </testcase>", xml(&msg), xml(&r.story()));
+                let msg = if r.verdict == Verdict::Unfinished {
+                    format!("unfinished: {}", r.first_line())
+                } else {
+                    r.first_line()
+                };
+                let _ = writeln!(
+                    s,
+                    ">\n    <error message=\"{}\" type=\"{ty}\">{}</error>\n  </testcase>",
+                    xml(&msg),
+                    xml(&r.story())
+                );
             }
             Verdict::Skip => {
                 let _ = writeln!(s, ">\n    <skipped message=\"{}\"/>\n  </testcase>", xml(&r.message));
             }
             Verdict::Xfail => {
-                let _ = writeln!(s, ">\n    <system-out>expected failure: {}</system-out>\n  </testcase>", xml(&r.message));
+                let _ =
+                    writeln!(s, ">\n    <system-out>expected failure: {}</system-out>\n  </testcase>", xml(&r.message));
             }
         }
     }
@@ -251,18 +274,38 @@ mod tests {
 
     #[test]
     fn ktap_and_junit() {
-        let v = vec![o("a", Status::Pass), o("b", Status::Fail(Failure::new(Cause::KernelVerdict, "x <y>\nz"))), o("c", Status::Skip("no LIVEPATCH".into()))];
+        let v = vec![
+            o("a", Status::Pass),
+            o("b", Status::Fail(Failure::new(Cause::KernelVerdict, "x <y>\nz"))),
+            o("c", Status::Skip("no LIVEPATCH".into())),
+        ];
         let k = ktap(&v);
-        assert!(k.starts_with("KTAP version 1\n1..3\nok 1 a\n# kernel verdict: x <y>\n# z\nnot ok 2 b\nok 3 c # SKIP no LIVEPATCH\n"), "{k}");
+        assert!(
+            k.starts_with(
+                "KTAP version 1\n1..3\nok 1 a\n# kernel verdict: x <y>\n# z\nnot ok 2 b\nok 3 c # SKIP no LIVEPATCH\n"
+            ),
+            "{k}"
+        );
         assert!(k.ends_with("# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0\n"), "{k}");
         let j = junit(&v);
-        assert!(j.contains("failures=\"1\"") && j.contains("x &lt;y&gt;") && j.contains("<skipped message=\"no LIVEPATCH\"/>"));
+        assert!(
+            j.contains("failures=\"1\"")
+                && j.contains("x &lt;y&gt;")
+                && j.contains("<skipped message=\"no LIVEPATCH\"/>")
+        );
         assert!(j.contains("classname=\"x86_64.6_1_0-50\""), "{j}");
     }
 
     #[test]
     fn totals_count_every_verdict() {
-        let planned = results::PlannedTrial { name: "d".into(), kind: results::TrialKind::Case, arch: "x86_64".into(), kernel: "k".into(), case_id: "d".into(), case_path: None };
+        let planned = results::PlannedTrial {
+            name: "d".into(),
+            kind: results::TrialKind::Case,
+            arch: "x86_64".into(),
+            kernel: "k".into(),
+            case_id: "d".into(),
+            case_path: None,
+        };
         let v = vec![
             o("a", Status::Xpass("expected to fail".into())),
             o("b", Status::Fail(Failure::new(Cause::HarnessError, "no gcc"))),

@@ -30,7 +30,15 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 7] = [Verdict::Pass, Verdict::Fail, Verdict::Skip, Verdict::Xfail, Verdict::Xpass, Verdict::Error, Verdict::Unfinished];
+    pub const ALL: [Verdict; 7] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::Skip,
+        Verdict::Xfail,
+        Verdict::Xpass,
+        Verdict::Error,
+        Verdict::Unfinished,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -123,7 +131,9 @@ impl TrialResult {
             Status::Skip(r) => (Verdict::Skip, None, r.clone()),
             Status::Xfail(r) => (Verdict::Xfail, None, r.clone()),
             Status::Xpass(r) => (Verdict::Xpass, Some(Cause::KernelVerdict), r.clone()),
-            Status::Fail(f) if matches!(f.cause, Cause::HarnessError | Cause::GuestLost) => (Verdict::Error, Some(f.cause), f.message.clone()),
+            Status::Fail(f) if matches!(f.cause, Cause::HarnessError | Cause::GuestLost) => {
+                (Verdict::Error, Some(f.cause), f.message.clone())
+            }
             Status::Fail(f) => (Verdict::Fail, Some(f.cause), f.message.clone()),
         };
         TrialResult {
@@ -230,7 +240,13 @@ pub struct KernelRecord {
 
 impl KernelRecord {
     pub fn of(k: &crate::kernel::Kernel) -> KernelRecord {
-        KernelRecord { arch: k.arch.name.to_string(), id: k.id.clone(), release: k.release.clone(), config: k.config.display().to_string(), origin: k.origin.clone() }
+        KernelRecord {
+            arch: k.arch.name.to_string(),
+            id: k.id.clone(),
+            release: k.release.clone(),
+            config: k.config.display().to_string(),
+            origin: k.origin.clone(),
+        }
     }
 
     /// `x86_64/src-7.2.13`: the key of [`RunResults::kernels`], as trial names begin.

@@ -19,11 +19,25 @@ use std::time::Instant;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent<'a> {
     /// The plan is made; nothing is prepared yet.
-    RunStarted { plan: &'a PlanRecord, threads: usize, started_unix: u64 },
+    RunStarted {
+        plan: &'a PlanRecord,
+        threads: usize,
+        started_unix: u64,
+    },
     /// `index`: the trial's position in the plan.
-    TrialStarted { index: usize, name: &'a str },
-    StepFinished { index: usize, name: &'a str, step: &'a StepDone },
-    TrialFinished { index: usize, result: &'a TrialResult },
+    TrialStarted {
+        index: usize,
+        name: &'a str,
+    },
+    StepFinished {
+        index: usize,
+        name: &'a str,
+        step: &'a StepDone,
+    },
+    TrialFinished {
+        index: usize,
+        result: &'a TrialResult,
+    },
     /// A pipeline stage's progress (downloads, builds, boots, warnings).
     Progress {
         secs: f64,
@@ -79,15 +93,31 @@ impl Stream {
     /// `threads` trials at once: sends RunStarted, takes over progress
     /// events, and makes Ctrl-C, SIGTERM and SIGHUP finish it (every
     /// report written) before klpt exits.
-    pub fn start(plan: PlanRecord, reporters: Vec<Box<dyn Reporter>>, threads: usize, artifacts: Option<&std::path::Path>) -> Arc<Stream> {
-        let position: BTreeMap<&str, usize> = plan.trials.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
+    pub fn start(
+        plan: PlanRecord,
+        reporters: Vec<Box<dyn Reporter>>,
+        threads: usize,
+        artifacts: Option<&std::path::Path>,
+    ) -> Arc<Stream> {
+        let position: BTreeMap<&str, usize> =
+            plan.trials.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
         let slots = plan.mine.iter().map(|n| (position[n.as_str()], None)).collect();
-        let started_unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let started_unix =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let stream = Arc::new(Stream {
-            inner: Mutex::new(Inner { reporters, plan, slots, started: Default::default(), finished: None, errors: Vec::new(), kernels: BTreeMap::new() }),
+            inner: Mutex::new(Inner {
+                reporters,
+                plan,
+                slots,
+                started: Default::default(),
+                finished: None,
+                errors: Vec::new(),
+                kernels: BTreeMap::new(),
+            }),
             t0: Instant::now(),
             started_unix,
-            artifacts: artifacts.map(|a| std::path::absolute(a).unwrap_or_else(|_| a.to_path_buf()).display().to_string()),
+            artifacts: artifacts
+                .map(|a| std::path::absolute(a).unwrap_or_else(|_| a.to_path_buf()).display().to_string()),
         });
         {
             let mut inner = stream.lock();

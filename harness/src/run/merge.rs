@@ -12,11 +12,22 @@ use std::path::PathBuf;
 /// Reads a `--results` file.
 pub fn read(path: &std::path::Path) -> Result<RunResults, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), e.line()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}:{}: not JSON: {e}", path.display(), e.line()))?;
     match v.get("format").and_then(|f| f.as_u64()) {
         Some(f) if f == u64::from(FORMAT) => {}
-        Some(f) => return Err(format!("{}: results format {f}, this klpt reads format {FORMAT} (merge with the klpt that wrote it)", path.display())),
-        None => return Err(format!("{}: not a klpt results file (no `format`; write one with `klpt run --results FILE`)", path.display())),
+        Some(f) => {
+            return Err(format!(
+                "{}: results format {f}, this klpt reads format {FORMAT} (merge with the klpt that wrote it)",
+                path.display()
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{}: not a klpt results file (no `format`; write one with `klpt run --results FILE`)",
+                path.display()
+            ))
+        }
     }
     serde_json::from_value(v).map_err(|e| format!("{}: not a klpt results file: {e}", path.display()))
 }
@@ -30,28 +41,53 @@ pub fn merge(runs: &[(PathBuf, RunResults)]) -> Result<RunResults, String> {
         if run.plan.trials != first.plan.trials {
             let a: Vec<&str> = first.plan.trials.iter().map(|t| t.name.as_str()).collect();
             let b: Vec<&str> = run.plan.trials.iter().map(|t| t.name.as_str()).collect();
-            let diff = a.iter().find(|n| !b.contains(n)).map(|n| format!("{n} is only in {}", first_path.display())).or_else(|| b.iter().find(|n| !a.contains(n)).map(|n| format!("{n} is only in {}", path.display()))).unwrap_or_else(|| "the same trials in another order or of another kind".into());
-            return Err(format!("{} and {} are results of different plans ({diff}): merge the shards of one `klpt run` command line", first_path.display(), path.display()));
+            let diff = a
+                .iter()
+                .find(|n| !b.contains(n))
+                .map(|n| format!("{n} is only in {}", first_path.display()))
+                .or_else(|| b.iter().find(|n| !a.contains(n)).map(|n| format!("{n} is only in {}", path.display())))
+                .unwrap_or_else(|| "the same trials in another order or of another kind".into());
+            return Err(format!(
+                "{} and {} are results of different plans ({diff}): merge the shards of one `klpt run` command line",
+                first_path.display(),
+                path.display()
+            ));
         }
         for r in &run.results {
             if let Some((other, _)) = by_name.insert(r.name.as_str(), (path, r)) {
-                return Err(format!("{} is in both {} and {}: merge each shard once", r.name, other.display(), path.display()));
+                return Err(format!(
+                    "{} is in both {} and {}: merge each shard once",
+                    r.name,
+                    other.display(),
+                    path.display()
+                ));
             }
         }
     }
-    let missing: Vec<&str> = first.plan.trials.iter().map(|t| t.name.as_str()).filter(|n| !by_name.contains_key(n)).collect();
-    let partitions: Vec<String> = runs.iter().map(|(p, r)| format!("{} ({})", p.display(), r.plan.partition.as_deref().unwrap_or("unsharded"))).collect();
+    let missing: Vec<&str> =
+        first.plan.trials.iter().map(|t| t.name.as_str()).filter(|n| !by_name.contains_key(n)).collect();
+    let partitions: Vec<String> = runs
+        .iter()
+        .map(|(p, r)| format!("{} ({})", p.display(), r.plan.partition.as_deref().unwrap_or("unsharded")))
+        .collect();
     let results = first
         .plan
         .trials
         .iter()
         .map(|t| match by_name.get(t.name.as_str()) {
             Some((_, r)) => (*r).clone(),
-            None => TrialResult::unfinished(t, &format!("no results file holds this trial (merged: {})", partitions.join(", "))),
+            None => TrialResult::unfinished(
+                t,
+                &format!("no results file holds this trial (merged: {})", partitions.join(", ")),
+            ),
         })
         .collect();
     if !missing.is_empty() {
-        eprintln!("warning: {} planned trial(s) are in none of the results files (a shard's results are missing?), first: {}", missing.len(), missing[0]);
+        eprintln!(
+            "warning: {} planned trial(s) are in none of the results files (a shard's results are missing?), first: {}",
+            missing.len(),
+            missing[0]
+        );
     }
     Ok(RunResults {
         format: FORMAT,
@@ -61,7 +97,11 @@ pub fn merge(runs: &[(PathBuf, RunResults)]) -> Result<RunResults, String> {
         cancelled: runs.iter().any(|(_, r)| r.cancelled),
         // Each shard has its own; every trial's record names its own directory.
         artifacts: None,
-        plan: PlanRecord { trials: first.plan.trials.clone(), partition: None, mine: first.plan.trials.iter().map(|t| t.name.clone()).collect() },
+        plan: PlanRecord {
+            trials: first.plan.trials.clone(),
+            partition: None,
+            mine: first.plan.trials.iter().map(|t| t.name.clone()).collect(),
+        },
         results,
         kernels: runs.iter().flat_map(|(_, r)| r.kernels.clone()).collect(),
     })
@@ -78,11 +118,17 @@ pub fn replay(run: &RunResults, reporters: &mut [Box<dyn Reporter>]) -> Result<(
         }
     };
     send(&RunEvent::RunStarted { plan: &run.plan, threads: 0, started_unix: run.started_unix });
-    let position: BTreeMap<&str, usize> = run.plan.trials.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
+    let position: BTreeMap<&str, usize> =
+        run.plan.trials.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
     for r in &run.results {
         send(&RunEvent::TrialFinished { index: position.get(r.name.as_str()).copied().unwrap_or(0), result: r });
     }
-    send(&RunEvent::RunFinished { cancelled: run.cancelled, secs: run.secs, totals: crate::report::results::totals(&run.results), results: run });
+    send(&RunEvent::RunFinished {
+        cancelled: run.cancelled,
+        secs: run.secs,
+        totals: crate::report::results::totals(&run.results),
+        results: run,
+    });
     if errors.is_empty() {
         Ok(())
     } else {

@@ -11,10 +11,10 @@ pub mod plan;
 pub mod pool;
 pub mod reporters;
 
+use crate::arch::Arch;
 use crate::case::Case;
 use crate::report::results::TrialKind;
 use crate::runner::{self, AccelChoice, Options, Target};
-use crate::arch::Arch;
 use events::{Reporter, Stream};
 use plan::{Partition, Plan, Selection};
 use reporters::{Files, Human, JsonLines, MatrixTable};
@@ -137,13 +137,29 @@ fn watchdog(limit: Duration) -> std::sync::mpsc::Sender<()> {
 /// Prepares the targets this run's trials need (each once) and builds the
 /// modules of its cases; returns its jobs in plan order, and the selftest
 /// suites whose scripts are queued.
-fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path, stream: &Stream) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
-    let opts = Arc::new(Options { artifacts: artifacts.to_path_buf(), keep_failed: req.keep_failed, boot_timeout: Duration::from_secs(240), guest_time: false });
+fn prepare(
+    plan: &Plan,
+    req: &Request,
+    artifacts: &std::path::Path,
+    stream: &Stream,
+) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
+    let opts = Arc::new(Options {
+        artifacts: artifacts.to_path_buf(),
+        keep_failed: req.keep_failed,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+    });
     let mut targets: Vec<Option<Arc<Target>>> = Vec::new();
     let mut suites: Vec<Option<Arc<crate::kselftest::Suite>>> = Vec::new();
     for (ti, spec) in plan.targets.iter().enumerate() {
         let what = spec.label();
-        let same = |id: &str| if id == spec.kernel_id { Ok(()) } else { Err(format!("{what}: its trials were named for kernel {}, but klpt prepared {id}", spec.kernel_id)) };
+        let same = |id: &str| {
+            if id == spec.kernel_id {
+                Ok(())
+            } else {
+                Err(format!("{what}: its trials were named for kernel {}, but klpt prepared {id}", spec.kernel_id))
+            }
+        };
         targets.push(if plan.needs(ti, TrialKind::Case) {
             let t = Target::prepare(spec.arch, spec.spec.as_deref(), req.accel).map_err(|e| format!("{what}: {e}"))?;
             same(&t.kernel.id)?;
@@ -153,7 +169,8 @@ fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path, stream: &Str
             None
         });
         suites.push(if plan.needs(ti, TrialKind::Kselftest) {
-            let (t, built) = crate::kselftest::prepare(spec.arch, spec.spec.as_deref(), req.accel).map_err(|e| format!("{what}: {e}"))?;
+            let (t, built) = crate::kselftest::prepare(spec.arch, spec.spec.as_deref(), req.accel)
+                .map_err(|e| format!("{what}: {e}"))?;
             same(&t.kernel.id)?;
             stream.kernel(&t.kernel);
             Some(crate::kselftest::Suite::new(Arc::new(t), built, artifacts, req.scenario_timeout))
@@ -168,7 +185,11 @@ fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path, stream: &Str
             .mine
             .iter()
             .filter_map(|&i| match &plan.entries[i].work {
-                plan::Work::Case(c) if plan.entries[i].target == ti && t.caps.missing(&c.doc.requires, None).is_empty() => Some(c.as_ref()),
+                plan::Work::Case(c)
+                    if plan.entries[i].target == ti && t.caps.missing(&c.doc.requires, None).is_empty() =>
+                {
+                    Some(c.as_ref())
+                }
                 _ => None,
             })
             .collect();
@@ -178,12 +199,26 @@ fn prepare(plan: &Plan, req: &Request, artifacts: &std::path::Path, stream: &Str
     for &i in &plan.mine {
         let e = &plan.entries[i];
         let work = match &e.work {
-            plan::Work::Case(c) => pool::Work::Case { target: targets[e.target].clone().expect("prepared above"), case: c.clone(), opts: opts.clone() },
+            plan::Work::Case(c) => pool::Work::Case {
+                target: targets[e.target].clone().expect("prepared above"),
+                case: c.clone(),
+                opts: opts.clone(),
+            },
             plan::Work::Kselftest { script, scenario } => {
                 let suite = suites[e.target].clone().expect("prepared above");
-                let name = suite.built.scripts.get(*script).filter(|s| *scenario < s.scenarios.len()).map(|s| suite.trial_name(s, *scenario)).unwrap_or_default();
+                let name = suite
+                    .built
+                    .scripts
+                    .get(*script)
+                    .filter(|s| *scenario < s.scenarios.len())
+                    .map(|s| suite.trial_name(s, *scenario))
+                    .unwrap_or_default();
                 if name != e.trial.name {
-                    return Err(format!("{}: the built selftests differ from the listed ones ({name} where the plan has {})", plan.targets[e.target].label(), e.trial.name));
+                    return Err(format!(
+                        "{}: the built selftests differ from the listed ones ({name} where the plan has {})",
+                        plan.targets[e.target].label(),
+                        e.trial.name
+                    ));
                 }
                 // Queued in plan order: the drivers run while trials wait.
                 suite.request(*script);

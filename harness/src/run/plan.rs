@@ -4,10 +4,10 @@
 //! partition then pick this run's trials, and only targets that run one of
 //! them are prepared.
 
+use crate::arch::Arch;
 use crate::case::Case;
 use crate::kernel::{Kernel, Peek};
 use crate::report::results::{PlanRecord, PlannedTrial, TrialKind};
-use crate::arch::Arch;
 use std::sync::Arc;
 
 /// Architectures named by `--arch` words (comma lists and `all` allowed),
@@ -18,7 +18,8 @@ pub fn arches(names: &[String]) -> Result<Vec<Arch>, String> {
         let named: Vec<Arch> = if n == "all" {
             crate::arch::ALL.to_vec()
         } else {
-            vec![Arch::by_name(n).ok_or_else(|| format!("unknown architecture `{n}` (x86_64, arm64, s390x, ppc64le, or all)"))?]
+            vec![Arch::by_name(n)
+                .ok_or_else(|| format!("unknown architecture `{n}` (x86_64, arm64, s390x, ppc64le, or all)"))?]
         };
         for a in named {
             if !out.iter().any(|o| o.name == a.name) {
@@ -52,7 +53,11 @@ impl Selection {
     fn describe(&self) -> String {
         let mut v = Vec::new();
         if !self.filters.is_empty() {
-            v.push(format!("filter{} {}", if self.filters.len() == 1 { "" } else { "s" }, self.filters.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")));
+            v.push(format!(
+                "filter{} {}",
+                if self.filters.len() == 1 { "" } else { "s" },
+                self.filters.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+            ));
         }
         if !self.skip.is_empty() {
             v.push(format!("--skip {}", self.skip.join(", ")));
@@ -137,7 +142,12 @@ impl TargetSpec {
 /// before it exists (a source build not built yet; a kernel whose
 /// selftests must be listed from its tree) is fetched or built here when
 /// `may_build`, else it is an error that says how to build it.
-pub fn targets(arches: &[Arch], kernels: &[Option<String>], need_tree: bool, may_build: bool) -> Result<Vec<TargetSpec>, String> {
+pub fn targets(
+    arches: &[Arch],
+    kernels: &[Option<String>],
+    need_tree: bool,
+    may_build: bool,
+) -> Result<Vec<TargetSpec>, String> {
     let mut out = Vec::new();
     for a in arches {
         for k in kernels {
@@ -168,7 +178,9 @@ pub fn targets(arches: &[Arch], kernels: &[Option<String>], need_tree: bool, may
                 }
                 Peek::Absent { id: Some(id), .. } => t.kernel_id = id,
                 Peek::Absent { id: None, how } => {
-                    let kernel = build(&format!("cannot name its trials before it is built (they carry the built kernel's release): {how}"))?;
+                    let kernel = build(&format!(
+                        "cannot name its trials before it is built (they carry the built kernel's release): {how}"
+                    ))?;
                     t.kernel_id = kernel.id.clone();
                     t.kernel = Some(kernel);
                 }
@@ -184,7 +196,10 @@ pub fn targets(arches: &[Arch], kernels: &[Option<String>], need_tree: bool, may
 pub enum Work {
     Case(Arc<Case>),
     /// Scenario `scenario` (0-based) of script `script` of the target's selftests.
-    Kselftest { script: usize, scenario: usize },
+    Kselftest {
+        script: usize,
+        scenario: usize,
+    },
 }
 
 pub struct Entry {
@@ -209,7 +224,13 @@ pub struct Plan {
 impl Plan {
     /// Plans `cases` (and with `kselftest`, every target's selftest
     /// scenarios) on `targets`. An empty selection is an error.
-    pub fn new(targets: Vec<TargetSpec>, cases: &[Arc<Case>], kselftest: bool, selection: &Selection, partition: Option<Partition>) -> Result<Plan, String> {
+    pub fn new(
+        targets: Vec<TargetSpec>,
+        cases: &[Arc<Case>],
+        kselftest: bool,
+        selection: &Selection,
+        partition: Option<Partition>,
+    ) -> Result<Plan, String> {
         let mut named = 0;
         let mut entries = Vec::new();
         let mut push = |entries: &mut Vec<Entry>, trial: PlannedTrial, target, work| {
@@ -233,7 +254,9 @@ impl Plan {
         }
         if kselftest {
             for (ti, t) in targets.iter().enumerate() {
-                let kernel = t.kernel.as_ref().ok_or_else(|| format!("{}: klpt does not have this kernel's tree to list its selftests", t.label()))?;
+                let kernel = t.kernel.as_ref().ok_or_else(|| {
+                    format!("{}: klpt does not have this kernel's tree to list its selftests", t.label())
+                })?;
                 let scripts = crate::kselftest::build::scripts_of(kernel).map_err(|e| format!("{}: {e}", t.label()))?;
                 for (si, s) in scripts.iter().enumerate() {
                     for (sc, scenario) in s.scenarios.iter().enumerate() {
@@ -262,7 +285,8 @@ impl Plan {
             };
             return Err(format!("no trial selected: {why}"));
         }
-        let mine: Vec<usize> = (0..entries.len()).filter(|&i| partition.is_none_or(|p| p.holds(i, &entries[i].trial.name))).collect();
+        let mine: Vec<usize> =
+            (0..entries.len()).filter(|&i| partition.is_none_or(|p| p.holds(i, &entries[i].trial.name))).collect();
         let filtered_out = named - mine.len();
         Ok(Plan { targets, entries, mine, partition, filtered_out })
     }
@@ -287,7 +311,10 @@ mod tests {
 
     #[test]
     fn arches_dedupe_and_reject_unknown() {
-        let names = |v: &[&str]| arches(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).map(|a| a.iter().map(|a| a.name).collect::<Vec<_>>());
+        let names = |v: &[&str]| {
+            arches(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .map(|a| a.iter().map(|a| a.name).collect::<Vec<_>>())
+        };
         assert_eq!(names(&["arm64,all"]).unwrap(), ["arm64", "x86_64", "s390x", "ppc64le"]);
         assert_eq!(names(&["x86_64", "amd64"]).unwrap(), ["x86_64"]);
         assert!(names(&["bogus"]).unwrap_err().contains("unknown architecture `bogus`"));
@@ -295,7 +322,11 @@ mod tests {
 
     #[test]
     fn every_filter_word_counts() {
-        let s = Selection { filters: vec!["alpha".into(), "gamma".into()], skip: vec!["gamma/slow".into()], ..Default::default() };
+        let s = Selection {
+            filters: vec!["alpha".into(), "gamma".into()],
+            skip: vec!["gamma/slow".into()],
+            ..Default::default()
+        };
         assert!(s.selects("x86_64/k/stock/alpha"));
         assert!(s.selects("x86_64/k/stock/gamma"));
         assert!(!s.selects("x86_64/k/stock/beta"));
@@ -310,7 +341,8 @@ mod tests {
         let dir = crate::project_root().join("cases/stock");
         let mut only_arm = crate::case::load(&dir.join("basic-enable-disable.yaml")).unwrap();
         only_arm.doc.arches = vec!["arm64".into()];
-        let cases = vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
+        let cases =
+            vec![Arc::new(crate::case::load(&dir.join("refusal-logged-once.yaml")).unwrap()), Arc::new(only_arm)];
         let spec = |arch, id: &str| TargetSpec { arch, spec: None, kernel_id: id.into(), kernel: None };
         let targets = vec![spec(crate::arch::X86_64, "debian-6.1.0-50-amd64"), spec(crate::arch::ARM64, "src-7.2.13")];
         let plan = Plan::new(targets, &cases, false, &Selection::default(), None).unwrap();
@@ -336,7 +368,11 @@ mod tests {
 
     #[test]
     fn shards_hold_every_trial_once() {
-        assert!("count:0/3".parse::<Partition>().is_err() && "count:4/3".parse::<Partition>().is_err() && "slice:1/3".parse::<Partition>().is_err());
+        assert!(
+            "count:0/3".parse::<Partition>().is_err()
+                && "count:4/3".parse::<Partition>().is_err()
+                && "slice:1/3".parse::<Partition>().is_err()
+        );
         let names: Vec<String> = (0..50).map(|i| format!("x86_64/k/stock/case-{i}")).collect();
         for kind in ["count", "hash"] {
             let shards: Vec<Partition> = (1..=3).map(|k| format!("{kind}:{k}/3").parse().unwrap()).collect();

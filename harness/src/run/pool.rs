@@ -14,9 +14,17 @@ use std::sync::{Arc, Mutex};
 
 /// One trial to run.
 pub enum Work {
-    Case { target: Arc<Target>, case: Arc<Case>, opts: Arc<Options> },
+    Case {
+        target: Arc<Target>,
+        case: Arc<Case>,
+        opts: Arc<Options>,
+    },
     /// Its script runs on the suite's driver thread; the trial waits for the scenario.
-    Kselftest { suite: Arc<Suite>, script: usize, scenario: usize },
+    Kselftest {
+        suite: Arc<Suite>,
+        script: usize,
+        scenario: usize,
+    },
 }
 
 pub struct Job {
@@ -30,10 +38,13 @@ impl Job {
     fn run(&self, stream: &Stream) -> TrialResult {
         match &self.work {
             Work::Case { target, case, opts } => {
-                let o = crate::runner::run_case_observed(target, case, opts, false, &|step| stream.step(self.index, step));
+                let o =
+                    crate::runner::run_case_observed(target, case, opts, false, &|step| stream.step(self.index, step));
                 TrialResult::from_outcome(&o, TrialKind::Case, Some(&case.file))
             }
-            Work::Kselftest { suite, script, scenario } => TrialResult::from_outcome(&suite.outcome(*script, *scenario), TrialKind::Kselftest, None),
+            Work::Kselftest { suite, script, scenario } => {
+                TrialResult::from_outcome(&suite.outcome(*script, *scenario), TrialKind::Kselftest, None)
+            }
         }
     }
 }
@@ -53,11 +64,21 @@ pub fn execute(jobs: Vec<Job>, threads: usize, stream: &Stream) {
                     }
                     let Some(job) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { break };
                     stream.trial_started(job.index);
-                    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).ok();
+                    let start = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs_f64())
+                        .ok();
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(stream)));
                     let result = r.unwrap_or_else(|p| {
-                        let why = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
-                        let mut r = TrialResult::unfinished(&job.trial, &format!("klpt panicked while running this trial: {why}"));
+                        let why = p
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                            .unwrap_or_default();
+                        let mut r = TrialResult::unfinished(
+                            &job.trial,
+                            &format!("klpt panicked while running this trial: {why}"),
+                        );
                         r.verdict = Verdict::Error;
                         r.cause = Some(Cause::HarnessError);
                         r

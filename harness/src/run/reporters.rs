@@ -57,7 +57,13 @@ impl Reporter for Human {
                     self.dots += 1;
                     let _ = write!(out, "{c}{}", if self.dots.is_multiple_of(88) { "\n" } else { "" });
                 } else if r.verdict == Verdict::Skip || r.verdict == Verdict::Xfail {
-                    let _ = writeln!(out, "test {} ... {}, {}", r.name, word(r.verdict), r.message.lines().next().unwrap_or(""));
+                    let _ = writeln!(
+                        out,
+                        "test {} ... {}, {}",
+                        r.name,
+                        word(r.verdict),
+                        r.message.lines().next().unwrap_or("")
+                    );
                 } else {
                     let _ = writeln!(out, "test {} ... {}", r.name, word(r.verdict));
                 }
@@ -130,7 +136,8 @@ impl Files {
     pub fn check(&self) -> Result<(), String> {
         for p in [&self.ktap, &self.junit, &self.results, &self.matrix, &self.kcidb].into_iter().flatten() {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {} for {}: {e}", dir.display(), p.display()))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create {} for {}: {e}", dir.display(), p.display()))?;
             }
         }
         Ok(())
@@ -199,7 +206,10 @@ pub struct JsonLines {
 impl JsonLines {
     pub fn create(path: &Path) -> Result<JsonLines, String> {
         write(path, "")?;
-        let file = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         Ok(JsonLines { path: path.to_path_buf(), file: std::io::BufWriter::new(file) })
     }
 }

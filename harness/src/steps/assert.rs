@@ -143,10 +143,15 @@ pub fn evaluate(a: &Assertion, snap: &Snapshot, window: &[Record], required_sysf
             for (obj, want) in &exp.objects {
                 match state.objects.get(obj).map(String::as_str) {
                     Some(got) if got == want => {}
-                    Some("?") if !required_sysfs.iter().any(|r| r == "patched") => v.unchecked.push(format!("{name}/{obj}/patched")),
+                    Some("?") if !required_sysfs.iter().any(|r| r == "patched") => {
+                        v.unchecked.push(format!("{name}/{obj}/patched"))
+                    }
                     Some("?") => v.missing_required.push("patched".into()),
                     Some(got) => v.mismatches.push(format!("{name}/{obj}/patched: expected {want}, got {got}")),
-                    None => v.mismatches.push(format!("{name}/{obj}: no such object directory (objects: {})", state.objects.keys().cloned().collect::<Vec<_>>().join(", "))),
+                    None => v.mismatches.push(format!(
+                        "{name}/{obj}: no such object directory (objects: {})",
+                        state.objects.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )),
                 }
             }
         }
@@ -165,12 +170,18 @@ pub fn evaluate(a: &Assertion, snap: &Snapshot, window: &[Record], required_sysf
     for (path, want) in &a.modes {
         match snap.modes.get(path) {
             Some(got) if got == want => {}
-            got => v.mismatches.push(format!("{path}: expected mode {want}, got {}", got.map(String::as_str).unwrap_or("nothing"))),
+            got => v
+                .mismatches
+                .push(format!("{path}: expected mode {want}, got {}", got.map(String::as_str).unwrap_or("nothing"))),
         }
     }
     for (m, loaded) in &a.modules {
         if snap.modules.contains(m) != *loaded {
-            v.mismatches.push(format!("module {m}: expected {}, is {}", if *loaded { "loaded" } else { "not loaded" }, if *loaded { "not loaded" } else { "loaded" }));
+            v.mismatches.push(format!(
+                "module {m}: expected {}, is {}",
+                if *loaded { "loaded" } else { "not loaded" },
+                if *loaded { "not loaded" } else { "loaded" }
+            ));
         }
     }
     if let Some(d) = &a.dmesg {
@@ -208,7 +219,8 @@ pub fn match_text(m: &Matcher, text: &str) -> Option<String> {
 /// Events in order (other lines may come between), no `must_not` line, and
 /// with `strict`, no `livepatch:` line that is not an expected event.
 pub fn check_dmesg(d: &DmesgExpect, window: &[Record]) -> Vec<String> {
-    let lines: Vec<&Record> = window.iter().filter(|r| !is_sync(r) && !d.ignore.iter().any(|i| i.is_match(&r.text))).collect();
+    let lines: Vec<&Record> =
+        window.iter().filter(|r| !is_sync(r) && !d.ignore.iter().any(|i| i.is_match(&r.text))).collect();
     let mut problems = Vec::new();
     let mut next = 0;
     let mut consumed = BTreeSet::new();
@@ -259,8 +271,15 @@ mod tests {
 
     #[test]
     fn dmesg_order_must_not_and_strict() {
-        let w = vec![rec(1, "livepatch: enabling patch 'a'"), rec(2, "livepatch: 'a': starting patching transition"), rec(3, "livepatch: 'a': patching complete")];
-        let mut d = DmesgExpect { events: vec![Regex::new("enabling patch 'a'").unwrap(), Regex::new("patching complete").unwrap()], ..Default::default() };
+        let w = vec![
+            rec(1, "livepatch: enabling patch 'a'"),
+            rec(2, "livepatch: 'a': starting patching transition"),
+            rec(3, "livepatch: 'a': patching complete"),
+        ];
+        let mut d = DmesgExpect {
+            events: vec![Regex::new("enabling patch 'a'").unwrap(), Regex::new("patching complete").unwrap()],
+            ..Default::default()
+        };
         assert!(check_dmesg(&d, &w).is_empty());
         d.strict = true;
         assert_eq!(check_dmesg(&d, &w).len(), 1);
@@ -268,7 +287,10 @@ mod tests {
         assert!(check_dmesg(&d, &w).is_empty());
         d.must_not = vec![Regex::new("unpatching").unwrap()];
         assert!(check_dmesg(&d, &w).is_empty());
-        let rev = DmesgExpect { events: vec![Regex::new("complete").unwrap(), Regex::new("enabling").unwrap()], ..Default::default() };
+        let rev = DmesgExpect {
+            events: vec![Regex::new("complete").unwrap(), Regex::new("enabling").unwrap()],
+            ..Default::default()
+        };
         assert!(check_dmesg(&rev, &w)[0].contains("not found after"));
     }
 
@@ -280,7 +302,11 @@ mod tests {
         let refusal = "livepatch: symbol 'f' not found in symbol table";
         let once = vec![rec(1, "klpt: tainting kernel"), rec(2, refusal)];
         let twice = vec![rec(1, refusal), rec(2, "x"), rec(3, refusal)];
-        let ev = |n: usize, strict: bool| DmesgExpect { events: vec![Regex::new("not found in symbol table").unwrap(); n], strict, ..Default::default() };
+        let ev = |n: usize, strict: bool| DmesgExpect {
+            events: vec![Regex::new("not found in symbol table").unwrap(); n],
+            strict,
+            ..Default::default()
+        };
         assert!(check_dmesg(&ev(1, true), &once).is_empty());
         let p = check_dmesg(&ev(1, true), &twice);
         assert_eq!(p.len(), 1, "{p:?}");

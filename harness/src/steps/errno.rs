@@ -44,7 +44,10 @@ mod tests {
         assert_eq!(from_message("sh: write error: Device or resource busy"), Some("EBUSY"));
         assert_eq!(from_message("rmmod: can't unload module 'x': Resource temporarily unavailable"), Some("EAGAIN"));
         assert_eq!(from_message("sh: can't create /sys/x: nonexistent directory"), Some("ENOENT"));
-        assert_eq!(from_message("insmod: ERROR: could not insert module /root/x.ko: Invalid parameters"), Some("EINVAL"));
+        assert_eq!(
+            from_message("insmod: ERROR: could not insert module /root/x.ko: Invalid parameters"),
+            Some("EINVAL")
+        );
         assert_eq!(from_message("insmod: ERROR: could not insert module /root/x.ko: No such device"), Some("ENODEV"));
         assert_eq!(from_message("all fine"), None);
     }
@@ -60,7 +63,10 @@ mod tests {
         assert_eq!(from_message(&kmod("File exists")), Some("EEXIST"));
         assert_eq!(from_message(&kmod("Device or resource busy")), Some("EBUSY"));
         assert_eq!(from_message(&kmod("Operation not permitted")), Some("EPERM"));
-        assert_eq!(from_message("insmod: ERROR: could not load module /root/y.ko: No such file or directory"), Some("ENOENT"));
+        assert_eq!(
+            from_message("insmod: ERROR: could not load module /root/y.ko: No such file or directory"),
+            Some("ENOENT")
+        );
         // Every kmod wording names a known errno.
         assert!(KMOD.iter().all(|(_, n)| is_known(n)));
     }

@@ -6,8 +6,19 @@
 use super::kmsg::Record;
 
 const BAD: &[&str] = &[
-    "BUG:", "WARNING:", "Oops", "Kernel panic", "soft lockup", "hard LOCKUP", "detected stall", "RCU Stall",
-    "general protection fault", "Unable to handle kernel", "kernel BUG at", "Call Trace:", "INFO: task",
+    "BUG:",
+    "WARNING:",
+    "Oops",
+    "Kernel panic",
+    "soft lockup",
+    "hard LOCKUP",
+    "detected stall",
+    "RCU Stall",
+    "general protection fault",
+    "Unable to handle kernel",
+    "kernel BUG at",
+    "Call Trace:",
+    "INFO: task",
 ];
 
 /// Taint letters by bit (kernel/panic.c taint_flags).
@@ -34,10 +45,44 @@ pub struct Report {
 /// (`dump_stack()`, `__warn()`), on every architecture klpt runs.
 fn is_dump_line(text: &str) -> bool {
     const PREFIXES: &[&str] = &[
-        "CPU: ", "Hardware name:", "Call Trace:", "Call trace:", "Workqueue:", "Tainted:", "Modules linked in:", "Code: ",
-        "RIP:", "RSP:", "RAX:", "RDX:", "RBP:", "R10:", "R13:", "FS:", "CS:", "CR2:", "DR0:", "DR3:", "PKRU:", "pc :",
-        "lr :", "sp :", "pstate:", "Krnl ", "Last Breaking", "NIP", "LR ", "REGS:", "MSR:", "GPR", "CFAR:", "IRQMASK:",
-        "Stack:", "Backtrace:", "---[ end trace", "Instruction dump:",
+        "CPU: ",
+        "Hardware name:",
+        "Call Trace:",
+        "Call trace:",
+        "Workqueue:",
+        "Tainted:",
+        "Modules linked in:",
+        "Code: ",
+        "RIP:",
+        "RSP:",
+        "RAX:",
+        "RDX:",
+        "RBP:",
+        "R10:",
+        "R13:",
+        "FS:",
+        "CS:",
+        "CR2:",
+        "DR0:",
+        "DR3:",
+        "PKRU:",
+        "pc :",
+        "lr :",
+        "sp :",
+        "pstate:",
+        "Krnl ",
+        "Last Breaking",
+        "NIP",
+        "LR ",
+        "REGS:",
+        "MSR:",
+        "GPR",
+        "CFAR:",
+        "IRQMASK:",
+        "Stack:",
+        "Backtrace:",
+        "---[ end trace",
+        "Instruction dump:",
     ];
     text.starts_with([' ', '\t', '['])
         || PREFIXES.iter().any(|p| text.starts_with(p))

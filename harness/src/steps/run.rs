@@ -138,7 +138,12 @@ impl Ran {
     }
 
     fn ended_early(&self, i: usize) -> Stop {
-        Stop::Harness(format!("the step's guest command ended (exit status {}) before its part {i} was done; its output:\n{}{}", self.status, self.parser.rest(), self.stderr))
+        Stop::Harness(format!(
+            "the step's guest command ended (exit status {}) before its part {i} was done; its output:\n{}{}",
+            self.status,
+            self.parser.rest(),
+            self.stderr
+        ))
     }
 }
 
@@ -147,7 +152,8 @@ impl Ran {
 const POLL: &str = "0.05";
 
 /// Unpacks the modules' archive (on stdin) into /root.
-const UPLOAD: &str = "cd /root && cpio -i -d -m 2>/run/klpt-upload.err || { cat /run/klpt-upload.err >&2; exit 97; }; cd /; ";
+const UPLOAD: &str =
+    "cd /root && cpio -i -d -m 2>/run/klpt-upload.err || { cat /run/klpt-upload.err >&2; exit 97; }; cd /; ";
 /// [`UPLOAD`]'s exit status when the archive did not unpack.
 const UPLOAD_FAILED: i32 = 97;
 
@@ -157,7 +163,12 @@ const HARNESS: Duration = Duration::from_secs(60);
 
 impl<'a> Session<'a> {
     /// Uploads the case's modules and takes the initial log and taint state.
-    pub fn start(guest: &'a Guest, case: &'a Case, caps: &'a Caps, modules: &BTreeMap<String, PathBuf>) -> Result<Session<'a>, Stop> {
+    pub fn start(
+        guest: &'a Guest,
+        case: &'a Case,
+        caps: &'a Caps,
+        modules: &BTreeMap<String, PathBuf>,
+    ) -> Result<Session<'a>, Stop> {
         // Modules and programs go to /root under their file names, in one
         // cpio archive extracted by the same command as the first log sync:
         // one round trip, however many modules a case has.
@@ -236,7 +247,10 @@ impl<'a> Session<'a> {
     fn sync_after(&mut self, pre: &str, input: Option<&[u8]>) -> Result<u64, Stop> {
         self.sync_n += 1;
         let tag = format!("{}{}", kmsg::SYNC_TAG, self.sync_n);
-        let script = format!("{pre}{}", crate::template::LOG_SYNC_SH.fill(&[("TAG", &tag), ("OFFSET", &(self.kmsg_offset + 1).to_string())]));
+        let script = format!(
+            "{pre}{}",
+            crate::template::LOG_SYNC_SH.fill(&[("TAG", &tag), ("OFFSET", &(self.kmsg_offset + 1).to_string())])
+        );
         let out = self.guest.exec_with_input(&script, input, HARNESS)?;
         if out.status == UPLOAD_FAILED {
             return Err(Stop::Harness(format!("upload: {}", out.stderr.trim())));
@@ -301,7 +315,9 @@ impl<'a> Session<'a> {
         let l = &c.lacks;
         let each = |mk: &dyn Fn() -> Vec<Requires>| mk().iter().all(|r| !self.missing(r).is_empty());
         each(&|| l.config.iter().map(|x| Requires { config: vec![x.clone()], ..Default::default() }).collect())
-            && each(&|| l.kallsyms.iter().map(|x| Requires { kallsyms: vec![x.clone()], ..Default::default() }).collect())
+            && each(&|| {
+                l.kallsyms.iter().map(|x| Requires { kallsyms: vec![x.clone()], ..Default::default() }).collect()
+            })
             && each(&|| {
                 l.structs()
                     .iter()
@@ -379,7 +395,13 @@ impl<'a> Session<'a> {
     /// `on` as it arrives; `on` returns true to stop a streaming command.
     /// Until the `work` section the step's deadline bounds it, after it the
     /// harness budget (the sync).
-    fn run_composed(&mut self, nonce: &str, cmd: &str, hold_stdin: bool, on: &mut dyn FnMut(&mut Self, &Section) -> bool) -> Ran {
+    fn run_composed(
+        &mut self,
+        nonce: &str,
+        cmd: &str,
+        hold_stdin: bool,
+        on: &mut dyn FnMut(&mut Self, &Section) -> bool,
+    ) -> Ran {
         let guest = self.guest;
         let step_deadline = self.deadline;
         let mut parser = script::Parser::new(nonce);
@@ -404,7 +426,10 @@ impl<'a> Session<'a> {
                 let in_work = work_over.is_none();
                 let stop = match e {
                     crate::error::Error::SshTimeout(_) if in_work => self.timed_out(),
-                    crate::error::Error::SshTimeout(_) => Stop::Timeout(format!("the kernel-log sync after the step did not finish within {}s", HARNESS.as_secs())),
+                    crate::error::Error::SshTimeout(_) => Stop::Timeout(format!(
+                        "the kernel-log sync after the step did not finish within {}s",
+                        HARNESS.as_secs()
+                    )),
                     other => other.into(),
                 };
                 Ran { parser, error: Some((stop, in_work)), stderr: String::new(), status: -1 }
@@ -450,7 +475,9 @@ impl<'a> Session<'a> {
     fn act_one(&mut self, a: &Action, what: &str) -> (StepResult, Synced) {
         // The guest gives up a second before the host would, so a condition
         // that never holds is a verdict, not a timeout.
-        let Some(end_cs) = self.guest_budget(self.deadline).map(|cs| cs.saturating_sub(100)) else { return (Err(self.timed_out()), Synced::Missing) };
+        let Some(end_cs) = self.guest_budget(self.deadline).map(|cs| cs.saturating_sub(100)) else {
+            return (Err(self.timed_out()), Synced::Missing);
+        };
         // A load's arguments name spawned pids and this kernel's syscall symbols.
         let resolved;
         let a = match a {
@@ -488,7 +515,10 @@ impl<'a> Session<'a> {
             Action::Load { module, args, wait, .. } => {
                 let mut p = vec![Part::Run(load_command(module, args))];
                 if *wait && self.case.livepatch(module).is_some() {
-                    p.push(Part::Wait { cond: value_is(&format!("/sys/kernel/livepatch/{module}/transition"), "0"), report: None });
+                    p.push(Part::Wait {
+                        cond: value_is(&format!("/sys/kernel/livepatch/{module}/transition"), "0"),
+                        report: None,
+                    });
                 }
                 p
             }
@@ -500,29 +530,40 @@ impl<'a> Session<'a> {
                 p
             }
             Action::Force { patch, .. } => vec![Part::Run(format!("echo 1 > /sys/kernel/livepatch/{patch}/force"))],
-            Action::Write { path, value, .. } => vec![Part::Run(format!("echo {} > {}", sh_quote(value), sh_quote(path)))],
+            Action::Write { path, value, .. } => {
+                vec![Part::Run(format!("echo {} > {}", sh_quote(value), sh_quote(path)))]
+            }
             Action::Unload { module, refused } => {
                 let mut p = Vec::new();
                 if refused.is_none() {
                     // A patch drops its module reference only after its
                     // transition and free finish: wait for that, then unload.
                     let f = format!("/sys/module/{module}/refcnt");
-                    p.push(Part::Wait { cond: format!("__v=0; read -r __v < {f}; [ \"$__v\" = 0 ]"), report: Some(format!("cat {f}")) });
+                    p.push(Part::Wait {
+                        cond: format!("__v=0; read -r __v < {f}; [ \"$__v\" = 0 ]"),
+                        report: Some(format!("cat {f}")),
+                    });
                 }
                 p.push(Part::Run(format!("rmmod {module}")));
                 p.push(Part::Wait { cond: format!("[ ! -d /sys/module/{module} ]"), report: None });
                 p
             }
             Action::Park { module, function } | Action::Release { module, function } => {
-                let (word, state) = if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
+                let (word, state) =
+                    if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
                 let f = format!("/proc/{module}/{function}");
                 vec![Part::Run(format!("echo {word} > {f}")), Part::Wait { cond: value_is(&f, state), report: None }]
             }
             Action::Call { module, parked, function, .. } => vec![Part::Run(call_command(module, parked, function))],
-            Action::Spawn { program, command, count, .. } => vec![Part::Run(spawn_command(program.as_deref(), command.as_deref(), *count))],
+            Action::Spawn { program, command, count, .. } => {
+                vec![Part::Run(spawn_command(program.as_deref(), command.as_deref(), *count))]
+            }
             Action::Kill { name } => {
                 let list = self.group_pids(name);
-                vec![Part::Run(format!("kill {list} 2>/dev/null; true")), Part::Wait { cond: gone_condition(&list), report: None }]
+                vec![
+                    Part::Run(format!("kill {list} 2>/dev/null; true")),
+                    Part::Wait { cond: gone_condition(&list), report: None },
+                ]
             }
             Action::Trace { function } => vec![Part::Run(trace_command(function.as_deref()))],
             Action::Shell { command, .. } => vec![Part::Run(command.clone())],
@@ -547,7 +588,10 @@ impl<'a> Session<'a> {
                 let out = ran.output(0)?;
                 expect_outcome("insmod", &out, refused.as_deref())?;
                 if out.status == 0 && *wait && self.case.livepatch(module).is_some() && !ran.waited(1)?.0 {
-                    return Err(Stop::Verdict(format!("the patching transition of {module} did not finish within {t}s{}", self.stuck_hint())));
+                    return Err(Stop::Verdict(format!(
+                        "the patching transition of {module} did not finish within {t}s{}",
+                        self.stuck_hint()
+                    )));
                 }
                 Ok(())
             }
@@ -555,18 +599,26 @@ impl<'a> Session<'a> {
                 let out = ran.output(0)?;
                 expect_outcome("disable", &out, refused.as_deref())?;
                 if out.status == 0 && *wait && !ran.waited(1)?.0 {
-                    return Err(Stop::Verdict(format!("{patch} did not finish unpatching within {t}s{}", self.stuck_hint())));
+                    return Err(Stop::Verdict(format!(
+                        "{patch} did not finish unpatching within {t}s{}",
+                        self.stuck_hint()
+                    )));
                 }
                 Ok(())
             }
             Action::Force { refused, .. } => expect_outcome("force", &ran.output(0)?, refused.as_deref()),
-            Action::Write { path, value, refused } => expect_outcome(&format!("write {value:?} to {path}"), &ran.output(0)?, refused.as_deref()),
+            Action::Write { path, value, refused } => {
+                expect_outcome(&format!("write {value:?} to {path}"), &ran.output(0)?, refused.as_deref())
+            }
             Action::Unload { module, refused } => {
                 let mut i = 0;
                 if refused.is_none() {
                     let (ok, refcnt) = ran.waited(0)?;
                     if !ok {
-                        return Err(Stop::Verdict(format!("rmmod {module}: module still in use (refcnt {}) after {t}s", refcnt.trim())));
+                        return Err(Stop::Verdict(format!(
+                            "rmmod {module}: module still in use (refcnt {}) after {t}s",
+                            refcnt.trim()
+                        )));
                     }
                     i = 1;
                 }
@@ -578,14 +630,19 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Action::Park { module, function } | Action::Release { module, function } => {
-                let (word, state) = if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
+                let (word, state) =
+                    if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
                 expect_outcome(word, &ran.output(0)?, None)?;
                 if !ran.waited(1)?.0 {
-                    return Err(Stop::Verdict(format!("/proc/{module}/{function} did not become `{state}` within {t}s")));
+                    return Err(Stop::Verdict(format!(
+                        "/proc/{module}/{function} did not become `{state}` within {t}s"
+                    )));
                 }
                 Ok(())
             }
-            Action::Call { module, parked, function, prints } => call_verdict(module, parked, function, prints.as_ref(), &ran.output(0)?),
+            Action::Call { module, parked, function, prints } => {
+                call_verdict(module, parked, function, prints.as_ref(), &ran.output(0)?)
+            }
             Action::Spawn { name, count, .. } => {
                 let pids = spawn_verdict(name, *count, &ran.output(0)?)?;
                 self.groups.insert(name.clone(), pids);
@@ -610,7 +667,8 @@ impl<'a> Session<'a> {
                     None if assert::snapshot_script_with(a, true).is_empty() => String::new(),
                     None => return Err(ran.ended_early(0)),
                 };
-                let v = assert::evaluate(a, &assert::parse_snapshot(a, &out), self.window(), &self.case.doc.requires.sysfs);
+                let v =
+                    assert::evaluate(a, &assert::parse_snapshot(a, &out), self.window(), &self.case.doc.requires.sysfs);
                 verdict_result(v, &mut self.notes)
             }
             Action::Wait { .. } => unreachable!("a wait step is its own streaming command"),
@@ -642,7 +700,12 @@ impl<'a> Session<'a> {
                 false
             }
             "round" => {
-                let v = assert::evaluate(until, &assert::parse_snapshot(until, &snap), s.window(), &s.case.doc.requires.sysfs);
+                let v = assert::evaluate(
+                    until,
+                    &assert::parse_snapshot(until, &snap),
+                    s.window(),
+                    &s.case.doc.requires.sysfs,
+                );
                 let done = v.ok() || !v.missing_required.is_empty();
                 last = Some(v);
                 done
@@ -659,7 +722,12 @@ impl<'a> Session<'a> {
         // up to the final sync, as the last round of a sync-per-round wait was.
         let v = match (settled, last) {
             (true, Some(v)) => v,
-            (false, Some(_)) => assert::evaluate(until, &assert::parse_snapshot(until, &snap), self.window(), &self.case.doc.requires.sysfs),
+            (false, Some(_)) => assert::evaluate(
+                until,
+                &assert::parse_snapshot(until, &snap),
+                self.window(),
+                &self.case.doc.requires.sysfs,
+            ),
             (_, None) => return (Err(ran.ended_early(0)), synced),
         };
         let result = verdict_result(v, &mut self.notes).map_err(|e| match e {
@@ -688,7 +756,10 @@ impl<'a> Session<'a> {
                 if out.status == 0 && *wait && is_patch {
                     let f = format!("/sys/kernel/livepatch/{module}/transition");
                     if !self.wait_guest(&format!("[ \"$(cat {f} 2>/dev/null)\" = 0 ]"))? {
-                        return Err(Stop::Verdict(format!("the patching transition of {module} did not finish within {t}s{}", self.stuck_hint())));
+                        return Err(Stop::Verdict(format!(
+                            "the patching transition of {module} did not finish within {t}s{}",
+                            self.stuck_hint()
+                        )));
                     }
                 }
                 Ok(())
@@ -697,7 +768,10 @@ impl<'a> Session<'a> {
                 let out = self.sh(&format!("echo 0 > /sys/kernel/livepatch/{patch}/enabled"))?;
                 expect_outcome("disable", &out, refused.as_deref())?;
                 if out.status == 0 && *wait && !self.wait_guest(&format!("[ ! -d /sys/kernel/livepatch/{patch} ]"))? {
-                    return Err(Stop::Verdict(format!("{patch} did not finish unpatching within {t}s{}", self.stuck_hint())));
+                    return Err(Stop::Verdict(format!(
+                        "{patch} did not finish unpatching within {t}s{}",
+                        self.stuck_hint()
+                    )));
                 }
                 Ok(())
             }
@@ -716,7 +790,10 @@ impl<'a> Session<'a> {
                     let f = format!("/sys/module/{module}/refcnt");
                     if !self.wait_guest(&format!("[ \"$(cat {f} 2>/dev/null || echo 0)\" = 0 ]"))? {
                         let n = self.sh_harness(&format!("cat {f}"))?.stdout;
-                        return Err(Stop::Verdict(format!("rmmod {module}: module still in use (refcnt {}) after {t}s", n.trim())));
+                        return Err(Stop::Verdict(format!(
+                            "rmmod {module}: module still in use (refcnt {}) after {t}s",
+                            n.trim()
+                        )));
                     }
                 }
                 let out = self.sh(&format!("rmmod {module}"))?;
@@ -727,7 +804,8 @@ impl<'a> Session<'a> {
                 Ok(())
             }
             Action::Park { module, function } | Action::Release { module, function } => {
-                let (word, state) = if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
+                let (word, state) =
+                    if matches!(a, Action::Park { .. }) { ("park", "parked") } else { ("release", "idle") };
                 let f = format!("/proc/{module}/{function}");
                 let out = self.sh(&format!("echo {word} > {f}"))?;
                 expect_outcome(word, &out, None)?;
@@ -747,11 +825,16 @@ impl<'a> Session<'a> {
                     (None, None) => unreachable!("the case layer requires one"),
                 };
                 // Detached, so the SSH command returns; init reaps them.
-                let script = format!("for i in $(seq {count}); do setsid {cmd} </dev/null >/dev/null 2>&1 & echo $!; done");
+                let script =
+                    format!("for i in $(seq {count}); do setsid {cmd} </dev/null >/dev/null 2>&1 & echo $!; done");
                 let out = self.sh(&script)?;
                 let pids: Vec<u32> = out.stdout.split_whitespace().filter_map(|p| p.parse().ok()).collect();
                 if out.status != 0 || pids.len() != *count as usize {
-                    return Err(Stop::Verdict(format!("spawn {name}: started {} of {count}: {}", pids.len(), out.stderr.trim())));
+                    return Err(Stop::Verdict(format!(
+                        "spawn {name}: started {} of {count}: {}",
+                        pids.len(),
+                        out.stderr.trim()
+                    )));
                 }
                 self.groups.insert(name.clone(), pids);
                 Ok(())
@@ -833,7 +916,12 @@ impl<'a> Session<'a> {
             let candidates = crate::case::syscall_symbols(sc);
             match candidates.iter().find(|c| self.has_symbol(c)) {
                 Some(sym) => out.push_str(&format!(" {}={sym}", crate::case::syscall_param(fi))),
-                None => return Err(Stop::Skip(format!("kernel has no entry point for syscall {sc} (none of {})", candidates.join(", ")))),
+                None => {
+                    return Err(Stop::Skip(format!(
+                        "kernel has no entry point for syscall {sc} (none of {})",
+                        candidates.join(", ")
+                    )))
+                }
             }
         }
         Ok(out)
@@ -868,7 +956,10 @@ impl<'a> Session<'a> {
             let _ = std::fs::write(dir.join("stuck-tasks.txt"), o.stdout);
         }
         if let Some(s) = step {
-            let _ = std::fs::write(dir.join("failed-step.txt"), format!("step {} (line {}): {}\n{:#?}\n", s.index + 1, s.line, s.label, s.action));
+            let _ = std::fs::write(
+                dir.join("failed-step.txt"),
+                format!("step {} (line {}): {}\n{:#?}\n", s.index + 1, s.line, s.label, s.action),
+            );
         }
     }
 }
@@ -928,7 +1019,10 @@ fn trace_command(function: Option<&str>) -> String {
          echo 0 > $T/tracing_on && echo > $T/set_ftrace_filter && echo nop > $T/current_tracer && echo > $T/trace",
     );
     if let Some(f) = function {
-        script.push_str(&format!(" && echo {} > $T/set_ftrace_filter && echo function > $T/current_tracer && echo 1 > $T/tracing_on", sh_quote(f)));
+        script.push_str(&format!(
+            " && echo {} > $T/set_ftrace_filter && echo function > $T/current_tracer && echo 1 > $T/tracing_on",
+            sh_quote(f)
+        ));
     }
     script
 }
@@ -943,10 +1037,19 @@ fn script_flow(work_over: Option<Instant>, step_deadline: Instant, stop: bool) -
 /// it has answered, print what the function printed.
 fn call_command(module: &str, parked: &str, function: &str) -> String {
     let f = format!("/proc/{module}/{parked}");
-    format!("echo {} > {f} || exit 1; while [ \"$(cat {f}.call)\" = pending ]; do usleep 10000; done; cat {f}.call", sh_quote(&format!("call {function}")))
+    format!(
+        "echo {} > {f} || exit 1; while [ \"$(cat {f}.call)\" = pending ]; do usleep 10000; done; cat {f}.call",
+        sh_quote(&format!("call {function}"))
+    )
 }
 
-fn call_verdict(module: &str, parked: &str, function: &str, prints: Option<&crate::case::Matcher>, out: &Output) -> StepResult {
+fn call_verdict(
+    module: &str,
+    parked: &str,
+    function: &str,
+    prints: Option<&crate::case::Matcher>,
+    out: &Output,
+) -> StepResult {
     if out.status != 0 {
         let why = match errno::from_message(&out.stderr) {
             Some("ESRCH") => format!("no worker is parked in {module}.{parked}: park it first"),
@@ -962,7 +1065,10 @@ fn call_verdict(module: &str, parked: &str, function: &str, prints: Option<&crat
 
 fn shell_verdict(command: &str, status: i32, out: &Output) -> StepResult {
     if out.status != status {
-        return Err(Stop::Verdict(format!("`{command}`: expected exit status {status}, got {}\n{}{}", out.status, out.stdout, out.stderr)));
+        return Err(Stop::Verdict(format!(
+            "`{command}`: expected exit status {status}, got {}\n{}{}",
+            out.status, out.stdout, out.stderr
+        )));
     }
     Ok(())
 }
@@ -988,11 +1094,21 @@ fn expect_outcome(what: &str, out: &Output, refused: Option<&[String]>) -> StepR
     match (refused, out.status) {
         (None, 0) => Ok(()),
         (None, _) => Err(Stop::Verdict(format!("{what} failed ({}): {}", got.unwrap_or("unknown errno"), msg.trim()))),
-        (Some(want), 0) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, but it succeeded", want.join(" or ")))),
+        (Some(want), 0) => {
+            Err(Stop::Verdict(format!("{what}: expected refusal with {}, but it succeeded", want.join(" or "))))
+        }
         (Some(want), _) => match got {
             Some(g) if want.iter().any(|w| crate::case::errno::same(w, g)) => Ok(()),
-            Some(g) => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got {g}: {}", want.join(" or "), msg.trim()))),
-            None => Err(Stop::Verdict(format!("{what}: expected refusal with {}, got an error without errno: {}", want.join(" or "), msg.trim()))),
+            Some(g) => Err(Stop::Verdict(format!(
+                "{what}: expected refusal with {}, got {g}: {}",
+                want.join(" or "),
+                msg.trim()
+            ))),
+            None => Err(Stop::Verdict(format!(
+                "{what}: expected refusal with {}, got an error without errno: {}",
+                want.join(" or "),
+                msg.trim()
+            ))),
         },
     }
 }
@@ -1069,7 +1185,10 @@ mod tests {
         for args in ["x=1; echo INJECTED > /dev/kmsg", "a=$(reboot)", "b=`id`", "c='q'\"", "d=1\necho x", "e=*/"] {
             let cmd = load_command("klpt_m", args);
             let words = shell_words(&cmd);
-            let want: Vec<String> = [INSMOD.to_string(), "/root/klpt_m.ko".into()].into_iter().chain(args.split_whitespace().map(String::from)).collect();
+            let want: Vec<String> = [INSMOD.to_string(), "/root/klpt_m.ko".into()]
+                .into_iter()
+                .chain(args.split_whitespace().map(String::from))
+                .collect();
             assert_eq!(words, want, "{cmd}");
         }
     }
@@ -1077,7 +1196,10 @@ mod tests {
     #[test]
     fn module_arguments_split_as_the_kernel_splits_them() {
         assert_eq!(module_args(" a=1  s=\"x y\" b=2 "), vec!["a=1", "s=\"x y\"", "b=2"]);
-        assert_eq!(shell_words(&load_command("m", "s=\"x y\"")), vec![INSMOD.to_string(), "/root/m.ko".into(), "s=\"x y\"".into()]);
+        assert_eq!(
+            shell_words(&load_command("m", "s=\"x y\"")),
+            vec![INSMOD.to_string(), "/root/m.ko".into(), "s=\"x y\"".into()]
+        );
     }
 
     #[test]

@@ -146,7 +146,11 @@ pub fn wait_script(nonce: &str, what: &str, end_cs: u64, rounds: &Rounds, sync: 
     let Rounds { snapshot, dmesg, poll } = rounds;
     let mut s = prelude(nonce, what, end_cs);
     let snapshot = if snapshot.is_empty() { String::new() } else { format!("{{ {snapshot}\n}}; cd /\n") };
-    let rlog = if *dmesg { format!("{}; printf '%s' \"${{__l%x}}\"; __k rlog\n", read_log(paths, sync.offset)) } else { String::new() };
+    let rlog = if *dmesg {
+        format!("{}; printf '%s' \"${{__l%x}}\"; __k rlog\n", read_log(paths, sync.offset))
+    } else {
+        String::new()
+    };
     s.push_str(&WAIT_ROUNDS_SH.fill(&[("SNAPSHOT", &snapshot), ("RLOG", &rlog), ("POLL", poll)]));
     s.push_str("__k work\n");
     s.push_str(&sync_script(sync, paths));
@@ -184,7 +188,13 @@ pub struct Parser {
 
 impl Parser {
     pub fn new(nonce: &str) -> Parser {
-        Parser { mark: format!("\n{} ", marker(nonce)).into_bytes(), buf: Vec::new(), pos: 0, scan: 0, sections: Vec::new() }
+        Parser {
+            mark: format!("\n{} ", marker(nonce)).into_bytes(),
+            buf: Vec::new(),
+            pos: 0,
+            scan: 0,
+            sections: Vec::new(),
+        }
     }
 
     /// Takes more output; returns how many sections it completed.
@@ -263,7 +273,13 @@ mod tests {
 
     #[test]
     fn sections_with_and_without_final_newlines() {
-        let text = out(&[("insmod: can't insert", "p0", "1"), ("", "work", ""), ("0\n", "taint", ""), ("6,1,2,-;a\n6,2,3,-;b\n", "log", ""), ("", "end", "")]);
+        let text = out(&[
+            ("insmod: can't insert", "p0", "1"),
+            ("", "work", ""),
+            ("0\n", "taint", ""),
+            ("6,1,2,-;a\n6,2,3,-;b\n", "log", ""),
+            ("", "end", ""),
+        ]);
         let mut p = Parser::new(N);
         assert_eq!(p.feed(text.as_bytes()), 5);
         let s = &p.sections;
@@ -329,7 +345,8 @@ mod tests {
             Part::Run("rmmod 'm'; echo \"$HOME\"".into()),
             Part::Snapshot("echo snap".into()),
         ];
-        let s = step_script(N, "unload m", 500, &parts, &Sync { tag: "klpt-sync 1".into(), offset: 10 }, &Paths::default());
+        let s =
+            step_script(N, "unload m", 500, &parts, &Sync { tag: "klpt-sync 1".into(), offset: 10 }, &Paths::default());
         assert!(s.starts_with("# klpt: unload m\n"));
         let at = |needle: &str| s.find(needle).unwrap_or_else(|| panic!("{needle:?} not in\n{s}"));
         assert!(at("__k p0") < at("__k p1") && at("__k p1") < at("__k p2") && at("__k p2") < at("__k work"));
@@ -352,7 +369,11 @@ mod tests {
             .expect("sh runs");
         child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
         let o = child.wait_with_output().expect("sh finishes");
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned(), o.status.code().unwrap_or(-1))
+        (
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            o.status.code().unwrap_or(-1),
+        )
     }
 
     fn temp_paths(dir: &std::path::Path, log: &str) -> Paths {
@@ -400,7 +421,10 @@ mod tests {
         p.feed(stdout.as_bytes());
         assert_eq!(p.get("p0").map(Section::status), Some(1));
         assert!(p.get("p1").is_none());
-        let parts = [Part::Wait { cond: "[ -e /nonexistent/klpt ]".into(), report: Some("echo refcnt 2".into()) }, Part::Run("echo ran".into())];
+        let parts = [
+            Part::Wait { cond: "[ -e /nonexistent/klpt ]".into(), report: Some("echo refcnt 2".into()) },
+            Part::Run("echo ran".into()),
+        ];
         let t0 = std::time::Instant::now();
         let (stdout, _, _) = run_sh(&step_script(N, "x", 30, &parts, &sync, &paths), "");
         assert!(t0.elapsed() < std::time::Duration::from_secs(5));
@@ -430,14 +454,21 @@ mod tests {
     fn a_wait_script_stops_when_told() {
         // `read -t` with a fraction of a second is busybox's and bash's;
         // the host's sh may lack it.
-        if Command::new("bash").arg("-c").arg("read -t 0.01 x < /dev/null; true").status().map(|s| !s.success()).unwrap_or(true) {
+        if Command::new("bash")
+            .arg("-c")
+            .arg("read -t 0.01 x < /dev/null; true")
+            .status()
+            .map(|s| !s.success())
+            .unwrap_or(true)
+        {
             eprintln!("no bash: skipped");
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
         let paths = temp_paths(dir.path(), "6,1,0,-;a\n");
         let sync = Sync { tag: "klpt-sync 4 t".into(), offset: 0 };
-        let script = wait_script(N, "x", 3000, &Rounds { snapshot: "echo state", dmesg: true, poll: "0.05" }, &sync, &paths);
+        let script =
+            wait_script(N, "x", 3000, &Rounds { snapshot: "echo state", dmesg: true, poll: "0.05" }, &sync, &paths);
         let mut child = Command::new("bash")
             .arg("-c")
             .arg(format!("usleep() {{ sleep 0.01; }}\n{script}"))

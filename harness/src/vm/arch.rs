@@ -63,7 +63,12 @@ static PROFILES: [(&str, Profile); 4] = [
         Profile {
             qemu: "qemu-system-ppc64",
             package: "qemu-system-ppc",
-            machine: &["-M", "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off", "-cpu", "POWER9"],
+            machine: &[
+                "-M",
+                "pseries,x-vof=on,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off",
+                "-cpu",
+                "POWER9",
+            ],
             console: "hvc0",
             virtio: "pci",
             native_panic: true,

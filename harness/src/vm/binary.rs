@@ -14,8 +14,8 @@
 //! libraries reach QEMU through `LD_LIBRARY_PATH`, set on its command only.
 
 use super::arch::profile;
-use crate::arch::{Arch, PerArch};
 use crate::apt::{self, Apt, PkgVersion};
+use crate::arch::{Arch, PerArch};
 use crate::error::{Error, IoContext, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -64,7 +64,9 @@ pub fn resolve(arch: Arch) -> Result<QemuBinary> {
         let p = profile(arch);
         match (p.min_qemu, major_version(Command::new(p.qemu))) {
             (_, None) => private(arch, &format!("the host has no {}", p.qemu)),
-            (Some(min), Some(v)) if v < min => private(arch, &format!("the host's {} is version {v}, older than {min}", p.qemu)),
+            (Some(min), Some(v)) if v < min => {
+                private(arch, &format!("the host's {} is version {v}, older than {min}", p.qemu))
+            }
             _ => Ok(QemuBinary::host(p.qemu)),
         }
     })
@@ -74,29 +76,41 @@ pub fn resolve(arch: Arch) -> Result<QemuBinary> {
 /// where the release has one (`qemu-system-s390x`), else the host's name.
 fn private_package(apt: &Apt, arch: Arch) -> String {
     let split = format!("qemu-system-{}", profile(arch).qemu.trim_start_matches("qemu-system-"));
-    if apt.depends(&split).is_ok() { split } else { profile(arch).package.to_string() }
+    if apt.depends(&split).is_ok() {
+        split
+    } else {
+        profile(arch).package.to_string()
+    }
 }
 
 fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     let codename = apt::host_codename();
     let suite = format!("{codename}-backports");
-    let host = Arch::host().ok_or_else(|| Error::Vm(format!("no private QEMU for a host of architecture {}", std::env::consts::ARCH)))?;
+    let host = Arch::host()
+        .ok_or_else(|| Error::Vm(format!("no private QEMU for a host of architecture {}", std::env::consts::ARCH)))?;
     let apt = Apt::with_suites(&[&codename, &suite], host.deb)?;
     apt.update()?;
     let pkg = private_package(&apt, arch);
     let debs = apt.download_exact(&needed_packages(&apt, &pkg, &suite)?)?;
-    let key = debs.iter().map(|d| d.file_name().unwrap_or_default().to_string_lossy().to_string()).collect::<Vec<_>>().join("+");
+    let key = debs
+        .iter()
+        .map(|d| d.file_name().unwrap_or_default().to_string_lossy().to_string())
+        .collect::<Vec<_>>()
+        .join("+");
     let root = crate::cache::root().join("qemu").join(crate::cache::Hasher::new().part("debs", &key).hex());
     if !root.join(".klpt-ready").exists() {
         let parent = crate::cache::root().join("qemu");
         std::fs::create_dir_all(&parent).ctx(|| format!("create {}", parent.display()))?;
         let tmp = crate::cleanup::TempDir::new_in(&parent, ".unpack-").ctx(|| "create qemu dir".into())?;
-        crate::event::stage(&format!("qemu: unpacking {} package(s) for a private {}", debs.len(), profile(arch).qemu), || -> Result<()> {
-            for d in &debs {
-                apt::unpack(d, tmp.path())?;
-            }
-            Ok(())
-        })?;
+        crate::event::stage(
+            &format!("qemu: unpacking {} package(s) for a private {}", debs.len(), profile(arch).qemu),
+            || -> Result<()> {
+                for d in &debs {
+                    apt::unpack(d, tmp.path())?;
+                }
+                Ok(())
+            },
+        )?;
         std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark qemu".into())?;
         let t = tmp.keep();
         crate::cache::publish(&t, &root).ctx(|| format!("store {}", root.display()))?;
@@ -107,11 +121,19 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     }
     let problems = missing_libraries(&bin)?;
     if !problems.is_empty() {
-        return Err(Error::Vm(format!("the private QEMU {} cannot run here:\n  {}", bin.path.display(), problems.join("\n  "))));
+        return Err(Error::Vm(format!(
+            "the private QEMU {} cannot run here:\n  {}",
+            bin.path.display(),
+            problems.join("\n  ")
+        )));
     }
-    let version = major_version(bin.command()).ok_or_else(|| Error::Vm(format!("the private QEMU {} does not run (`--version` failed)", bin.path.display())))?;
+    let version = major_version(bin.command()).ok_or_else(|| {
+        Error::Vm(format!("the private QEMU {} does not run (`--version` failed)", bin.path.display()))
+    })?;
     let libs = if bin.env.iter().any(|(k, _)| k == "LD_LIBRARY_PATH") { ", with its own libraries" } else { "" };
-    crate::event::emit(crate::event::Event::Note { msg: &format!("{}: {why}: using {suite}'s QEMU {version} ({}){libs}", arch.name, bin.path.display()) });
+    crate::event::emit(crate::event::Event::Note {
+        msg: &format!("{}: {why}: using {suite}'s QEMU {version} ({}){libs}", arch.name, bin.path.display()),
+    });
     Ok(bin)
 }
 
@@ -149,8 +171,16 @@ fn closure(root: &str, deps: &BTreeMap<String, Vec<String>>, within: &BTreeSet<S
 /// built-in paths, the host's, come after `-L`), and the root's library and
 /// module directories when they hold anything.
 fn private_binary(root: &Path, arch: Arch, triplet: &str) -> QemuBinary {
-    let data_dirs = ["usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu"].iter().map(|d| root.join(d)).filter(|d| d.is_dir()).collect();
-    let has_libs = |d: &Path| std::fs::read_dir(d).map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains(".so"))).unwrap_or(false);
+    let data_dirs = ["usr/share/qemu", "usr/share/seabios", "usr/lib/ipxe/qemu"]
+        .iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.is_dir())
+        .collect();
+    let has_libs = |d: &Path| {
+        std::fs::read_dir(d)
+            .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains(".so")))
+            .unwrap_or(false)
+    };
     let lib_dirs: Vec<String> = [format!("lib/{triplet}"), format!("usr/lib/{triplet}")]
         .iter()
         .map(|d| root.join(d))
@@ -171,7 +201,12 @@ fn private_binary(root: &Path, arch: Arch, triplet: &str) -> QemuBinary {
 /// What the dynamic loader cannot resolve for `bin` with its environment:
 /// `ldd`'s "not found" lines (missing libraries or symbol versions).
 fn missing_libraries(bin: &QemuBinary) -> Result<Vec<String>> {
-    let out = Command::new("ldd").arg(&bin.path).envs(bin.env.iter().map(|(k, v)| (k, v))).env("LC_ALL", "C").output().ctx(|| "run ldd".into())?;
+    let out = Command::new("ldd")
+        .arg(&bin.path)
+        .envs(bin.env.iter().map(|(k, v)| (k, v)))
+        .env("LC_ALL", "C")
+        .output()
+        .ctx(|| "run ldd".into())?;
     Ok(ldd_problems(&format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
 }
 
@@ -187,7 +222,14 @@ mod tests {
     fn ldd_reports_missing_libraries_and_versions() {
         let text = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibslirp.so.0 => not found\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n\
                     /x/qemu: /lib/x86_64-linux-gnu/libglib-2.0.so.0: version `GLIB_2.76' not found (required by /x/qemu)\n";
-        assert_eq!(ldd_problems(text), vec!["libslirp.so.0 => not found".to_string(), "/x/qemu: /lib/x86_64-linux-gnu/libglib-2.0.so.0: version `GLIB_2.76' not found (required by /x/qemu)".to_string()]);
+        assert_eq!(
+            ldd_problems(text),
+            vec![
+                "libslirp.so.0 => not found".to_string(),
+                "/x/qemu: /lib/x86_64-linux-gnu/libglib-2.0.so.0: version `GLIB_2.76' not found (required by /x/qemu)"
+                    .to_string()
+            ]
+        );
         assert!(ldd_problems("\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f)\n").is_empty());
     }
 
@@ -205,7 +247,10 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.into_iter().map(String::from).collect()))
         .collect();
-        let plan: BTreeSet<String> = ["qemu-system-s390x", "qemu-system-common", "qemu-system-x86", "libslirp0", "seabios"].map(String::from).into();
+        let plan: BTreeSet<String> =
+            ["qemu-system-s390x", "qemu-system-common", "qemu-system-x86", "libslirp0", "seabios"]
+                .map(String::from)
+                .into();
         let got = closure("qemu-system-s390x", &deps, &plan);
         assert_eq!(got, ["qemu-system-s390x", "qemu-system-common", "libslirp0"].map(String::from).into());
     }

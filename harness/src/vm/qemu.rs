@@ -35,7 +35,16 @@ pub struct VmConfig {
 }
 
 /// Console lines that mean the kernel is dead or dying.
-pub const FATAL: &[&str] = &["Kernel panic", "Oops:", "BUG: ", "general protection fault", "Unable to handle kernel", "kernel BUG at", "double fault", "Internal error:"];
+pub const FATAL: &[&str] = &[
+    "Kernel panic",
+    "Oops:",
+    "BUG: ",
+    "general protection fault",
+    "Unable to handle kernel",
+    "kernel BUG at",
+    "double fault",
+    "Internal error:",
+];
 
 #[derive(Default)]
 struct ConsoleState {
@@ -105,14 +114,30 @@ pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
     let cmdline = format!("console={} panic=-1 {}", a.console, cfg.extra_cmdline).trim().to_string();
     args.extend(
         [
-            "-accel", accel, "-m", &cfg.mem_mb.to_string(), "-smp", &smp, "-nodefaults", "-no-reboot", "-display", "none",
-            "-chardev", &format!("file,id=con,path={}", cfg.console_log.display()),
-            "-serial", "chardev:con",
-            "-kernel", &cfg.kernel.display().to_string(),
-            "-initrd", &cfg.initrd.display().to_string(),
-            "-append", &cmdline,
-            "-netdev", &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
-            "-device", &format!("virtio-net-{},netdev=n0", a.virtio),
+            "-accel",
+            accel,
+            "-m",
+            &cfg.mem_mb.to_string(),
+            "-smp",
+            &smp,
+            "-nodefaults",
+            "-no-reboot",
+            "-display",
+            "none",
+            "-chardev",
+            &format!("file,id=con,path={}", cfg.console_log.display()),
+            "-serial",
+            "chardev:con",
+            "-kernel",
+            &cfg.kernel.display().to_string(),
+            "-initrd",
+            &cfg.initrd.display().to_string(),
+            "-append",
+            &cmdline,
+            "-netdev",
+            &format!("user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22"),
+            "-device",
+            &format!("virtio-net-{},netdev=n0", a.virtio),
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -142,10 +167,14 @@ impl Vm {
         let qemu_log = cfg.console_log.with_extension("qemu.log");
         let stderr = std::fs::File::create(&qemu_log).map_err(|e| Error::Vm(format!("{}: {e}", qemu_log.display())))?;
         let mut cmd = super::binary::resolve(cfg.arch)?.command();
-        cmd.args(qemu_args(&cfg, port)).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(stderr);
+        cmd.args(qemu_args(&cfg, port))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(stderr);
         // Own process group: a terminal's Ctrl-C reaches klpt, which stops the guest itself.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = spawner::spawn(cmd).map_err(|e| Error::Vm(format!("cannot start {}: {e}", super::arch::profile(cfg.arch).qemu)))?;
+        let mut child = spawner::spawn(cmd)
+            .map_err(|e| Error::Vm(format!("cannot start {}: {e}", super::arch::profile(cfg.arch).qemu)))?;
         let pid = child.id() as i32;
         cleanup::track_pid(pid);
         let shared = Arc::new(Shared { state: Mutex::new(ConsoleState::default()), cond: Condvar::new() });
@@ -182,7 +211,9 @@ impl Vm {
         loop {
             match qmp.status().map_err(|e| gone(&vm, e))?.as_str() {
                 "running" => break,
-                _ if Instant::now() >= deadline => return Err(Error::Vm(format!("the restored guest was not running after {}s", timeout.as_secs()))),
+                _ if Instant::now() >= deadline => {
+                    return Err(Error::Vm(format!("the restored guest was not running after {}s", timeout.as_secs())))
+                }
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
         }
@@ -209,11 +240,19 @@ impl Vm {
             // that caused it may still be in flight.
             if st.drained {
                 let e = st.exited.clone().unwrap_or_default();
-                return Err(Error::Vm(format!("QEMU exited during boot ({e}); console tail:\n{}{}", tail(&st.text, 20), self.qemu_stderr())));
+                return Err(Error::Vm(format!(
+                    "QEMU exited during boot ({e}); console tail:\n{}{}",
+                    tail(&st.text, 20),
+                    self.qemu_stderr()
+                )));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(Error::Vm(format!("guest not ready after {}s; console tail:\n{}", timeout.as_secs(), tail(&st.text, 20))));
+                return Err(Error::Vm(format!(
+                    "guest not ready after {}s; console tail:\n{}",
+                    timeout.as_secs(),
+                    tail(&st.text, 20)
+                )));
             }
             st = self.shared.cond.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
@@ -221,7 +260,11 @@ impl Vm {
 
     fn qemu_stderr(&self) -> String {
         let t = std::fs::read_to_string(self.cfg.console_log.with_extension("qemu.log")).unwrap_or_default();
-        if t.trim().is_empty() { String::new() } else { format!("\nQEMU said:\n{}", t.trim()) }
+        if t.trim().is_empty() {
+            String::new()
+        } else {
+            format!("\nQEMU said:\n{}", t.trim())
+        }
     }
 
     /// What happened to the guest, decided only after its console has been
@@ -345,7 +388,10 @@ mod spawner {
             Mutex::new(tx)
         });
         let (reply, answer) = channel();
-        tx.lock().unwrap_or_else(|e| e.into_inner()).send((cmd, reply)).map_err(|_| std::io::Error::other("guest spawner thread is gone"))?;
+        tx.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((cmd, reply))
+            .map_err(|_| std::io::Error::other("guest spawner thread is gone"))?;
         answer.recv().map_err(|_| std::io::Error::other("guest spawner thread is gone"))?
     }
 

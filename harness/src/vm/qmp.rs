@@ -54,7 +54,10 @@ impl Qmp {
                 return Ok(r.clone());
             }
             if let Some(e) = v.get("error") {
-                return Err(Error::Vm(format!("QMP {cmd}: {}", e.get("desc").and_then(Value::as_str).unwrap_or("error"))));
+                return Err(Error::Vm(format!(
+                    "QMP {cmd}: {}",
+                    e.get("desc").and_then(Value::as_str).unwrap_or("error")
+                )));
             }
             // Anything else is an asynchronous event: not an answer.
         }

@@ -20,15 +20,24 @@ use std::time::{Duration, Instant};
 /// The cache key of the state `cfg`'s guests would be saved in.
 fn key(cfg: &VmConfig) -> Result<String> {
     let qemu = super::binary::resolve(cfg.arch)?;
-    let version = std::process::Command::new(&qemu.path).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+    let version =
+        std::process::Command::new(&qemu.path).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
     // Everything but the per-guest parts (port, console, monitor) of the command line.
     let shape = VmConfig { console_log: PathBuf::from("console"), qmp: None, incoming: None, ..cfg.clone() };
     let mut h = Hasher::new();
     // The probe's version: a better probe re-checks states an older one passed.
-    h.part("probe", "usleep").part("qemu", qemu.path.display().to_string()).part("version", version).part("args", qemu_args(&shape, 0).join("\0"));
+    h.part("probe", "usleep")
+        .part("qemu", qemu.path.display().to_string())
+        .part("version", version)
+        .part("args", qemu_args(&shape, 0).join("\0"));
     for f in [&cfg.kernel, &cfg.initrd] {
         let m = std::fs::metadata(f).map_err(|e| Error::Vm(format!("{}: {e}", f.display())))?;
-        let mtime = m.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let mtime = m
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         h.part("file", f.display().to_string()).part("size", m.len().to_le_bytes()).part("mtime", mtime.to_le_bytes());
     }
     Ok(h.hex())
@@ -50,10 +59,16 @@ pub fn saved(cfg: &VmConfig, boot_timeout: Duration) -> Result<PathBuf> {
         return Err(Error::Vm(format!("{why} (remembered in {})", unusable.display())));
     }
     let unverified = dest.with_extension("unverified");
-    crate::event::stage(&format!("{}: booting a template guest and saving its ready state", cfg.arch.name), || save(cfg, &unverified, boot_timeout))?;
-    let checked = crate::event::stage(&format!("{}: checking that the saved state restores", cfg.arch.name), || probe(cfg, &unverified, boot_timeout));
+    crate::event::stage(&format!("{}: booting a template guest and saving its ready state", cfg.arch.name), || {
+        save(cfg, &unverified, boot_timeout)
+    })?;
+    let checked = crate::event::stage(&format!("{}: checking that the saved state restores", cfg.arch.name), || {
+        probe(cfg, &unverified, boot_timeout)
+    });
     match checked {
-        Ok(()) => std::fs::rename(&unverified, &dest).map_err(|e| Error::Vm(format!("store {}: {e}", dest.display())))?,
+        Ok(()) => {
+            std::fs::rename(&unverified, &dest).map_err(|e| Error::Vm(format!("store {}: {e}", dest.display())))?
+        }
         Err(e) => {
             let _ = std::fs::remove_file(&unverified);
             let why = format!("a guest restored from the saved state did not work: {e}");
@@ -68,7 +83,8 @@ pub fn saved(cfg: &VmConfig, boot_timeout: Duration) -> Result<PathBuf> {
 /// gives a working guest is ever used for cases.
 fn probe(cfg: &VmConfig, state: &Path, timeout: Duration) -> Result<()> {
     let scratch = crate::cleanup::TempDir::new("klpt-probe-").map_err(|e| Error::Vm(format!("probe dir: {e}")))?;
-    let (vm, _) = Vm::restore(VmConfig { console_log: scratch.path().join("console.log"), ..cfg.clone() }, state, timeout)?;
+    let (vm, _) =
+        Vm::restore(VmConfig { console_log: scratch.path().join("console.log"), ..cfg.clone() }, state, timeout)?;
     let guest = super::ssh::Guest::connect(vm.ssh_port, Duration::from_secs(30))?;
     // Timers too: a restored pseries guest under TCG answered at once but
     // never woke from a sleep (its first case then hung).
@@ -83,9 +99,15 @@ fn probe(cfg: &VmConfig, state: &Path, timeout: Duration) -> Result<()> {
 }
 
 fn save(cfg: &VmConfig, dest: &Path, boot_timeout: Duration) -> Result<()> {
-    let scratch = crate::cleanup::TempDir::new("klpt-template-").map_err(|e| Error::Vm(format!("template dir: {e}")))?;
+    let scratch =
+        crate::cleanup::TempDir::new("klpt-template-").map_err(|e| Error::Vm(format!("template dir: {e}")))?;
     let qmp_path = scratch.path().join("qmp.sock");
-    let template = VmConfig { console_log: scratch.path().join("console.log"), qmp: Some(qmp_path.clone()), incoming: None, ..cfg.clone() };
+    let template = VmConfig {
+        console_log: scratch.path().join("console.log"),
+        qmp: Some(qmp_path.clone()),
+        incoming: None,
+        ..cfg.clone()
+    };
     let vm = Vm::boot(template)?;
     vm.wait_ready(boot_timeout)?;
     let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(10))?;
@@ -101,7 +123,10 @@ fn save(cfg: &VmConfig, dest: &Path, boot_timeout: Duration) -> Result<()> {
         match st.get("status").and_then(|s| s.as_str()).unwrap_or("") {
             "completed" => break Ok(()),
             "failed" | "cancelled" => {
-                break Err(Error::Vm(format!("saving the guest failed: {}", st.get("error-desc").and_then(|s| s.as_str()).unwrap_or("no reason given"))));
+                break Err(Error::Vm(format!(
+                    "saving the guest failed: {}",
+                    st.get("error-desc").and_then(|s| s.as_str()).unwrap_or("no reason given")
+                )));
             }
             _ if Instant::now() >= deadline => break Err(Error::Vm("saving the guest took over 120 s".into())),
             _ => std::thread::sleep(Duration::from_millis(20)),

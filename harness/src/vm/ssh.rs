@@ -18,11 +18,15 @@ pub fn client_key() -> Result<(PathBuf, String)> {
     if !key.exists() {
         let tmp = dir.join(format!(".id_rsa.{}", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
-        run(std::process::Command::new("ssh-keygen").args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "klpt", "-f"]).arg(&tmp))?;
-        std::fs::rename(format!("{}.pub", tmp.display()), key.with_extension("pub")).map_err(|e| Error::Ssh(e.to_string()))?;
+        run(std::process::Command::new("ssh-keygen")
+            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "klpt", "-f"])
+            .arg(&tmp))?;
+        std::fs::rename(format!("{}.pub", tmp.display()), key.with_extension("pub"))
+            .map_err(|e| Error::Ssh(e.to_string()))?;
         std::fs::rename(&tmp, &key).map_err(|e| Error::Ssh(e.to_string()))?;
     }
-    let public = std::fs::read_to_string(key.with_extension("pub")).map_err(|e| Error::Ssh(format!("read public key: {e}")))?;
+    let public =
+        std::fs::read_to_string(key.with_extension("pub")).map_err(|e| Error::Ssh(format!("read public key: {e}")))?;
     Ok((key, public))
 }
 
@@ -107,14 +111,16 @@ impl Guest {
     }
 
     fn try_connect(port: u16) -> std::result::Result<Guest, String> {
-        let tcp = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5)).map_err(|e| e.to_string())?;
+        let tcp = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
         let mut sess = ssh2::Session::new().map_err(|e| e.to_string())?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(15_000);
         sess.handshake().map_err(|e| format!("handshake: {e}"))?;
         let (key, _) = client_key().map_err(|e| e.to_string())?;
         // klpt's key is the only way in: the image locks root's password.
-        sess.userauth_pubkey_file("root", None, &key, None).map_err(|e| format!("authentication with {}: {e}", key.display()))?;
+        sess.userauth_pubkey_file("root", None, &key, None)
+            .map_err(|e| format!("authentication with {}: {e}", key.display()))?;
         Ok(Guest { sess, port })
     }
 
@@ -149,7 +155,11 @@ impl Guest {
         ch.stderr().read_to_end(&mut stderr).map_err(err)?;
         ch.wait_close().map_err(|e| err(e.into()))?;
         let status = ch.exit_status().map_err(|e| err(e.into()))?;
-        Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
     }
 
     /// Runs `cmd`, handing its stdout and stderr to `on` as they arrive, and
@@ -160,7 +170,12 @@ impl Guest {
     /// Unlike [`Guest::exec_stream`] (stdout only, blocking reads bounded by
     /// a deadline), it polls both streams, so a silent command never blocks
     /// the watcher.
-    pub fn exec_watch(&self, cmd: &str, poll: Duration, mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>) -> Result<Option<i32>> {
+    pub fn exec_watch(
+        &self,
+        cmd: &str,
+        poll: Duration,
+        mut on: impl FnMut(Chunk<'_>) -> std::ops::ControlFlow<()>,
+    ) -> Result<Option<i32>> {
         let shown = shown(cmd);
         let err = |e: std::io::Error| Error::Ssh(format!("`{shown}`: {e}"));
         self.sess.set_timeout(60_000);
@@ -262,7 +277,11 @@ impl Guest {
         ch.stderr().read_to_end(&mut stderr).map_err(err)?;
         ch.wait_close().map_err(|e| err(e.into()))?;
         let status = ch.exit_status().map_err(|e| err(e.into()))?;
-        Ok(Output { status, stdout: String::from_utf8_lossy(&stdout).into_owned(), stderr: String::from_utf8_lossy(&stderr).into_owned() })
+        Ok(Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        })
     }
 
     /// Bounds the session's next blocking call by `deadline`; one already

@@ -10,7 +10,11 @@ fn script(name: &str, titles: &[&str]) -> Script {
     Script {
         name: name.into(),
         file: format!("{name}.sh"),
-        scenarios: titles.iter().enumerate().map(|(i, t)| Scenario { index: i + 1, title: t.to_string(), condition: None }).collect(),
+        scenarios: titles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Scenario { index: i + 1, title: t.to_string(), condition: None })
+            .collect(),
     }
 }
 
@@ -22,7 +26,8 @@ fn made_up(name: &str) -> Script {
 }
 
 fn data(name: &str) -> String {
-    std::fs::read_to_string(crate::project_root().join("harness/src/kselftest/parse/testdata").join(name)).unwrap_or_default()
+    std::fs::read_to_string(crate::project_root().join("harness/src/kselftest/parse/testdata").join(name))
+        .unwrap_or_default()
 }
 
 /// Feeds stdout in pieces of `step` bytes (a char boundary at a time), one
@@ -48,7 +53,11 @@ fn feed(s: &Script, out: &str, err: &str, status: Option<i32>, step: usize) -> V
         }
     }
     let d = p.decided().to_vec();
-    assert_eq!(d.iter().map(|d| d.index).collect::<Vec<_>>(), (1..=s.scenarios.len()).collect::<Vec<_>>(), "every scenario decided once, in order");
+    assert_eq!(
+        d.iter().map(|d| d.index).collect::<Vec<_>>(),
+        (1..=s.scenarios.len()).collect::<Vec<_>>(),
+        "every scenario decided once, in order"
+    );
     d
 }
 
@@ -98,15 +107,31 @@ fn a_scenario_is_decided_when_the_next_one_starts() {
 
 #[test]
 fn the_tree_s_conditional_scenarios_that_do_not_run_are_skipped_with_their_condition() {
-    let mut s = script("test-sysfs", &["sysfs test", "sysfs test object/patched", "sysfs test replace enabled", "sysfs test replace disabled", "sysfs test stack_order value"]);
+    let mut s = script(
+        "test-sysfs",
+        &[
+            "sysfs test",
+            "sysfs test object/patched",
+            "sysfs test replace enabled",
+            "sysfs test replace disabled",
+            "sysfs test stack_order value",
+        ],
+    );
     s.scenarios[2].condition = Some("[[ \"$HAS_REPLACE_ATTR\" == \"1\" ]]".into());
     s.scenarios[3].condition = s.scenarios[2].condition.clone();
     // The real transcript, as a kernel without `replace` (the replace_set revision) prints it.
-    let out: String = data("kernel-sysfs.out").lines().filter(|l| !l.contains("replace")).map(|l| format!("{l}\n")).collect();
+    let out: String =
+        data("kernel-sysfs.out").lines().filter(|l| !l.contains("replace")).map(|l| format!("{l}\n")).collect();
     let v = verdicts(&feed(&s, &out, "", Some(0), 5));
     assert_eq!(v[0], Verdict::Ok);
     assert_eq!(v[1], Verdict::Ok);
-    assert_eq!(v[2], Verdict::NotRun("not run by the script: its condition `[[ \"$HAS_REPLACE_ATTR\" == \"1\" ]]` does not hold on this kernel".into()));
+    assert_eq!(
+        v[2],
+        Verdict::NotRun(
+            "not run by the script: its condition `[[ \"$HAS_REPLACE_ATTR\" == \"1\" ]]` does not hold on this kernel"
+                .into()
+        )
+    );
     assert_eq!(v[3], v[2]);
     assert_eq!(v[4], Verdict::Ok);
     // And the whole real transcript: all five.
@@ -127,7 +152,10 @@ fn made_up_pass_with_a_false_if() {
 fn made_up_not_ok_keeps_the_diff_and_stops_the_script() {
     let s = made_up("notok");
     let d = feed(&s, &data("made-up-notok.out"), &data("made-up-notok.err"), Some(1), 11);
-    assert_eq!(d[0].verdict, Verdict::NotOk { diff: "--- expected\n+++ result\n@@ -1 +1 @@\n-\n+livepatch: an intruder".into() });
+    assert_eq!(
+        d[0].verdict,
+        Verdict::NotOk { diff: "--- expected\n+++ result\n@@ -1 +1 @@\n-\n+livepatch: an intruder".into() }
+    );
     assert_eq!(d[1].verdict, Verdict::NotRun("not run: the script stopped after test-notok/01 failed".into()));
 }
 
@@ -135,7 +163,13 @@ fn made_up_not_ok_keeps_the_diff_and_stops_the_script() {
 fn made_up_die_names_the_error() {
     let s = made_up("die");
     let v = verdicts(&feed(&s, &data("made-up-die.out"), &data("made-up-die.err"), Some(1), 4));
-    assert_eq!(v[0], Verdict::Died { exit: 1, error: "ERROR: Can't find \"test_modules/test_klp_not_built.ko\", try \"make\"".into() });
+    assert_eq!(
+        v[0],
+        Verdict::Died {
+            exit: 1,
+            error: "ERROR: Can't find \"test_modules/test_klp_not_built.ko\", try \"make\"".into()
+        }
+    );
 }
 
 #[test]
@@ -149,8 +183,19 @@ fn made_up_skip_before_the_first_scenario() {
 fn has_kdir_skips_on_stdout() {
     // functions.sh's has_kdir, verbatim: stdout, exit 4, no SKIP: line.
     let s = script("test-livepatch", &["basic function patching", "multiple livepatches"]);
-    let v = verdicts(&feed(&s, "skip all tests: KDIR (/lib/modules/7.2.13/build) not available to compile modules.\n", "", Some(4), 10));
-    assert!(v.iter().all(|v| *v == Verdict::Skipped("KDIR (/lib/modules/7.2.13/build) not available to compile modules.".into())), "{v:?}");
+    let v = verdicts(&feed(
+        &s,
+        "skip all tests: KDIR (/lib/modules/7.2.13/build) not available to compile modules.\n",
+        "",
+        Some(4),
+        10,
+    ));
+    assert!(
+        v.iter().all(
+            |v| *v == Verdict::Skipped("KDIR (/lib/modules/7.2.13/build) not available to compile modules.".into())
+        ),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -177,7 +222,14 @@ fn made_up_hang_in_the_only_scenario() {
 fn a_crash_after_an_ok_is_still_the_running_scenario_s() {
     // test-ftrace's third scenario printed `ok`; the guest died in the
     // script's exit trap (pop_config re-enables the tracer).
-    let s = script("test-ftrace", &["livepatch interaction with ftrace_enabled sysctl", "trace livepatched function and check that the live patch remains in effect", "livepatch a traced function and check that the live patch remains in effect"]);
+    let s = script(
+        "test-ftrace",
+        &[
+            "livepatch interaction with ftrace_enabled sysctl",
+            "trace livepatched function and check that the live patch remains in effect",
+            "livepatch a traced function and check that the live patch remains in effect",
+        ],
+    );
     let mut p = Parser::new(&s);
     p.stdout(&data("kernel-ftrace.out"), 1.0);
     assert_eq!(p.interrupt(2.0), Some(3));
@@ -191,31 +243,61 @@ fn a_crash_before_the_first_scenario_is_the_first_scenario_s() {
     let s = script("test-livepatch", &["basic function patching", "multiple livepatches"]);
     let mut p = Parser::new(&s);
     assert_eq!(p.interrupt(1.0), Some(1));
-    assert_eq!(verdicts(p.decided()), [Verdict::Interrupted, Verdict::NotRun("not run: the guest died during test-livepatch/01".into())]);
+    assert_eq!(
+        verdicts(p.decided()),
+        [Verdict::Interrupted, Verdict::NotRun("not run: the guest died during test-livepatch/01".into())]
+    );
 }
 
 #[test]
 fn setup_dying_fails_the_first_scenario() {
     // setup_config's sysctl is missing: bash reports it, then set_ftrace_enabled skips... or dies.
     let s = script("test-state", &["system state modification", "taking over system state modification"]);
-    let d = feed(&s, "", "./test-state.sh: line 12: insmod: command not found\nERROR: failed to load module x\n", Some(1), 1);
+    let d = feed(
+        &s,
+        "",
+        "./test-state.sh: line 12: insmod: command not found\nERROR: failed to load module x\n",
+        Some(1),
+        1,
+    );
     assert!(d[0].notes.iter().any(|n| n == "the script stopped before this scenario's TEST line"), "{:?}", d[0].notes);
     let v = verdicts(&d);
-    assert_eq!(v[0], Verdict::Died { exit: 1, error: "./test-state.sh: line 12: insmod: command not found\nERROR: failed to load module x".into() });
+    assert_eq!(
+        v[0],
+        Verdict::Died {
+            exit: 1,
+            error: "./test-state.sh: line 12: insmod: command not found\nERROR: failed to load module x".into()
+        }
+    );
     assert_eq!(v[1], Verdict::NotRun("not run: the script stopped after test-state/01 failed".into()));
 }
 
 #[test]
 fn an_exit_after_the_last_ok_is_the_last_scenario_s() {
     let s = script("test-syscall", &["patch getpid syscall while being heavily hammered"]);
-    let d = feed(&s, "TEST: patch getpid syscall while being heavily hammered ... ok\n", "kill: (123) - No such process\n", Some(1), 100);
+    let d = feed(
+        &s,
+        "TEST: patch getpid syscall while being heavily hammered ... ok\n",
+        "kill: (123) - No such process\n",
+        Some(1),
+        100,
+    );
     assert_eq!(d[0].verdict, Verdict::Died { exit: 1, error: "kill: (123) - No such process".into() });
     assert!(d[0].notes.iter().any(|n| n == "its check printed `ok`; the script exited 1 after it"), "{:?}", d[0].notes);
 }
 
 #[test]
 fn livepatch_transcript_streamed_in_odd_pieces() {
-    let s = script("test-livepatch", &["basic function patching", "multiple livepatches", "atomic replace livepatch", "module function patching", "module function patching (livepatch first)"]);
+    let s = script(
+        "test-livepatch",
+        &[
+            "basic function patching",
+            "multiple livepatches",
+            "atomic replace livepatch",
+            "module function patching",
+            "module function patching (livepatch first)",
+        ],
+    );
     let d = feed(&s, &data("kernel-livepatch.out"), "", Some(0), 13);
     assert!(d.iter().all(|d| d.verdict == Verdict::Ok && d.secs.is_some()), "{d:?}");
 }
