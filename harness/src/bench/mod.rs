@@ -13,6 +13,19 @@ mod versus;
 use std::time::{Duration, Instant};
 pub use versus::{versus_kselftest, Plan};
 
+/// A benchmark's scratch directory (artifacts inside, removed with it) and
+/// its run options; `guest_time`: ask each guest its uptime.
+pub(super) fn scratch(guest_time: bool) -> Result<(crate::cleanup::TempDir, Options)> {
+    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
+    let opts = Options {
+        artifacts: dir.path().join("artifacts"),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time,
+    };
+    Ok((dir, opts))
+}
+
 /// Plain `qemu-system-*` with klpt's arguments, timed to the readiness line.
 pub(super) fn bare_boot(t: &Target, dir: &std::path::Path) -> Result<f64> {
     let log = dir.join("bare-console.log");
@@ -101,13 +114,7 @@ pub fn bench(
 ) -> Result<ExitCode> {
     // The first case's settings (smp) drive the timed klpt boots.
     let probe = cases.first().ok_or_else(|| Error::Other("no cases to bench".into()))?;
-    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options {
-        artifacts: dir.path().join("artifacts"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: true,
-    };
+    let (dir, opts) = scratch(true)?;
     let kernels: Vec<Option<&str>> =
         if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut rows = Vec::new();
@@ -233,13 +240,7 @@ pub fn bench_steps(cases: &[Case], arches: &[Arch], kernels: &[String], accel: A
     if cases.is_empty() {
         return Err(Error::Other("no cases to bench".into()));
     }
-    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options {
-        artifacts: dir.path().join("artifacts"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-    };
+    let (_dir, opts) = scratch(false)?; // the artifacts live as long as `_dir`
     let kernels: Vec<Option<&str>> =
         if kernels.is_empty() { vec![None] } else { kernels.iter().map(|k| Some(k.as_str())).collect() };
     let mut failed = false;

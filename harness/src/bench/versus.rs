@@ -6,7 +6,7 @@
 //! every architecture at the default parallelism. Its last line is
 //! `klpt/kselftest wall ratio: X.XX` (default parallelism, modules cached).
 
-use super::{bare_boot, machine, mean, secs_list};
+use super::{bare_boot, machine, mean, scratch, secs_list};
 use crate::arch::Arch;
 use crate::case::Case;
 use crate::error::{Error, Result};
@@ -15,7 +15,7 @@ use crate::runner::{self, AccelChoice, Options, Target};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What to measure.
 pub struct Plan<'a> {
@@ -101,13 +101,7 @@ pub fn versus_kselftest(plan: &Plan) -> Result<ExitCode> {
         return Err(Error::Other("no cases to bench against the selftests".into()));
     }
     let &[arch, ..] = plan.arches else { return Err(Error::Other("no architecture to bench".into())) };
-    let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options {
-        artifacts: dir.path().join("artifacts"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-    };
+    let (dir, opts) = scratch(false)?;
     let parallel = runner::default_parallel_guests();
     let machine_before = machine();
 
