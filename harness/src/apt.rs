@@ -100,6 +100,10 @@ pub struct PkgVersion {
     pub arch: String,
 }
 
+/// `apt-cache depends` options that keep only the `Depends:` lines.
+const DEPENDS_ONLY: [&str; 6] =
+    ["--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances"];
+
 impl PkgVersion {
     /// The file name `apt-get download` gives it (the epoch's `:` escaped).
     pub fn deb_name(&self) -> String {
@@ -230,16 +234,7 @@ impl Apt {
 
     /// `Depends:` of a package (first alternative of each).
     pub fn depends(&self, pkg: &str) -> Result<Vec<String>> {
-        let out = run(self.cmd("apt-cache").args([
-            "depends",
-            "--no-recommends",
-            "--no-suggests",
-            "--no-conflicts",
-            "--no-breaks",
-            "--no-replaces",
-            "--no-enhances",
-            pkg,
-        ]))?;
+        let out = run(self.cmd("apt-cache").arg("depends").args(DEPENDS_ONLY).arg(pkg))?;
         Ok(out
             .lines()
             .filter_map(|l| l.trim().strip_prefix("Depends: ").or_else(|| l.trim().strip_prefix("|Depends: ")))
@@ -279,20 +274,7 @@ impl Apt {
         pkgs: &[String],
         release: &str,
     ) -> Result<std::collections::BTreeMap<String, Vec<String>>> {
-        let out = run(self
-            .cmd("apt-cache")
-            .args([
-                "-t",
-                release,
-                "depends",
-                "--no-recommends",
-                "--no-suggests",
-                "--no-conflicts",
-                "--no-breaks",
-                "--no-replaces",
-                "--no-enhances",
-            ])
-            .args(pkgs))?;
+        let out = run(self.cmd("apt-cache").args(["-t", release, "depends"]).args(DEPENDS_ONLY).args(pkgs))?;
         Ok(parse_depends(&out))
     }
 
