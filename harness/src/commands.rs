@@ -90,6 +90,7 @@ pub enum Bench {
     Boots { boots: u32, kernel_builds: bool },
     Steps,
     VersusKselftest { boots: u32 },
+    Planted { seed: u64 },
 }
 
 /// `klpt bench`.
@@ -102,6 +103,17 @@ pub fn bench(
 ) -> Result<ExitCode, String> {
     let a = crate::run::plan::arches(arches)?;
     match what {
+        Bench::Planted { seed } => {
+            if !kernels.is_empty() {
+                return Err("--planted: each fixture names its kernel (planted.yaml's base series and its patch); drop --kernel".into());
+            }
+            let planted =
+                crate::bench::planted::fixtures(&paths, &crate::project_root().join("cases/explore/planted"))?;
+            crate::modules::build::sweep();
+            let arch = one_arch(arches)?;
+            let ok = crate::bench::planted::bench(&planted, arch, accel, seed)?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
         Bench::VersusKselftest { boots } => {
             let default = crate::project_root().join("cases/kselftest");
             let paths = if paths.is_empty() { vec![default.clone()] } else { paths };

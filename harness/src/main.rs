@@ -143,8 +143,15 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
         /// Fresh guests a divergence may use to shrink its case (0: none).
-        #[arg(long, default_value = "12")]
+        #[arg(long, default_value = "40")]
         shrink_runs: usize,
+        /// Guests at a time (default: sized to the machine's cores and
+        /// memory). The same seed replays the same way at any value.
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Stop after the first guests that diverge (and their shrinking).
+        #[arg(long)]
+        stop_at_first: bool,
     },
     /// Work with the results files of finished runs.
     Report {
@@ -174,6 +181,15 @@ enum Cmd {
         /// every --arch. Last line: `klpt/kselftest wall ratio: X.XX`.
         #[arg(long, conflicts_with_all = ["kernel_builds", "steps"])]
         versus_kselftest: bool,
+        /// Instead: for each planted-bug fixture (the given directories, or
+        /// every one in cases/explore/planted), build its kernel, run
+        /// `klpt explore` from --seed until the first divergence and shrink
+        /// it; print operations and wall time to it and the shrunk size.
+        #[arg(long, conflicts_with_all = ["kernel_builds", "steps", "versus_kselftest"])]
+        planted: bool,
+        /// With --planted: the exploration's seed.
+        #[arg(long, default_value = "1")]
+        seed: u64,
     },
 }
 
@@ -374,7 +390,19 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
         Cmd::Kernel { cmd: KernelCmd::Build { src, arches, series, export } } => {
             commands::kernel_build(src, &arches, series, export)
         }
-        Cmd::Explore { k, seed, ops, time, ops_per_guest, patches, artifacts, dry_run, shrink_runs } => {
+        Cmd::Explore {
+            k,
+            seed,
+            ops,
+            time,
+            ops_per_guest,
+            patches,
+            artifacts,
+            dry_run,
+            shrink_runs,
+            jobs,
+            stop_at_first,
+        } => {
             let opts = klpt::explore::Options {
                 seed,
                 ops,
@@ -384,6 +412,8 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
                 artifacts,
                 dry_run,
                 shrink_runs,
+                jobs: jobs.unwrap_or_else(klpt::runner::default_parallel_guests).max(1),
+                stop_at_first,
             };
             commands::explore(&k.arches, &k.kernels, k.accel, &opts)
         }
@@ -398,6 +428,9 @@ fn dispatch(cmd: Cmd) -> Result<ExitCode, String> {
             k.accel,
         )
         .map_err(|e| e.to_string()),
+        Cmd::Bench { paths, k, planted: true, seed, .. } => {
+            commands::bench(Bench::Planted { seed }, paths, &k.arches, &k.kernels, k.accel)
+        }
         Cmd::Bench { paths, k, versus_kselftest: true, boots, .. } => {
             commands::bench(Bench::VersusKselftest { boots }, paths, &k.arches, &k.kernels, k.accel)
         }

@@ -9,6 +9,7 @@ use crate::runner::{self, AccelChoice, Options, Target};
 use crate::vm::qemu::{free_port, qemu_args};
 use std::process::ExitCode;
 
+pub mod planted;
 mod versus;
 use std::time::{Duration, Instant};
 pub use versus::{versus_kselftest, Plan};

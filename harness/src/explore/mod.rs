@@ -36,6 +36,11 @@ pub struct Options {
     pub dry_run: bool,
     /// Guests a divergence may use to shrink (0: do not shrink).
     pub shrink_runs: usize,
+    /// Guests run at a time (each one vCPU); results are taken in guest
+    /// order, so a seed replays the same way at any value.
+    pub jobs: usize,
+    /// Stop after the first batch of guests that diverged.
+    pub stop_at_first: bool,
 }
 
 /// A guest where the kernel and the model disagreed.
@@ -44,17 +49,33 @@ pub struct Divergence {
     pub guest: usize,
     /// 1-based number of the operation after which they disagreed, if known.
     pub op: Option<usize>,
+    /// Operations run before it in all earlier guests, plus `op`.
+    pub ops_until: usize,
+    /// Wall time from the start of the exploration until the guest ended.
+    pub secs: f64,
     /// The case that reproduces it (all of the guest's operations).
     pub case: PathBuf,
-    /// The shrunk case and its number of operations, if shrinking found one.
-    pub shrunk: Option<(PathBuf, usize)>,
+    pub shrunk: Option<Shrunk>,
     pub message: String,
+}
+
+/// The smallest case shrinking found.
+#[derive(Debug, Clone)]
+pub struct Shrunk {
+    pub case: PathBuf,
+    pub ops: usize,
+    /// Steps of the written case.
+    pub steps: usize,
+    /// Fresh guests the shrinking ran, and their wall time.
+    pub runs: usize,
+    pub secs: f64,
 }
 
 #[derive(Debug, Default)]
 pub struct Summary {
     pub ops: usize,
     pub guests: usize,
+    pub secs: f64,
     pub divergences: Vec<Divergence>,
     /// Model coverage over the operations the kernel agreed with.
     pub coverage: BTreeMap<String, u64>,
@@ -77,6 +98,14 @@ pub fn features(caps: &Caps) -> Features {
     Features { klp_patch, sysfs }
 }
 
+/// One guest's share of the exploration.
+struct GuestPlan {
+    g: usize,
+    plan: Vec<Planned>,
+    file: PathBuf,
+    case: crate::case::Case,
+}
+
 pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     let features = features(&t.caps);
     let root = Rng::new(opts.seed);
@@ -85,11 +114,12 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     emit(Event::Note {
         msg: &format!(
-            "explore: {} semantics, seed {}, {} patches over {} targets + vmlinux; cases in {}",
+            "explore: {} semantics, seed {}, {} patches over {} targets + vmlinux, {} guest(s) at a time; cases in {}",
             features.semantics(),
             opts.seed,
             universe.patches.len(),
             universe.targets.len(),
+            opts.jobs.max(1),
             dir.display()
         ),
     });
@@ -102,62 +132,80 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     let t0 = Instant::now();
     let mut sum = Summary::default();
     while sum.ops < opts.ops && opts.time.is_none_or(|d| t0.elapsed() < d) {
-        let g = sum.guests;
-        let mut model = universe.kernel();
-        let n = opts.ops_per_guest.min(opts.ops - sum.ops);
-        let plan = sequence::generate(&universe, &mut model, &mut root.fork(g as u64), n);
-        if plan.is_empty() {
-            return Err("the model allows no operation in this universe".into());
-        }
-        let desc = format!(
-            "klpt explore: seed {}, guest {g}, {} operations, {} semantics",
-            opts.seed,
-            plan.len(),
-            features.semantics()
-        );
-        let file = dir.join(format!("guest-{g:04}.yaml"));
-        let yaml = render::case_yaml(&universe, &plan, &desc);
-        std::fs::write(&file, &yaml).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
-        let case = crate::case::parse(&file, &yaml)
-            .map_err(|e| format!("klpt generated an invalid case (a klpt bug):\n{e}"))?;
-        sum.guests += 1;
-        if opts.dry_run {
-            sum.ops += plan.len();
-            merge(&mut sum.coverage, &universe, &plan);
-            continue;
-        }
-        let out = runner::run_case(t, &case, &run_opts);
-        let agreed = match &out.status {
-            Status::Pass => plan.len(),
-            Status::Fail(f) => {
-                let op = failed_op(&f.message);
-                emit(Event::Warn {
-                    msg: &format!(
-                        "explore: guest {g}: divergence at operation {}: {}",
-                        op.map_or("?".into(), |o| o.to_string()),
-                        f.first_line()
-                    ),
-                });
-                let shrunk = match op {
-                    Some(n) if opts.shrink_runs > 0 => {
-                        shrink_divergence(t, &universe, &plan[..n], &dir, g, &f.cause, opts.shrink_runs)?
-                    }
-                    _ => None,
-                };
-                sum.divergences.push(Divergence {
-                    guest: g,
-                    op,
-                    case: file.clone(),
-                    shrunk,
-                    message: f.message.clone(),
-                });
-                op.map_or(0, |o| o - 1)
+        // The next batch: one plan per guest, in guest order.
+        let mut batch = Vec::new();
+        let mut planned = sum.ops;
+        while batch.len() < opts.jobs.max(1) && planned < opts.ops {
+            let g = sum.guests + batch.len();
+            let mut model = universe.kernel();
+            let n = opts.ops_per_guest.min(opts.ops - planned);
+            let plan = sequence::generate(&universe, &mut model, &mut root.fork(g as u64), n);
+            if plan.is_empty() {
+                return Err("the model allows no operation in this universe".into());
             }
-            Status::Skip(why) => return Err(format!("the kernel cannot run the generated case: {why}")),
-            Status::Xfail(_) | Status::Xpass(_) => unreachable!("generated cases have no xfail"),
+            let desc = format!(
+                "klpt explore: seed {}, guest {g}, {} operations, {} semantics",
+                opts.seed,
+                plan.len(),
+                features.semantics()
+            );
+            let file = dir.join(format!("guest-{g:04}.yaml"));
+            let yaml = render::case_yaml(&universe, &plan, &desc, render::Checks::EveryOp);
+            std::fs::write(&file, &yaml).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            let case = crate::case::parse(&file, &yaml)
+                .map_err(|e| format!("klpt generated an invalid case (a klpt bug):\n{e}"))?;
+            planned += plan.len();
+            batch.push(GuestPlan { g, plan, file, case });
+        }
+        let outcomes: Vec<Status> = if opts.dry_run {
+            batch.iter().map(|_| Status::Pass).collect()
+        } else {
+            std::thread::scope(|s| {
+                let running: Vec<_> =
+                    batch.iter().map(|b| s.spawn(|| runner::run_case(t, &b.case, &run_opts).status)).collect();
+                running.into_iter().map(|h| h.join().expect("a guest thread does not panic")).collect()
+            })
         };
-        sum.ops += plan.len();
-        merge(&mut sum.coverage, &universe, &plan[..agreed]);
+        let secs = t0.elapsed().as_secs_f64();
+        for (b, status) in batch.iter().zip(outcomes) {
+            sum.guests += 1;
+            let agreed = match &status {
+                Status::Pass => b.plan.len(),
+                Status::Fail(f) => {
+                    let op = failed_op(&f.message);
+                    emit(Event::Warn {
+                        msg: &format!(
+                            "explore: guest {}: divergence at operation {} after {:.0}s: {}",
+                            b.g,
+                            op.map_or("?".into(), |o| o.to_string()),
+                            secs,
+                            f.first_line()
+                        ),
+                    });
+                    let shrunk = match op {
+                        Some(n) if opts.shrink_runs > 0 => {
+                            let want = Signature::of(f);
+                            shrink_divergence(t, &universe, &b.plan[..n], &dir, b.g, &want, opts.shrink_runs)?
+                        }
+                        _ => None,
+                    };
+                    sum.divergences.push(Divergence {
+                        guest: b.g,
+                        op,
+                        ops_until: sum.ops + op.unwrap_or(b.plan.len()),
+                        secs,
+                        case: b.file.clone(),
+                        shrunk,
+                        message: f.message.clone(),
+                    });
+                    op.map_or(0, |o| o - 1)
+                }
+                Status::Skip(why) => return Err(format!("the kernel cannot run the generated case: {why}")),
+                Status::Xfail(_) | Status::Xpass(_) => unreachable!("generated cases have no xfail"),
+            };
+            sum.ops += b.plan.len();
+            merge(&mut sum.coverage, &universe, &b.plan[..agreed]);
+        }
         emit(Event::Note {
             msg: &format!(
                 "explore: ops {}/{}, guests {}, divergences {} ({:.0}s)",
@@ -168,7 +216,11 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
                 t0.elapsed().as_secs_f64()
             ),
         });
+        if opts.stop_at_first && !sum.divergences.is_empty() {
+            break;
+        }
     }
+    sum.secs = t0.elapsed().as_secs_f64();
     let sem = features.semantics();
     sum.unreached = Rule::ALL
         .into_iter()
@@ -177,17 +229,56 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     Ok(sum)
 }
 
+/// What makes two failures the same divergence: the cause, the kind of
+/// step (the action or the model's expectations), and which attributes,
+/// files or log checks failed, with patch names and numbers left out (a
+/// shrunk case may show the same wrong stack order on another patch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Signature {
+    cause: crate::report::Cause,
+    step: String,
+    what: Vec<String>,
+}
+
+impl Signature {
+    fn of(f: &crate::report::Failure) -> Signature {
+        let norm = |s: &str| {
+            let s = regex::Regex::new(r"klpx_p\d+").expect("static regex").replace_all(s, "P");
+            regex::Regex::new(r"\d+").expect("static regex").replace_all(&s, "N").to_string()
+        };
+        let re = regex::Regex::new(&format!(r"`{}\d+: ([^`]+)`", render::OP_PREFIX)).expect("static regex");
+        let step = re.captures(&f.message).map(|c| norm(&c[1])).unwrap_or_default();
+        // Indented `key: expected..., got ...` lines, or the first line.
+        let mut what: Vec<String> = f
+            .message
+            .lines()
+            .skip(1)
+            .take_while(|l| l.starts_with("  ") && !l.trim_start().starts_with("artifacts:"))
+            .filter_map(|l| l.trim().split_once(':').map(|(k, _)| norm(k)))
+            .collect();
+        if what.is_empty() {
+            let first = f.message.lines().next().unwrap_or("");
+            what.push(norm(first.split_once("`: ").map_or(first, |(_, r)| r)));
+        }
+        what.sort();
+        what.dedup();
+        Signature { cause: f.cause, step, what }
+    }
+}
+
 /// Shrinks guest `g`'s divergence (its plan up to the diverging operation)
-/// in fresh guests and writes the smallest case that still diverges there.
+/// in fresh guests and writes the smallest case that still diverges there
+/// the same way.
 fn shrink_divergence(
     t: &Target,
     u: &Universe,
     plan: &[Planned],
     dir: &std::path::Path,
     g: usize,
-    cause: &crate::report::Cause,
+    want: &Signature,
     runs: usize,
-) -> Result<Option<(PathBuf, usize)>, String> {
+) -> Result<Option<Shrunk>, String> {
+    let t0 = Instant::now();
     let run_opts = runner::Options {
         artifacts: dir.join("runs-shrink"),
         keep_failed: false,
@@ -197,12 +288,10 @@ fn shrink_divergence(
     let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
     let mut tried = 0;
     let mut last_msg = String::new();
-    let mut fails = |cand: &[Planned]| -> bool {
+    let mut fails = |cu: &Universe, cand: &[Planned]| -> bool {
         tried += 1;
-        let ops: Vec<_> = cand.iter().map(|p| p.op.clone()).collect();
-        let small = u.only(&ops);
         let file = dir.join(format!("guest-{g:04}-shrink-{tried:02}.yaml"));
-        let yaml = render::case_yaml(&small, cand, "klpt explore: shrink candidate");
+        let yaml = render::case_yaml(cu, cand, "klpt explore: shrink candidate", render::Checks::LastOp);
         let Ok(case) = std::fs::write(&file, &yaml)
             .map_err(|e| e.to_string())
             .and_then(|_| crate::case::parse(&file, &yaml).map_err(|e| e.to_string()))
@@ -212,30 +301,42 @@ fn shrink_divergence(
         let out = runner::run_case(t, &case, &run_opts);
         let _ = std::fs::remove_file(&file);
         match &out.status {
-            Status::Fail(f) if &f.cause == cause && failed_op(&f.message) == Some(cand.len()) => {
+            Status::Fail(f) if failed_op(&f.message) == Some(cand.len()) && Signature::of(f) == *want => {
                 last_msg = f.message.clone();
                 true
             }
             _ => false,
         }
     };
-    let best = shrink::shrink(u, &ops, runs, &mut fails);
-    let Some(plan) = shrink::replan(u, &best) else { return Ok(None) };
-    let small = u.only(&best);
-    let expected = last_msg.lines().take(6).collect::<Vec<_>>().join("\n  ");
+    let (small, best) = shrink::shrink(u, &ops, runs, &mut fails);
+    if last_msg.is_empty() {
+        emit(Event::Note {
+            msg: &format!(
+                "explore: guest {g}: no smaller case diverged the same way in {tried} guests; keeping the whole case"
+            ),
+        });
+        return Ok(None);
+    }
+    let Some(plan) = shrink::replan(&small, &best) else { return Ok(None) };
+    let found = last_msg.lines().take_while(|l| !l.trim_start().starts_with("artifacts:")).collect::<Vec<_>>();
     let desc = format!(
-        "klpt explore: guest {g}'s divergence, shrunk from {} to {} operations. The kernel disagreed with the model at the last operation: {}",
+        "klpt explore: guest {g}'s divergence, shrunk from {} to {} operations; only the last one's outcome is checked in full.\nThe kernel disagreed with the model at the last operation (expected: the model, got: the kernel):\n  {}",
         ops.len(),
         best.len(),
-        if expected.is_empty() { "(see the original case)".to_string() } else { expected }
+        found.join("\n  ")
     );
     let file = dir.join(format!("guest-{g:04}-min.yaml"));
-    std::fs::write(&file, render::case_yaml(&small, &plan, &desc))
-        .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    let yaml = render::case_yaml(&small, &plan, &desc, render::Checks::LastOp);
+    let steps = crate::case::parse(&file, &yaml).map(|c| c.doc.steps.len()).unwrap_or(0);
+    std::fs::write(&file, &yaml).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
     emit(Event::Note {
-        msg: &format!("explore: guest {g}: shrunk to {} operations in {tried} guests: {}", best.len(), file.display()),
+        msg: &format!(
+            "explore: guest {g}: shrunk to {} operations ({steps} steps) in {tried} guests: {}",
+            best.len(),
+            file.display()
+        ),
     });
-    Ok(Some((file, best.len())))
+    Ok(Some(Shrunk { case: file, ops: best.len(), steps, runs: tried, secs: t0.elapsed().as_secs_f64() }))
 }
 
 /// Adds what `plan` reaches in a fresh model to `cov`.
@@ -257,8 +358,13 @@ fn failed_op(message: &str) -> Option<usize> {
 
 /// The end-of-run report: totals, divergences, coverage.
 pub fn report(s: &Summary) -> String {
-    let mut out =
-        format!("explore: {} operations in {} guests, {} divergences\n", s.ops, s.guests, s.divergences.len());
+    let mut out = format!(
+        "explore: {} operations in {} guests, {} divergences ({:.0}s)\n",
+        s.ops,
+        s.guests,
+        s.divergences.len(),
+        s.secs
+    );
     for d in &s.divergences {
         let first = d.message.lines().next().unwrap_or("");
         out.push_str(&format!(
@@ -267,8 +373,16 @@ pub fn report(s: &Summary) -> String {
             d.op.map_or("?".into(), |o| o.to_string()),
             d.case.display()
         ));
-        if let Some((f, n)) = &d.shrunk {
-            out.push_str(&format!("    shrunk to {n} operations: klpt run {}\n", f.display()));
+        out.push_str(&format!("    first divergence after {} operations, {:.0}s\n", d.ops_until, d.secs));
+        if let Some(s) = &d.shrunk {
+            out.push_str(&format!(
+                "    shrunk to {} operations, {} steps ({} guests, {:.0}s): klpt run {}\n",
+                s.ops,
+                s.steps,
+                s.runs,
+                s.secs,
+                s.case.display()
+            ));
         }
     }
     out.push_str("model coverage (operations the kernel agreed with):\n");
@@ -294,6 +408,27 @@ mod tests {
         assert_eq!(failed_op("boot: no"), None);
     }
 
+    #[test]
+    fn a_divergence_signature_ignores_patch_names_and_numbers() {
+        use crate::report::{Cause, Failure};
+        let f = |m: &str| Signature::of(&Failure::new(Cause::KernelVerdict, m));
+        let a = f("step 4 (line 72) `op 2: what the model expects`: still not true after 20s:\n  klpx_p3/stack_order: expected 3, got 2\n  artifacts: /x");
+        let b = f("step 9 (line 90) `op 5: what the model expects`: still not true after 10s:\n  klpx_p1/stack_order: expected 2, got 1");
+        assert_eq!(a, b);
+        assert_eq!(a.step, "what the model expects");
+        assert_eq!(a.what, ["P/stack_order"]);
+        let c = f(
+            "step 9 (line 90) `op 5: what the model expects`: still not true after 10s:\n  /proc/version: expected x",
+        );
+        assert_ne!(a, c);
+        let d = f("step 3 (line 50) `op 2: load klpx_p2`: refused with EBUSY, expected EINVAL");
+        assert_eq!(
+            (d.step.as_str(), d.what.clone()),
+            ("load P", vec!["refused with EBUSY, expected EINVAL".to_string()])
+        );
+        assert_ne!(d, f("step 3 (line 50) `op 2: load klpx_p2`: it loaded, expected EINVAL"));
+    }
+
     /// Every generated case is valid for klpt's case loader, for each revision.
     #[test]
     fn generated_cases_load() {
@@ -308,7 +443,7 @@ mod tests {
                 let u = Universe::generate(&f, &mut root.fork(u64::MAX), 5);
                 let mut k = u.kernel();
                 let plan = sequence::generate(&u, &mut k, &mut root.fork(0), 120);
-                let yaml = render::case_yaml(&u, &plan, "generated");
+                let yaml = render::case_yaml(&u, &plan, "generated", render::Checks::EveryOp);
                 let file = std::path::Path::new("/nonexistent/explore/generated.yaml");
                 if let Err(e) = crate::case::parse(file, &yaml) {
                     panic!("{e}\n{yaml}");

@@ -22,12 +22,35 @@ const DEBUG_LINES: [&str; 4] = [
     r"livepatch: .*: .*:\d+ (is running|has an unreliable stack|is sleeping on function)",
 ];
 
-pub fn case_yaml(u: &Universe, plan: &[Planned], description: &str) -> String {
-    let v = case_value(u, plan, description);
+/// How much of the model's prediction a case checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Everything after every operation: exploration, where any operation
+    /// may be the one that diverges.
+    EveryOp,
+    /// Only the refusals of the operations before the last, and everything
+    /// after the last: a shrunk divergence, which is at its last operation.
+    LastOp,
+}
+
+impl Checks {
+    /// Seconds the case's waits may take: long enough for a loaded machine,
+    /// and the cost of every wait that diverges, which shrinking pays in
+    /// most of its candidates.
+    fn timeout(self) -> u64 {
+        match self {
+            Checks::EveryOp => 20,
+            Checks::LastOp => 5,
+        }
+    }
+}
+
+pub fn case_yaml(u: &Universe, plan: &[Planned], description: &str, checks: Checks) -> String {
+    let v = case_value(u, plan, description, checks);
     serde_norway::to_string(&v).expect("a JSON value serializes as YAML")
 }
 
-fn case_value(u: &Universe, plan: &[Planned], description: &str) -> Value {
+fn case_value(u: &Universe, plan: &[Planned], description: &str, checks: Checks) -> Value {
     let sem = u.features.semantics();
     let mut klp_patch = Vec::new();
     let uses = |f: &dyn Fn(&crate::model::PatchSpec) -> bool| u.patches.iter().any(f);
@@ -108,12 +131,14 @@ fn case_value(u: &Universe, plan: &[Planned], description: &str) -> Value {
         .collect();
     let mut steps = Vec::new();
     for (i, pl) in plan.iter().enumerate() {
-        steps.extend(op_steps(u, i + 1, pl));
+        let all = op_steps(u, i + 1, pl);
+        let checked = checks == Checks::EveryOp || i + 1 == plan.len();
+        steps.extend(all.into_iter().take(if checked { usize::MAX } else { 1 }));
     }
     json!({
         "description": description,
         "requires": requires,
-        "timeout": 20,
+        "timeout": checks.timeout(),
         "targets": targets,
         "livepatches": livepatches,
         "steps": steps,
@@ -270,7 +295,7 @@ mod tests {
             Op::Load(holder.clone()),
         ];
         let plan = replan(&u, &ops).expect("meaningful");
-        let yaml = case_yaml(&u, &plan, "t");
+        let yaml = case_yaml(&u, &plan, "t", Checks::EveryOp);
         let v: serde_norway::Value = serde_norway::from_str(&yaml).expect("YAML");
         let steps = v["steps"].as_sequence().expect("steps");
         let named = |n: &str| {

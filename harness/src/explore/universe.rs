@@ -77,7 +77,8 @@ impl Universe {
         Universe { features: features.clone(), patches, targets }
     }
 
-    /// The universe without the patches `ops` never names.
+    /// The universe without the patches `ops` never names, and without the
+    /// targets neither `ops` nor those patches name.
     pub fn only(&self, ops: &[crate::model::Op]) -> Universe {
         use crate::model::Op;
         let named = |p: &PatchSpec| {
@@ -91,7 +92,18 @@ impl Universe {
                 _ => false,
             })
         };
-        Universe { patches: self.patches.iter().filter(|p| named(p)).cloned().collect(), ..self.clone() }
+        let patches: Vec<PatchSpec> = self.patches.iter().filter(|p| named(p)).cloned().collect();
+        // A target stays while an operation or a kept patch names it.
+        let used = |t: &TargetSpec| {
+            patches.iter().any(|p| p.funcs.iter().any(|f| f.object == t.name))
+                || ops.iter().any(|o| match o {
+                    Op::LoadTarget(m) | Op::UnloadTarget(m) => *m == t.name,
+                    Op::Park(k) => k.object == t.name,
+                    _ => false,
+                })
+        };
+        let targets = self.targets.iter().filter(|t| used(t)).cloned().collect();
+        Universe { features: self.features.clone(), patches, targets }
     }
 
     pub fn kernel(&self) -> Kernel {
