@@ -1,8 +1,10 @@
 //! `klpt explore`: random patches and operation sequences, run in guests
 //! and compared with the reference model ([`crate::model`]) after every
-//! operation. A run is a seed: the universe of patches comes from it, and
-//! guest `g`'s operations from its `g`-th fork, so the same seed on the same
-//! kernel replays the same sequences.
+//! operation. A run is a seed: guest `g`'s universe of patches and its
+//! operations come from the seed's `g`-th fork, so the same seed on the same
+//! kernel replays the same sequences. Every guest has its own universe:
+//! conflicts need particular pairs of patches (two sets sharing a state,
+//! say), which one fixed universe may never contain.
 
 pub mod render;
 pub mod rng;
@@ -101,6 +103,7 @@ pub fn features(caps: &Caps) -> Features {
 /// One guest's share of the exploration.
 struct GuestPlan {
     g: usize,
+    universe: Universe,
     plan: Vec<Planned>,
     file: PathBuf,
     case: crate::case::Case,
@@ -109,16 +112,14 @@ struct GuestPlan {
 pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     let features = features(&t.caps);
     let root = Rng::new(opts.seed);
-    let universe = Universe::generate(&features, &mut root.fork(u64::MAX), opts.patches);
     let dir = opts.artifacts.join("explore").join(t.arch.name).join(&t.kernel.id).join(format!("seed-{}", opts.seed));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     emit(Event::Note {
         msg: &format!(
-            "explore: {} semantics, seed {}, {} patches over {} targets + vmlinux, {} guest(s) at a time; cases in {}",
+            "explore: {} semantics, seed {}, {} patches per guest, {} guest(s) at a time; cases in {}",
             features.semantics(),
             opts.seed,
-            universe.patches.len(),
-            universe.targets.len(),
+            opts.patches,
             opts.jobs.max(1),
             dir.display()
         ),
@@ -137,9 +138,11 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         let mut planned = sum.ops;
         while batch.len() < opts.jobs.max(1) && planned < opts.ops {
             let g = sum.guests + batch.len();
+            let mut rng = root.fork(g as u64);
+            let universe = Universe::generate(&features, &mut rng.fork(u64::MAX), opts.patches);
             let mut model = universe.kernel();
             let n = opts.ops_per_guest.min(opts.ops - planned);
-            let plan = sequence::generate(&universe, &mut model, &mut root.fork(g as u64), n);
+            let plan = sequence::generate(&universe, &mut model, &mut rng, n);
             if plan.is_empty() {
                 return Err("the model allows no operation in this universe".into());
             }
@@ -155,7 +158,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
             let case = crate::case::parse(&file, &yaml)
                 .map_err(|e| format!("klpt generated an invalid case (a klpt bug):\n{e}"))?;
             planned += plan.len();
-            batch.push(GuestPlan { g, plan, file, case });
+            batch.push(GuestPlan { g, universe, plan, file, case });
         }
         let outcomes: Vec<Status> = if opts.dry_run {
             batch.iter().map(|_| Status::Pass).collect()
@@ -185,7 +188,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
                     let shrunk = match op {
                         Some(n) if opts.shrink_runs > 0 => {
                             let want = Signature::of(f);
-                            shrink_divergence(t, &universe, &b.plan[..n], &dir, b.g, &want, opts.shrink_runs)?
+                            shrink_divergence(t, &b.universe, &b.plan[..n], &dir, b.g, &want, opts)?
                         }
                         _ => None,
                     };
@@ -204,7 +207,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
                 Status::Xfail(_) | Status::Xpass(_) => unreachable!("generated cases have no xfail"),
             };
             sum.ops += b.plan.len();
-            merge(&mut sum.coverage, &universe, &b.plan[..agreed]);
+            merge(&mut sum.coverage, &b.universe, &b.plan[..agreed]);
         }
         emit(Event::Note {
             msg: &format!(
@@ -276,7 +279,7 @@ fn shrink_divergence(
     dir: &std::path::Path,
     g: usize,
     want: &Signature,
-    runs: usize,
+    opts: &Options,
 ) -> Result<Option<Shrunk>, String> {
     let t0 = Instant::now();
     let run_opts = runner::Options {
@@ -288,27 +291,35 @@ fn shrink_divergence(
     let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
     let mut tried = 0;
     let mut last_msg = String::new();
-    let mut fails = |cu: &Universe, cand: &[Planned]| -> bool {
-        tried += 1;
-        let file = dir.join(format!("guest-{g:04}-shrink-{tried:02}.yaml"));
+    // One candidate in a fresh guest: its failure, if it diverged the same way.
+    let run_one = |cu: &Universe, cand: &[Planned], n: usize| -> Option<String> {
+        let file = dir.join(format!("guest-{g:04}-shrink-{n:02}.yaml"));
         let yaml = render::case_yaml(cu, cand, "klpt explore: shrink candidate", render::Checks::LastOp);
-        let Ok(case) = std::fs::write(&file, &yaml)
-            .map_err(|e| e.to_string())
-            .and_then(|_| crate::case::parse(&file, &yaml).map_err(|e| e.to_string()))
-        else {
-            return false;
-        };
-        let out = runner::run_case(t, &case, &run_opts);
+        std::fs::write(&file, &yaml).ok()?;
+        let case = crate::case::parse(&file, &yaml).ok();
         let _ = std::fs::remove_file(&file);
+        let out = runner::run_case(t, &case?, &run_opts);
         match &out.status {
             Status::Fail(f) if failed_op(&f.message) == Some(cand.len()) && Signature::of(f) == *want => {
-                last_msg = f.message.clone();
-                true
+                Some(f.message.clone())
             }
-            _ => false,
+            _ => None,
         }
     };
-    let (small, best) = shrink::shrink(u, &ops, runs, &mut fails);
+    let fails = |batch: &[shrink::Candidate]| -> Vec<bool> {
+        let first = tried + 1;
+        tried += batch.len();
+        let found: Vec<Option<String>> = std::thread::scope(|s| {
+            let running: Vec<_> =
+                batch.iter().enumerate().map(|(i, (cu, cand))| s.spawn(move || run_one(cu, cand, first + i))).collect();
+            running.into_iter().map(|h| h.join().expect("a guest thread does not panic")).collect()
+        });
+        if let Some(m) = found.iter().flatten().next() {
+            last_msg = m.clone();
+        }
+        found.iter().map(Option::is_some).collect()
+    };
+    let (small, best) = shrink::shrink(u, &ops, opts.shrink_runs, opts.jobs, fails);
     if last_msg.is_empty() {
         emit(Event::Note {
             msg: &format!(

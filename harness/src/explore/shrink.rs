@@ -1,9 +1,10 @@
 //! Shrinking a divergence. Candidates are re-predicted by the model and
 //! re-run in fresh guests; one is kept when it still fails at its last
 //! operation (the one that diverged) the same way. Rounds alternate:
-//! drop runs of operations (halves first, then smaller), then simplify the
-//! patches those operations name (one function fewer, no states, no
-//! `replace`), until a round changes nothing or the budget is spent.
+//! drop everything done to one patch, target or the observer; drop runs of
+//! operations (halves first, then smaller); simplify the patches left (one
+//! function fewer, no states, no `replace`); until a round changes nothing
+//! or the budget is spent.
 
 use super::sequence::Planned;
 use super::universe::Universe;
@@ -24,58 +25,66 @@ pub fn replan(u: &Universe, ops: &[Op]) -> Option<Vec<Planned>> {
     Some(out)
 }
 
+/// A candidate: a universe (only the patches its operations name) and the
+/// model's plan for the operations.
+pub type Candidate = (Universe, Vec<Planned>);
+
 /// The smallest universe and sequence found whose last operation still
-/// diverges. `still_fails` runs a candidate (the universe holds only the
-/// patches the sequence names) in a fresh guest; at most `budget` runs.
+/// diverges. `still_fails` runs a batch of up to `jobs` candidates, each in
+/// a fresh guest, and says which still fail; at most `budget` runs in all.
+/// Of a batch, the first candidate (in order) that fails wins, so a result
+/// does not depend on how the guests were scheduled.
 pub fn shrink(
     u: &Universe,
     ops: &[Op],
     budget: usize,
-    mut still_fails: impl FnMut(&Universe, &[Planned]) -> bool,
+    jobs: usize,
+    mut still_fails: impl FnMut(&[Candidate]) -> Vec<bool>,
 ) -> (Universe, Vec<Op>) {
     let mut best = (u.only(ops), ops.to_vec());
     let mut runs = 0;
-    let mut try_one = |u: &Universe, ops: &[Op], runs: &mut usize| -> bool {
-        let Some(plan) = replan(u, ops) else { return false };
-        *runs += 1;
-        still_fails(u, &plan)
+    // The first candidate of `cands` that still fails, if any within budget.
+    let mut first_failing = |cands: Vec<(Universe, Vec<Op>)>, runs: &mut usize| -> Option<(Universe, Vec<Op>)> {
+        let meaningful: Vec<(Universe, Vec<Op>, Vec<Planned>)> =
+            cands.into_iter().filter_map(|(u, o)| replan(&u, &o).map(|p| (u, o, p))).collect();
+        for chunk in meaningful.chunks(jobs.max(1)) {
+            let chunk = &chunk[..chunk.len().min(budget.saturating_sub(*runs))];
+            if chunk.is_empty() {
+                return None;
+            }
+            *runs += chunk.len();
+            let batch: Vec<Candidate> = chunk.iter().map(|(u, _, p)| (u.clone(), p.clone())).collect();
+            if let Some(i) = still_fails(&batch).iter().position(|&f| f) {
+                return Some((chunk[i].0.clone(), chunk[i].1.clone()));
+            }
+        }
+        None
     };
     loop {
         let before = (best.1.len(), size(&best.0));
-        // Operations.
+        // Everything done to one patch, one target, or the observer.
+        while let Some(b) =
+            first_failing(without_groups(&best.1).into_iter().map(|o| (best.0.only(&o), o)).collect(), &mut runs)
+        {
+            best = b;
+        }
+        // Runs of operations, halves first.
         let mut width = best.1.len() / 2;
-        while width >= 1 && runs < budget {
-            let mut shrank = false;
-            // The last operation is the divergence: never drop it.
-            let mut start = best.1.len().saturating_sub(1 + width);
-            while runs < budget {
-                let cand: Vec<Op> = best.1[..start].iter().chain(&best.1[start + width..]).cloned().collect();
-                let cu = best.0.only(&cand);
-                if try_one(&cu, &cand, &mut runs) {
-                    best = (cu, cand);
-                    shrank = true;
-                }
-                if start == 0 {
-                    break;
-                }
-                start = start.saturating_sub(width);
-                if start + width >= best.1.len() {
-                    start = best.1.len().saturating_sub(1 + width);
-                }
+        while width >= 1 {
+            match first_failing(
+                without_runs(&best.1, width).into_iter().map(|o| (best.0.only(&o), o)).collect(),
+                &mut runs,
+            ) {
+                Some(b) => best = b,
+                None => width /= 2,
             }
-            if !shrank {
-                width /= 2;
-            }
+            width = width.min(best.1.len().saturating_sub(1));
         }
         // Patches.
-        let mut i = 0;
-        while runs < budget {
-            let Some(cu) = simplified(&best.0, i) else { break };
-            if try_one(&cu, &best.1, &mut runs) {
-                best.0 = cu;
-            } else {
-                i += 1;
-            }
+        while let Some(b) =
+            first_failing(simplifications(&best.0).into_iter().map(|u| (u, best.1.clone())).collect(), &mut runs)
+        {
+            best = b;
         }
         if (best.1.len(), size(&best.0)) == before || runs >= budget {
             return best;
@@ -83,14 +92,60 @@ pub fn shrink(
     }
 }
 
+/// What names a patch, a target or the observer: the groups of operations
+/// that only make sense together (a load and its disable).
+fn group(op: &Op) -> String {
+    match op {
+        Op::Load(p) | Op::Disable(p) | Op::Enable(p) | Op::Force(p) | Op::Unload(p) | Op::SetReplaceable(p, _) => {
+            format!("patch {p}")
+        }
+        Op::LoadTarget(m) | Op::UnloadTarget(m) => format!("target {m}"),
+        Op::Park(_) | Op::Release => "observer".into(),
+    }
+}
+
+/// `ops` without one group's operations (the last operation stays), one
+/// candidate per group.
+fn without_groups(ops: &[Op]) -> Vec<Vec<Op>> {
+    let Some((last, rest)) = ops.split_last() else { return vec![] };
+    let mut groups: Vec<String> = rest.iter().map(group).collect();
+    groups.sort();
+    groups.dedup();
+    groups
+        .into_iter()
+        .map(|g| rest.iter().filter(|o| group(o) != g).chain(std::iter::once(last)).cloned().collect())
+        .filter(|c: &Vec<Op>| c.len() < ops.len())
+        .collect()
+}
+
+/// `ops` without each run of `width` operations before the last, from the
+/// end backwards.
+fn without_runs(ops: &[Op], width: usize) -> Vec<Vec<Op>> {
+    let n = ops.len().saturating_sub(1);
+    if width == 0 || width > n {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    let mut end = n;
+    while end >= width {
+        out.push(ops[..end - width].iter().chain(&ops[end..]).cloned().collect());
+        end -= width;
+    }
+    if end > 0 {
+        out.push(ops[end..].to_vec());
+    }
+    out
+}
+
 /// Functions, states and flags in all: what patch simplification lowers.
 fn size(u: &Universe) -> usize {
     u.patches.iter().map(|p| p.funcs.len() + p.states.len() + p.replace as usize).sum()
 }
 
-/// The `i`-th one-step simplification of `u`'s patches: drop one function
-/// (a patch keeps at least one), drop the states, clear `replace`.
-fn simplified(u: &Universe, mut i: usize) -> Option<Universe> {
+/// Every one-step simplification of `u`'s patches: one function fewer (a
+/// patch keeps at least one), no states, no `replace`.
+fn simplifications(u: &Universe) -> Vec<Universe> {
+    let mut out = Vec::new();
     for (pi, p) in u.patches.iter().enumerate() {
         let mut variants = Vec::new();
         if p.funcs.len() > 1 {
@@ -106,14 +161,13 @@ fn simplified(u: &Universe, mut i: usize) -> Option<Universe> {
         if p.replace {
             variants.push(crate::model::PatchSpec { replace: false, ..p.clone() });
         }
-        if i < variants.len() {
-            let mut out = u.clone();
-            out.patches[pi] = variants.swap_remove(i);
-            return Some(out);
+        for v in variants {
+            let mut w = u.clone();
+            w.patches[pi] = v;
+            out.push(w);
         }
-        i -= variants.len();
     }
-    None
+    out
 }
 
 #[cfg(test)]
@@ -121,6 +175,29 @@ mod tests {
     use super::*;
     use crate::explore::rng::Rng;
     use crate::model::{Features, FuncKey};
+
+    fn batch(f: impl Fn(&Universe, &[Planned]) -> bool) -> impl FnMut(&[Candidate]) -> Vec<bool> {
+        move |c| c.iter().map(|(u, p)| f(u, p)).collect()
+    }
+
+    /// A load and its disable go together: dropping either alone changes
+    /// what later operations mean, dropping both does not.
+    #[test]
+    fn drops_a_patch_s_operations_together() {
+        let u = universe();
+        let (a, b) = (u.patches[0].name.clone(), u.patches[1].name.clone());
+        let ops = vec![
+            Op::Load(a.clone()),
+            Op::Disable(a.clone()),
+            Op::Load(b.clone()),
+            Op::Disable(b.clone()),
+            Op::Load(a.clone()),
+        ];
+        let last_is_a = |_: &Universe, p: &[Planned]| p.last().is_some_and(|l| l.op == Op::Load(a.clone()));
+        let (_, small) = shrink(&u, &ops, 10, 1, batch(last_is_a));
+        assert_eq!(small, [Op::Load(a.clone())]);
+        assert_eq!(without_runs(&[Op::Release, Op::Release, Op::Release, Op::Load(a)], 2).len(), 2);
+    }
 
     fn universe() -> Universe {
         let f = Features::new(&["replace", "states"], &["replace", "stack_order", "patched"]);
@@ -139,7 +216,7 @@ mod tests {
             p.last().is_some_and(|l| l.op == Op::Load(b.clone())) && p.iter().any(|x| x.op == Op::Load(a.clone()))
         };
         assert!(needs(&u, &replan(&u, &ops).expect("meaningful")));
-        let (small, ops) = shrink(&u, &ops, 80, needs);
+        let (small, ops) = shrink(&u, &ops, 80, 2, batch(needs));
         assert_eq!(ops, [Op::Load(a.clone()), Op::Load(b.clone())]);
         // Only the two patches are left, each with one function and nothing else.
         assert_eq!(small.patches.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), [a.as_str(), b.as_str()]);
@@ -162,7 +239,7 @@ mod tests {
         let ops = vec![Op::Load(name.clone())];
         // Fails only while the patch replaces version_proc_show.
         let needs = |u: &Universe, _: &[Planned]| u.patches.iter().any(|p| p.name == name && p.funcs.contains(&key));
-        let (small, ops2) = shrink(&u, &ops, 20, needs);
+        let (small, ops2) = shrink(&u, &ops, 20, 1, batch(needs));
         assert_eq!(ops2, ops);
         assert_eq!(small.patches[0].funcs, [key]);
     }
@@ -172,9 +249,9 @@ mod tests {
         let u = universe();
         let ops: Vec<Op> = u.patches.iter().map(|p| Op::Load(p.name.clone())).collect();
         let mut runs = 0;
-        let _ = shrink(&u, &ops, 3, |_, _| {
-            runs += 1;
-            true
+        let _ = shrink(&u, &ops, 3, 2, |c| {
+            runs += c.len();
+            vec![true; c.len()]
         });
         assert_eq!(runs, 3);
     }

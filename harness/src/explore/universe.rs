@@ -61,7 +61,7 @@ impl Universe {
                 if sem == Semantics::V2ReplaceSet {
                     p.replace_set = rng.below(3) as u32;
                 }
-                if features.has_states() && rng.chance(1, 3) {
+                if features.has_states() && rng.chance(1, 2) {
                     p.states = vec![(1 + rng.below(2) as u64, 1 + rng.below(2) as u32)];
                 }
                 p
