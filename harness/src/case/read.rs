@@ -62,9 +62,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<(u64, u64)>) -> std::
     for e in std::fs::read_dir(dir)? {
         let p = e?.path();
         let name = p.file_name().unwrap_or_default();
-        // Reference kernel series live next to the cases; they are not cases,
-        // nor is the list of known capabilities.
-        if name == "series" || name == super::known::FILE_NAME {
+        // Reference kernel series and the explorer's planted-bug series
+        // live next to the cases; they are not cases, nor is the list of
+        // known capabilities.
+        if name == "series" || name == "planted" || name == super::known::FILE_NAME {
             continue;
         }
         match std::fs::metadata(&p) {

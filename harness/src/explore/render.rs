@@ -189,6 +189,10 @@ fn op_steps(u: &Universe, n: usize, pl: &Planned) -> Vec<Value> {
     };
     let mut action = action;
     action["name"] = json!(name);
+    // sysfs_warn_dup()'s stack dump is how the core reports the duplicate.
+    if pl.prediction.outcome == Outcome::Refused(crate::model::Rule::DuplicateFunction) {
+        action["warnings"] = json!(["sysfs: cannot create duplicate filename"]);
+    }
     let mut out = vec![action];
     out.push(json!({
         "name": format!("{OP_PREFIX}{n}: what the model expects"),

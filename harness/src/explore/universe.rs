@@ -55,6 +55,12 @@ impl Universe {
                         funcs.push(f);
                     }
                 }
+                // Rarely, the first function twice (sympos 0 and 1 name the
+                // same symbol): a patch the core must refuse.
+                if rng.chance(1, 10) {
+                    let f = funcs[0].clone();
+                    funcs.push(FuncKey { sympos: 1 - f.sympos.min(1), ..f });
+                }
                 let mut p = PatchSpec::new(&format!("klpx_p{i}"), &funcs);
                 p.replace = features.has_replace() && rng.chance(1, 2);
                 p.replaceable = sem == Semantics::V1Replaceable && rng.chance(1, 2);

@@ -71,7 +71,9 @@ impl Rule {
     /// The errno names the refusal may fail with (rmmod's differs by kernel).
     pub fn errnos(self) -> &'static [&'static str] {
         match self {
-            Rule::ModuleLoaded | Rule::DuplicateFunction => &["EEXIST"],
+            Rule::ModuleLoaded => &["EEXIST"],
+            // The init's -EEXIST; some module loaders turn it into -EBUSY.
+            Rule::DuplicateFunction => &["EEXIST", "EBUSY"],
             Rule::StateMissing | Rule::StateDowngrade | Rule::CrossSetState | Rule::CrossSetFunction => &["EINVAL"],
             Rule::LoadDuringTransition | Rule::DisableDuringTransition => &["EBUSY"],
             Rule::EnabledUnchanged | Rule::ForceWithoutTransition => &["EINVAL"],
