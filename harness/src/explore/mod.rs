@@ -211,9 +211,9 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         }
         emit(Event::Note {
             msg: &format!(
-                "explore: ops {}/{}, guests {}, divergences {} ({:.0}s)",
+                "explore: ops {}{}, guests {}, divergences {} ({:.0}s)",
                 sum.ops,
-                opts.ops,
+                if opts.ops == usize::MAX { String::new() } else { format!("/{}", opts.ops) },
                 sum.guests,
                 sum.divergences.len(),
                 t0.elapsed().as_secs_f64()
