@@ -57,7 +57,9 @@ impl Ahead {
         let loading = self.loading.take().expect("an ahead guest is taken once");
         let mut loaded =
             loading.join().unwrap_or_else(|_| Err(Error::Vm("the thread restoring a guest panicked".into())))?;
-        loaded.adopt(console_log).map_err(|e| Error::Vm(format!("move the console to {}: {e}", console_log.display())))?;
+        loaded
+            .adopt(console_log)
+            .map_err(|e| Error::Vm(format!("move the console to {}: {e}", console_log.display())))?;
         Ok(loaded)
     }
 }

@@ -275,8 +275,8 @@ fn isolation_ahead(t: &Target) -> Result<(), Failed> {
         let [pid] = ahead[..] else {
             return Err(format!("expected one guest restored ahead, found QEMU pids {ahead:?}").into());
         };
-        let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
-            .into_owned();
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
         let console = cmdline.split('\0').find_map(|a| a.strip_prefix("file,id=con,path=")).unwrap_or_default();
         let inode = std::fs::metadata(console).map_err(|e| format!("{console}: {e}"))?.ino();
         let clean = runner::run_case(t, &case("isolation-check"), &opts);
