@@ -37,6 +37,41 @@ pub struct Target {
     pub saved_note: Option<String>,
     /// Saved guests with more vCPUs, saved when a case first asks for one.
     saved_smp: Mutex<std::collections::BTreeMap<u32, Option<PathBuf>>>,
+    /// The next case's guest, restored while the current case runs
+    /// ([`Options::restore_ahead`]).
+    ahead: Mutex<Option<Ahead>>,
+}
+
+/// A guest being restored, paused, for a case that has not started yet.
+struct Ahead {
+    smp: u32,
+    /// Holds the guest's console until a case takes it.
+    _dir: crate::cleanup::TempDir,
+    loading: Option<std::thread::JoinHandle<Result<crate::vm::qemu::Loaded>>>,
+}
+
+impl Ahead {
+    /// The loaded guest, its console moved to `console_log` (waits for the
+    /// restore to finish).
+    fn take(mut self, console_log: &Path) -> Result<crate::vm::qemu::Loaded> {
+        let loading = self.loading.take().expect("an ahead guest is taken once");
+        let mut loaded =
+            loading.join().unwrap_or_else(|_| Err(Error::Vm("the thread restoring a guest panicked".into())))?;
+        loaded
+            .adopt(console_log)
+            .map_err(|e| Error::Vm(format!("move the console to {}: {e}", console_log.display())))?;
+        Ok(loaded)
+    }
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        // An untaken guest dies here, before its directory goes, not
+        // whenever its thread ends.
+        if let Some(h) = self.loading.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -47,6 +82,10 @@ pub struct Options {
     /// Ask each guest its uptime after the steps (`klpt bench` compares
     /// it with the host's wall time): one more round trip per case.
     pub guest_time: bool,
+    /// Restore the next case's guest (paused: it runs nothing until its
+    /// case takes it) while the current case runs. Worth it when a core
+    /// would otherwise idle: fewer guests at once than cores.
+    pub restore_ahead: bool,
 }
 
 impl Target {
@@ -80,6 +119,7 @@ impl Target {
             saved_state: None,
             saved_note: None,
             saved_smp: Mutex::default(),
+            ahead: Mutex::default(),
         };
         t.accel = match accel {
             AccelChoice::Tcg => Accel::Tcg,
@@ -96,6 +136,46 @@ impl Target {
             msg: &format!("{}: kernel {} ({}), accel {:?}", arch.name, t.kernel.id, t.kernel.image.display(), t.accel),
         });
         Ok(t)
+    }
+
+    /// A guest with `smp` vCPUs restored ahead, if there is one, its console
+    /// moved to `console_log`. A guest that failed to restore is dropped:
+    /// the case then restores its own, which reports what goes wrong.
+    fn take_ahead(&self, smp: u32, console_log: &Path) -> Option<crate::vm::qemu::Loaded> {
+        let ahead = {
+            let mut slot = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+            match &*slot {
+                Some(a) if a.smp == smp => slot.take(),
+                _ => None,
+            }
+        }?;
+        ahead.take(console_log).ok()
+    }
+
+    /// Starts restoring a guest from `state` with `smp` vCPUs for a later
+    /// case, unless one is already there; its console waits in a directory
+    /// under `artifacts` (the same file system as the case directories it
+    /// is moved into).
+    fn restore_ahead(&self, smp: u32, state: &Path, opts: &Options) {
+        let mut slot = self.ahead.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        let Ok(dir) = crate::cleanup::TempDir::new_in(&opts.artifacts, ".klpt-ahead-") else { return };
+        let cfg = self.vm_config(smp, &dir.path().join("console.log"));
+        let (state, timeout) = (state.to_path_buf(), opts.boot_timeout);
+        let Ok(loading) =
+            std::thread::Builder::new().name("klpt-restore-ahead".into()).spawn(move || Vm::load(cfg, &state, timeout))
+        else {
+            return;
+        };
+        *slot = Some(Ahead { smp, _dir: dir, loading: Some(loading) });
+    }
+
+    /// Stops the guest restored ahead, if there is one (no more cases).
+    pub fn discard_ahead(&self) {
+        let ahead = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(ahead);
     }
 
     /// The saved ready guest with `smp` vCPUs, if there is (or can be) one:
@@ -197,6 +277,14 @@ pub fn boot_smp(t: &Target, smp: u32, dir: &Path, opts: &Options) -> Result<Boot
 pub fn boot_from(t: &Target, smp: u32, dir: &Path, opts: &Options, restore: bool) -> Result<Booted> {
     let cfg = t.vm_config(smp, &dir.join("console.log"));
     let (vm, ready) = match t.saved_for(smp) {
+        Some(state) if restore && opts.restore_ahead => {
+            let ahead = t.take_ahead(smp, &cfg.console_log);
+            t.restore_ahead(smp, &state, opts);
+            match ahead {
+                Some(loaded) => loaded.start()?,
+                None => Vm::restore(cfg, &state, opts.boot_timeout)?,
+            }
+        }
         Some(state) if restore => Vm::restore(cfg, &state, opts.boot_timeout)?,
         _ => {
             let vm = Vm::boot(cfg)?;
@@ -515,6 +603,12 @@ pub fn claim_artifacts(dir: &Path) -> Result<PathBuf> {
         msg: &format!("{} is in use by another klpt run; this run's artifacts go to {}", dir.display(), mine.display()),
     });
     Ok(mine)
+}
+
+/// Whether restoring the next case's guest ahead ([`Options::restore_ahead`])
+/// pays with `guests` at once: only with a core to spare for it.
+pub fn restore_ahead_pays(guests: usize) -> bool {
+    guests < std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// Guests run at once by default: two per core, as many as memory allows

@@ -40,6 +40,7 @@ pub fn shell(
         keep_failed: false,
         boot_timeout: Duration::from_secs(240),
         guest_time: false,
+        restore_ahead: false,
     };
     let b = runner::boot(&t, &case, dir.path(), &opts)?;
     let mut session = Session::start(&b.guest, &case, &t.caps, &modules).map_err(|e| Error::Other(format!("{e:?}")))?;

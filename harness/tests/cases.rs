@@ -165,6 +165,7 @@ fn main() {
         keep_failed: false,
         boot_timeout: Duration::from_secs(240),
         guest_time: false,
+        restore_ahead: false,
     });
     let mut trials = bad_trials();
 

@@ -39,6 +39,7 @@ fn run(t: &Target, name: &str, tag: &str) -> Result<(Outcome, PathBuf), Failed> 
         keep_failed: false,
         boot_timeout: Duration::from_secs(240),
         guest_time: false,
+        restore_ahead: false,
     };
     let out = runner::run_case(t, &case(name), &opts);
     let left = qemus_mentioning(&artifacts.display().to_string());
@@ -250,7 +251,47 @@ fn isolation(t: &Target) -> Result<(), Failed> {
     expect(matches!(clean.status, Status::Pass), "the next case must start pristine", &clean)?;
     let _ = std::fs::remove_dir_all(d1);
     let _ = std::fs::remove_dir_all(d2);
-    Ok(())
+    isolation_ahead(t)
+}
+
+/// [`isolation`] with the next case's guest restored ahead, while the dirty
+/// case ran: the clean case must be given exactly that guest (its console
+/// file is the one the guest was started with) and see none of the dirt.
+fn isolation_ahead(t: &Target) -> Result<(), Failed> {
+    use std::os::unix::fs::MetadataExt;
+    let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-iso-ahead", std::process::id()));
+    let opts = Options {
+        artifacts: artifacts.clone(),
+        keep_failed: false,
+        boot_timeout: Duration::from_secs(240),
+        guest_time: false,
+        restore_ahead: true,
+    };
+    let result = (|| {
+        let dirty = runner::run_case(t, &case("isolation-dirty"), &opts);
+        let (cause, _) = failure(&dirty)?;
+        expect(cause == Cause::KernelCrash, "the dirty case must end in its crash", &dirty)?;
+        let ahead = qemus_mentioning(&format!("{}/.klpt-ahead-", artifacts.display()));
+        let [pid] = ahead[..] else {
+            return Err(format!("expected one guest restored ahead, found QEMU pids {ahead:?}").into());
+        };
+        let cmdline =
+            String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()).into_owned();
+        let console = cmdline.split('\0').find_map(|a| a.strip_prefix("file,id=con,path=")).unwrap_or_default();
+        let inode = std::fs::metadata(console).map_err(|e| format!("{console}: {e}"))?.ino();
+        let clean = runner::run_case(t, &case("isolation-check"), &opts);
+        expect(matches!(clean.status, Status::Pass), "the next case must start pristine", &clean)?;
+        let taken = clean.artifacts.as_ref().map(|d| d.join("console.log")).unwrap_or_default();
+        let taken_inode = std::fs::metadata(&taken).map_err(|e| format!("{}: {e}", taken.display()))?.ino();
+        expect(taken_inode == inode, "the clean case must run in the guest restored ahead", &clean)
+    })();
+    t.discard_ahead();
+    let left = qemus_mentioning(&artifacts.display().to_string());
+    if result.is_ok() && !left.is_empty() {
+        return Err(format!("QEMU still running after the trial: {left:?}").into());
+    }
+    let _ = std::fs::remove_dir_all(&artifacts);
+    result
 }
 
 /// Whether the guest of QEMU `pid` (console under `marker`) is inside the

@@ -393,6 +393,7 @@ fn main() {
         keep_failed: false,
         boot_timeout: Duration::from_secs(240),
         guest_time: false,
+        restore_ahead: false,
     });
     // Resolved (built, if it is not cached) before any trial runs, so that a
     // kernel build never competes with a guest for the CPU.

@@ -23,6 +23,7 @@ pub(super) fn scratch(guest_time: bool) -> Result<(crate::cleanup::TempDir, Opti
         keep_failed: false,
         boot_timeout: Duration::from_secs(240),
         guest_time,
+        restore_ahead: false,
     };
     Ok((dir, opts))
 }

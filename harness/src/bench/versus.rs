@@ -34,6 +34,7 @@ pub struct Plan<'a> {
 /// Runs `jobs` on `n` worker threads (each job a fresh guest), in order of
 /// the list; returns the outcomes in that order and the wall time.
 fn pool(jobs: &[(&Target, &Case)], n: usize, opts: &Options) -> (Vec<Outcome>, f64) {
+    let opts = &Options { restore_ahead: runner::restore_ahead_pays(n), ..opts.clone() };
     let next = AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<Outcome>>> = jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let t0 = Instant::now();
@@ -48,6 +49,9 @@ fn pool(jobs: &[(&Target, &Case)], n: usize, opts: &Options) -> (Vec<Outcome>, f
         }
     });
     let wall = t0.elapsed().as_secs_f64();
+    for (t, _) in jobs {
+        t.discard_ahead();
+    }
     (slots.into_iter().filter_map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect(), wall)
 }
 

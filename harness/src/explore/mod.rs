@@ -129,6 +129,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         keep_failed: false,
         boot_timeout: Duration::from_secs(300),
         guest_time: false,
+        restore_ahead: false,
     };
     let t0 = Instant::now();
     let mut sum = Summary::default();
@@ -287,6 +288,7 @@ fn shrink_divergence(
         keep_failed: false,
         boot_timeout: Duration::from_secs(300),
         guest_time: false,
+        restore_ahead: false,
     };
     let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
     let mut tried = 0;

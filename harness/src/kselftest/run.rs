@@ -214,6 +214,7 @@ impl Suite {
             keep_failed: false,
             boot_timeout: self.boot_timeout,
             guest_time: false,
+            restore_ahead: false,
         };
         crate::event::stage(&what, || runner::boot_smp(&self.target, 1, &dir, &opts))
     }

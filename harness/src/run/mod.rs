@@ -105,7 +105,7 @@ pub fn run(req: Request) -> Result<bool, String> {
     for k in plan.targets.iter().filter_map(|t| t.kernel.as_ref()) {
         stream.kernel(k);
     }
-    let jobs = match prepare(&plan, &req, &artifacts, &stream) {
+    let jobs = match prepare(&plan, &req, &artifacts, &stream, threads) {
         Ok(j) => j,
         Err(e) => {
             let _ = stream.finish(Some(&format!("the run stopped: {}", e.lines().next().unwrap_or(""))));
@@ -142,12 +142,14 @@ fn prepare(
     req: &Request,
     artifacts: &std::path::Path,
     stream: &Stream,
+    threads: usize,
 ) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
     let opts = Arc::new(Options {
         artifacts: artifacts.to_path_buf(),
         keep_failed: req.keep_failed,
         boot_timeout: Duration::from_secs(240),
         guest_time: false,
+        restore_ahead: runner::restore_ahead_pays(threads),
     });
     let mut targets: Vec<Option<Arc<Target>>> = Vec::new();
     let mut suites: Vec<Option<Arc<crate::kselftest::Suite>>> = Vec::new();

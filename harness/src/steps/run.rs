@@ -152,10 +152,7 @@ impl Ran {
 const POLL: &str = "0.05";
 
 /// Unpacks the modules' archive (on stdin) into /root.
-const UPLOAD: &str =
-    "cd /root && cpio -i -d -m 2>/run/klpt-upload.err || { cat /run/klpt-upload.err >&2; exit 97; }; cd /; ";
-/// [`UPLOAD`]'s exit status when the archive did not unpack.
-const UPLOAD_FAILED: i32 = 97;
+const UPLOAD: &str = "cd /root && cpio -i -d -m";
 
 /// Budget of harness-side guest commands outside a step's own work
 /// (upload, kernel-log sync, capability probes, artifact collection).
@@ -170,7 +167,8 @@ impl<'a> Session<'a> {
         modules: &BTreeMap<String, PathBuf>,
     ) -> Result<Session<'a>, Stop> {
         // Modules and programs go to /root under their file names, in one
-        // cpio archive extracted by the same command as the first log sync:
+        // cpio archive extracted by the same command as the first log sync
+        // (a step's: the tag at KERN_DEBUG, polled with shell builtins):
         // one round trip, however many modules a case has.
         let mut archive = crate::image::cpio::Cpio::new(Vec::new());
         for file in modules.values() {
@@ -198,7 +196,7 @@ impl<'a> Session<'a> {
             legacy: false,
             step_times: Vec::new(),
         };
-        s.taint_baseline = s.sync_after(UPLOAD, Some(&archive))?;
+        s.taint_baseline = s.upload(&archive)?;
         s.window_start = s.records.len();
         s.health_from = s.records.len();
         Ok(s)
@@ -237,24 +235,42 @@ impl<'a> Session<'a> {
         Ok(self.sh(&script)?.status == 0)
     }
 
+    /// Unpacks `archive` in the guest and syncs the log, as one step
+    /// command; returns the taint value.
+    fn upload(&mut self, archive: &[u8]) -> Result<u64, Stop> {
+        let nonce = script::nonce();
+        let sync = self.next_sync(&nonce);
+        let budget_cs = HARNESS.as_millis() as u64 / 10;
+        let parts = [script::Part::Run(UPLOAD.into())];
+        let cmd = script::step_script(&nonce, "upload", budget_cs, &parts, &sync, &script::Paths::default());
+        let out = self.guest.exec_with_input(&cmd, Some(archive), HARNESS)?;
+        let mut parser = script::Parser::new(&nonce);
+        parser.feed(out.stdout.as_bytes());
+        let mut ran = Ran { parser, error: None, stderr: out.stderr, status: out.status };
+        let unpacked = ran.output(0)?;
+        if unpacked.status != 0 {
+            return Err(Stop::Harness(format!("cpio failed ({}): {}", unpacked.status, unpacked.stderr.trim())));
+        }
+        match self.take_sync(&mut ran, sync.offset) {
+            Synced::Done(taint) => Ok(taint),
+            Synced::Failed(e) => Err(e),
+            Synced::Missing => Err(Stop::Harness(format!(
+                "the guest command ended (exit status {}) before its log sync; its output:\n{}{}",
+                ran.status,
+                ran.parser.rest(),
+                ran.stderr
+            ))),
+        }
+    }
+
     /// Marks the log, waits until the recorder has it, fetches new records;
     /// returns the current taint value.
     fn sync(&mut self) -> Result<u64, Stop> {
-        self.sync_after("", None)
-    }
-
-    /// [`Session::sync`], after `pre` (a command reading `input` on its stdin).
-    fn sync_after(&mut self, pre: &str, input: Option<&[u8]>) -> Result<u64, Stop> {
         self.sync_n += 1;
         let tag = format!("{}{}", kmsg::SYNC_TAG, self.sync_n);
-        let script = format!(
-            "{pre}{}",
-            crate::template::LOG_SYNC_SH.fill(&[("TAG", &tag), ("OFFSET", &(self.kmsg_offset + 1).to_string())])
-        );
-        let out = self.guest.exec_with_input(&script, input, HARNESS)?;
-        if out.status == UPLOAD_FAILED {
-            return Err(Stop::Harness(format!("upload: {}", out.stderr.trim())));
-        }
+        let script =
+            crate::template::LOG_SYNC_SH.fill(&[("TAG", &tag), ("OFFSET", &(self.kmsg_offset + 1).to_string())]);
+        let out = self.guest.exec_with_input(&script, None, HARNESS)?;
         let (taint, log) = out.stdout.split_once('\n').unwrap_or((&out.stdout, ""));
         // Only complete lines count; a partial last line is fetched next time.
         let complete = &log[..log.rfind('\n').map(|i| i + 1).unwrap_or(0)];

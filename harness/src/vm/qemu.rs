@@ -156,6 +156,8 @@ pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
     if let Some(state) = &cfg.incoming {
         // QEMU runs `exec:` migrations through /bin/sh.
         args.extend(["-incoming".into(), format!("exec:cat {}", crate::quote::sh_quote(&state.display().to_string()))]);
+        // Paused once loaded: [`Loaded::start`] runs it when its case wants it.
+        args.push("-S".into());
     }
     args
 }
@@ -190,14 +192,21 @@ impl Vm {
             s.cond.notify_all();
         });
         let s = shared.clone();
-        let log = cfg.console_log.clone();
-        std::thread::spawn(move || tail_console(&log, &s));
+        // Opened here, not by the reader: the file may be moved (see [`Loaded::adopt`]).
+        let log = std::fs::File::open(&cfg.console_log);
+        std::thread::spawn(move || tail_console(log, &s));
         Ok(Vm { _scratch: None, pid, shared, ssh_port: port, started, cfg, kept: false })
     }
 
     /// Starts a guest from a saved ready state (see [`super::snapshot`]):
     /// ready as soon as QEMU has loaded the state and runs the guest.
     pub fn restore(cfg: VmConfig, state: &Path, timeout: Duration) -> Result<(Vm, Ready)> {
+        Vm::load(cfg, state, timeout)?.start()
+    }
+
+    /// Loads a saved ready state into a new QEMU and leaves the guest
+    /// paused before its first instruction (`-S`): [`Loaded::start`] runs it.
+    pub fn load(cfg: VmConfig, state: &Path, timeout: Duration) -> Result<Loaded> {
         let scratch = cleanup::TempDir::new("klpt-qmp-").map_err(|e| Error::Vm(format!("monitor dir: {e}")))?;
         let qmp_path = scratch.path().join("qmp.sock");
         let mut vm = Vm::boot(VmConfig { qmp: Some(qmp_path.clone()), incoming: Some(state.to_path_buf()), ..cfg })?;
@@ -210,15 +219,16 @@ impl Vm {
         let mut qmp = super::qmp::Qmp::connect(&qmp_path, timeout).map_err(|e| gone(&vm, e))?;
         loop {
             match qmp.status().map_err(|e| gone(&vm, e))?.as_str() {
-                "running" => break,
-                _ if Instant::now() >= deadline => {
-                    return Err(Error::Vm(format!("the restored guest was not running after {}s", timeout.as_secs())))
+                "paused" => break,
+                // Still reading the state.
+                "inmigrate" | "prelaunch" if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+                "inmigrate" | "prelaunch" => {
+                    return Err(Error::Vm(format!("the saved guest was not loaded after {}s", timeout.as_secs())))
                 }
-                _ => std::thread::sleep(Duration::from_millis(5)),
+                other => return Err(Error::Vm(format!("the restored guest is {other}, not paused, after loading"))),
             }
         }
-        let ready = Ready { host_secs: vm.started.elapsed().as_secs_f64(), guest_uptime: 0.0 };
-        Ok((vm, ready))
+        Ok(Loaded { vm, qmp })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, ConsoleState> {
@@ -347,6 +357,42 @@ impl Kept {
     }
 }
 
+/// A restored guest, loaded and paused: no guest instruction has run yet.
+pub struct Loaded {
+    vm: Vm,
+    qmp: super::qmp::Qmp,
+}
+
+impl Loaded {
+    /// Runs the guest; `Ready` counts from QEMU's start, or from
+    /// [`Loaded::adopt`] for a guest loaded ahead of its case.
+    pub fn start(mut self) -> Result<(Vm, Ready)> {
+        self.qmp.execute("cont", None)?;
+        match self.qmp.status()?.as_str() {
+            "running" => {}
+            other => return Err(Error::Vm(format!("the restored guest is {other} after `cont`, not running"))),
+        }
+        let ready = Ready { host_secs: self.vm.started.elapsed().as_secs_f64(), guest_uptime: 0.0 };
+        Ok((self.vm, ready))
+    }
+
+    /// Moves the console (and QEMU's stderr log) to `console_log`, where
+    /// the case that takes this guest keeps it; its clock starts now. QEMU
+    /// and the console reader keep their open files, so nothing is lost.
+    pub fn adopt(&mut self, console_log: &Path) -> std::io::Result<()> {
+        let from = self.vm.cfg.console_log.clone();
+        let (stderr_from, stderr_to) = (from.with_extension("qemu.log"), console_log.with_extension("qemu.log"));
+        std::fs::rename(&stderr_from, &stderr_to)?;
+        if let Err(e) = std::fs::rename(&from, console_log) {
+            let _ = std::fs::rename(&stderr_to, &stderr_from);
+            return Err(e);
+        }
+        self.vm.cfg.console_log = console_log.to_path_buf();
+        self.vm.started = Instant::now();
+        Ok(())
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         if !self.kept && self.exited().is_none() {
@@ -416,9 +462,9 @@ mod spawner {
 
 /// Reads the console file as QEMU writes it. It is drained once QEMU has
 /// exited and a read that started after the exit returns nothing.
-fn tail_console(path: &Path, s: &Shared) {
+fn tail_console(file: std::io::Result<std::fs::File>, s: &Shared) {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(mut f) = file else {
         s.state.lock().unwrap_or_else(|e| e.into_inner()).drained = true;
         return;
     };
