@@ -20,6 +20,7 @@ pub mod explore;
 pub mod host;
 pub mod image;
 pub mod kernel;
+pub mod keys;
 pub mod kselftest;
 pub mod model;
 pub mod modules;

@@ -144,7 +144,7 @@ pub fn build_recipe(k: &Kernel, name: &str, extra: &[Extra]) -> Result<PathBuf> 
     apt.update()?;
     let debs = apt.download(&recipe.packages)?;
     let modules = kernel_modules(k, &recipe.kernel_modules)?;
-    let (_, pubkey) = crate::vm::ssh::client_key()?;
+    let (_, pubkey) = crate::keys::client_key()?;
 
     let mut h = crate::cache::Hasher::new();
     h.part("recipe", &recipe_text)

@@ -1,38 +1,14 @@
 //! SSH into the guest (ssh2/libssh2 against the guest's dropbear). Emulated
 //! guests flake at the banner exchange, so connecting retries with backoff.
 
-use crate::error::{run, Error, Result};
+use crate::error::{Error, Result};
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-/// klpt's client key (generated once into the cache) and its public line.
-/// RSA: the guest verifies a login's signature with a public exponent of
-/// 65537, a few multiplications; dropbear's Ed25519 verification is two
-/// scalar multiplications in portable C, which under TCG cost every case's
-/// login about 30 ms more.
-pub fn client_key() -> Result<(PathBuf, String)> {
-    let dir = crate::cache::dir("ssh");
-    let key = dir.join("id_rsa");
-    if !key.exists() {
-        let tmp = dir.join(format!(".id_rsa.{}", std::process::id()));
-        let _ = std::fs::remove_file(&tmp);
-        run(std::process::Command::new("ssh-keygen")
-            .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "klpt", "-f"])
-            .arg(&tmp))?;
-        std::fs::rename(format!("{}.pub", tmp.display()), key.with_extension("pub"))
-            .map_err(|e| Error::Ssh(e.to_string()))?;
-        std::fs::rename(&tmp, &key).map_err(|e| Error::Ssh(e.to_string()))?;
-    }
-    let public =
-        std::fs::read_to_string(key.with_extension("pub")).map_err(|e| Error::Ssh(format!("read public key: {e}")))?;
-    Ok((key, public))
-}
 
 /// The command line a user types to reach a guest from another terminal.
 pub fn ssh_command(port: u16) -> String {
-    let key = client_key().map(|(k, _)| k.display().to_string()).unwrap_or_default();
+    let key = crate::keys::client_key().map(|(k, _)| k.display().to_string()).unwrap_or_default();
     format!("ssh -i {key} -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1")
 }
 
@@ -121,7 +97,7 @@ impl Guest {
         sess.set_tcp_stream(tcp);
         sess.set_timeout(15_000);
         sess.handshake().map_err(|e| format!("handshake: {e}"))?;
-        let (key, _) = client_key().map_err(|e| e.to_string())?;
+        let (key, _) = crate::keys::client_key().map_err(|e| e.to_string())?;
         // klpt's key is the only way in: the image locks root's password.
         sess.userauth_pubkey_file("root", None, &key, None)
             .map_err(|e| format!("authentication with {}: {e}", key.display()))?;
