@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p ci-out
 for k in source source:cases/hybrid/series/v1-replaceable source:cases/hybrid/series/v2-replace-set; do
-	cargo run --release -p klpt -- explore --arch x86_64 --kernel "$k" --seed 3 --ops 80 \
+	cargo run --release -p klpt -- explore --arch x86_64 --kernel "$k" --seed 7 --ops 80 \
 		--artifacts ci-out/artifacts | tee -a ci-out/explore-x86_64.txt
 done
 # Proof that the exploration finds bugs it was not written for: two of the
