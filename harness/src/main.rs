@@ -143,7 +143,7 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
         /// Fresh guests a divergence may use to shrink its case (0: none).
-        #[arg(long, default_value = "40")]
+        #[arg(long, default_value = "60")]
         shrink_runs: usize,
         /// Guests at a time (default: sized to the machine's cores and
         /// memory). The same seed replays the same way at any value.

@@ -112,7 +112,7 @@ pub fn bench(planted: &[Planted], arch: crate::arch::Arch, accel: AccelChoice, s
             patches: 5,
             artifacts: artifacts.join(&p.name),
             dry_run: false,
-            shrink_runs: 40,
+            shrink_runs: 60,
             jobs: crate::runner::default_parallel_guests().min(2),
             stop_at_first: true,
         };

@@ -104,17 +104,48 @@ fn group(op: &Op) -> String {
     }
 }
 
-/// `ops` without one group's operations (the last operation stays), one
-/// candidate per group.
+/// Whether `op` ends an episode of its group: an unload, a release.
+fn ends(op: &Op) -> bool {
+    matches!(op, Op::Unload(_) | Op::UnloadTarget(_) | Op::Release)
+}
+
+/// `ops` without one group's operations, and without one episode of a
+/// group (from a load to its unload: a patch loaded, disabled and unloaded
+/// before it is loaded again); the last operation stays. Largest first.
 fn without_groups(ops: &[Op]) -> Vec<Vec<Op>> {
     let Some((last, rest)) = ops.split_last() else { return vec![] };
     let mut groups: Vec<String> = rest.iter().map(group).collect();
     groups.sort();
     groups.dedup();
-    groups
+    let mut drops: Vec<Vec<usize>> = Vec::new();
+    for g in &groups {
+        let mine: Vec<usize> = (0..rest.len()).filter(|&i| group(&rest[i]) == *g).collect();
+        drops.push(mine.clone());
+        let mut episode = Vec::new();
+        for &i in &mine {
+            episode.push(i);
+            if ends(&rest[i]) {
+                drops.push(std::mem::take(&mut episode));
+            }
+        }
+        if !episode.is_empty() {
+            drops.push(episode);
+        }
+    }
+    drops.sort_by_key(|d| std::cmp::Reverse(d.len()));
+    drops.dedup();
+    drops
         .into_iter()
-        .map(|g| rest.iter().filter(|o| group(o) != g).chain(std::iter::once(last)).cloned().collect())
-        .filter(|c: &Vec<Op>| c.len() < ops.len())
+        .filter(|d| !d.is_empty())
+        .map(|d| {
+            rest.iter()
+                .enumerate()
+                .filter(|(i, _)| !d.contains(i))
+                .map(|(_, o)| o)
+                .chain(std::iter::once(last))
+                .cloned()
+                .collect()
+        })
         .collect()
 }
 
@@ -197,6 +228,36 @@ mod tests {
         let (_, small) = shrink(&u, &ops, 10, 1, batch(last_is_a));
         assert_eq!(small, [Op::Load(a.clone())]);
         assert_eq!(without_runs(&[Op::Release, Op::Release, Op::Release, Op::Load(a)], 2).len(), 2);
+    }
+
+    /// A patch loaded and unloaded before it is loaded again: that first
+    /// episode goes as a whole, though other operations come between.
+    #[test]
+    fn drops_an_earlier_episode_of_a_patch() {
+        let u = universe();
+        let (a, b) = (u.patches[0].name.clone(), u.patches[1].name.clone());
+        let t = "klpx_t1".to_string();
+        let ops = vec![
+            Op::Load(a.clone()),
+            Op::LoadTarget(t.clone()),
+            Op::Disable(a.clone()),
+            Op::Unload(a.clone()),
+            Op::Load(a.clone()),
+            Op::Load(b.clone()),
+        ];
+        // Fails when a and the target are loaded before b.
+        let needs = |_: &Universe, p: &[Planned]| {
+            let before_b = &p[..p.len() - 1];
+            before_b.iter().any(|x| x.op == Op::LoadTarget(t.clone()))
+                && before_b.last().is_some_and(|x| x.after.patches.contains_key(&a))
+        };
+        let cands = without_groups(&ops);
+        assert!(
+            cands.contains(&vec![Op::LoadTarget(t.clone()), Op::Load(a.clone()), Op::Load(b.clone())]),
+            "{cands:?}"
+        );
+        let (_, small) = shrink(&u, &ops, 30, 1, batch(needs));
+        assert_eq!(small.len(), 3, "{small:?}");
     }
 
     fn universe() -> Universe {
