@@ -86,8 +86,9 @@ fn private_package(apt: &Apt, arch: Arch) -> String {
 fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     let codename = apt::host_codename();
     let suite = format!("{codename}-backports");
-    let host = Arch::host()
-        .ok_or_else(|| Error::Vm(format!("no private QEMU for a host of architecture {}", std::env::consts::ARCH)))?;
+    let host = Arch::host().ok_or_else(|| {
+        Error::Other(format!("QEMU: no private QEMU for a host of architecture {}", std::env::consts::ARCH))
+    })?;
     let apt = Apt::with_suites(&[&codename, &suite], host.deb)?;
     apt.update()?;
     let pkg = private_package(&apt, arch);
@@ -117,18 +118,18 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
     }
     let bin = private_binary(&root, arch, host.triplet);
     if !bin.path.exists() {
-        return Err(Error::Vm(format!("{suite}'s {pkg} has no {}", profile(arch).qemu)));
+        return Err(Error::Other(format!("QEMU: {suite}'s {pkg} has no {}", profile(arch).qemu)));
     }
     let problems = missing_libraries(&bin)?;
     if !problems.is_empty() {
-        return Err(Error::Vm(format!(
+        return Err(Error::Other(format!(
             "the private QEMU {} cannot run here:\n  {}",
             bin.path.display(),
             problems.join("\n  ")
         )));
     }
     let version = major_version(bin.command()).ok_or_else(|| {
-        Error::Vm(format!("the private QEMU {} does not run (`--version` failed)", bin.path.display()))
+        Error::Other(format!("QEMU: the private QEMU {} does not run (`--version` failed)", bin.path.display()))
     })?;
     let libs = if bin.env.iter().any(|(k, _)| k == "LD_LIBRARY_PATH") { ", with its own libraries" } else { "" };
     crate::event::emit(crate::event::Event::Note {
@@ -145,7 +146,9 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
 fn needed_packages(apt: &Apt, pkg: &str, release: &str) -> Result<Vec<PkgVersion>> {
     let sim = apt.simulate_install(&[pkg.to_string()], release, Path::new("/var/lib/dpkg/status"))?;
     if !sim.install.iter().any(|p| p.name == pkg) {
-        return Err(Error::Vm(format!("apt plans no install of {pkg} from {release} (is the host's version newer?)")));
+        return Err(Error::Other(format!(
+            "QEMU: apt plans no install of {pkg} from {release} (is the host's version newer?)"
+        )));
     }
     let names: Vec<String> = sim.install.iter().map(|p| p.name.clone()).collect();
     let deps = apt.depends_map(&names, release)?;
