@@ -88,6 +88,20 @@ pub struct Options {
     pub restore_ahead: bool,
 }
 
+impl Options {
+    /// Artifacts in `artifacts`, a 240 s boot deadline, and nothing else:
+    /// no kept guests, no guest uptime, no restore ahead.
+    pub fn new(artifacts: PathBuf) -> Options {
+        Options {
+            artifacts,
+            keep_failed: false,
+            boot_timeout: Duration::from_secs(240),
+            guest_time: false,
+            restore_ahead: false,
+        }
+    }
+}
+
 impl Target {
     pub fn prepare(arch: Arch, kernel_spec: Option<&str>, accel: AccelChoice) -> Result<Target> {
         let mut t = Self::prepare_with(arch, kernel_spec, accel, crate::image::build)?;

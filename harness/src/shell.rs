@@ -6,7 +6,6 @@ use crate::runner::{self, AccelChoice, Options, Target};
 use crate::steps::Session;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 pub fn shell(
     case_path: &Path,
@@ -35,13 +34,7 @@ pub fn shell(
     let t = Target::prepare(arch, kernel, accel)?;
     let dir = crate::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
     let modules = crate::modules::build::build_all(&case, &t.kernel, &t.caps)?;
-    let opts = Options {
-        artifacts: dir.path().to_path_buf(),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-        restore_ahead: false,
-    };
+    let opts = Options::new(dir.path().to_path_buf());
     let b = runner::boot(&t, &case, dir.path(), &opts)?;
     let mut session = Session::start(&b.guest, &case, &t.caps, &modules).map_err(|e| Error::Other(format!("{e:?}")))?;
     if let Some(last) = last {

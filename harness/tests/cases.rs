@@ -160,13 +160,7 @@ fn main() {
     klpt::cleanup::install_signal_handlers();
     let target = runner::test_target();
     let artifacts = std::env::temp_dir().join(format!("klpt-test-artifacts-{}", std::process::id()));
-    let opts = Arc::new(Options {
-        artifacts: artifacts.clone(),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-        restore_ahead: false,
-    });
+    let opts = Arc::new(Options::new(artifacts.clone()));
     let mut trials = bad_trials();
 
     let stock = klpt::case::discover(&[klpt::project_root().join("cases/stock")]).expect("cases/stock exists");

@@ -34,13 +34,7 @@ fn qemus_mentioning(marker: &str) -> Vec<i32> {
 /// must leave behind: nothing running.
 fn run(t: &Target, name: &str, tag: &str) -> Result<(Outcome, PathBuf), Failed> {
     let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-{tag}", std::process::id()));
-    let opts = Options {
-        artifacts: artifacts.clone(),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-        restore_ahead: false,
-    };
+    let opts = Options::new(artifacts.clone());
     let out = runner::run_case(t, &case(name), &opts);
     let left = qemus_mentioning(&artifacts.display().to_string());
     if !left.is_empty() {
@@ -260,13 +254,7 @@ fn isolation(t: &Target) -> Result<(), Failed> {
 fn isolation_ahead(t: &Target) -> Result<(), Failed> {
     use std::os::unix::fs::MetadataExt;
     let artifacts = std::env::temp_dir().join(format!("klpt-faults-{}-iso-ahead", std::process::id()));
-    let opts = Options {
-        artifacts: artifacts.clone(),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-        restore_ahead: true,
-    };
+    let opts = Options { restore_ahead: true, ..Options::new(artifacts.clone()) };
     let result = (|| {
         let dirty = runner::run_case(t, &case("isolation-dirty"), &opts);
         let (cause, _) = failure(&dirty)?;

@@ -18,7 +18,6 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// A plain module with one patchable seq_file show function at
 /// /proc/klpt_pb_tgt/show.
@@ -388,13 +387,7 @@ fn main() {
     // Not `klpt-*`: the faults test watches those for leaks.
     let scratch = Arc::new(klpt::cleanup::TempDir::new("prebuilt-test-").expect("create a temporary directory"));
     let artifacts = std::env::temp_dir().join(format!("prebuilt-test-artifacts-{}", std::process::id()));
-    let opts = Arc::new(Options {
-        artifacts: artifacts.clone(),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
-        restore_ahead: false,
-    });
+    let opts = Arc::new(Options::new(artifacts.clone()));
     // Resolved (built, if it is not cached) before any trial runs, so that a
     // kernel build never competes with a guest for the CPU.
     let other = Arc::new(if args.list { Err("not resolved for --list".to_string()) } else { other_kernel(&target) });

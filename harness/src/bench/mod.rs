@@ -18,13 +18,7 @@ pub use versus::{versus_kselftest, Plan};
 /// its run options; `guest_time`: ask each guest its uptime.
 pub(super) fn scratch(guest_time: bool) -> Result<(crate::cleanup::TempDir, Options)> {
     let dir = crate::cleanup::TempDir::new("klpt-bench-").map_err(|e| Error::Other(e.to_string()))?;
-    let opts = Options {
-        artifacts: dir.path().join("artifacts"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(240),
-        guest_time,
-        restore_ahead: false,
-    };
+    let opts = Options { guest_time, ..Options::new(dir.path().join("artifacts")) };
     Ok((dir, opts))
 }
 

@@ -124,13 +124,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
             dir.display()
         ),
     });
-    let run_opts = runner::Options {
-        artifacts: dir.join("runs"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(300),
-        guest_time: false,
-        restore_ahead: false,
-    };
+    let run_opts = guest_options(dir.join("runs"));
     let t0 = Instant::now();
     let mut sum = Summary::default();
     while sum.ops < opts.ops && opts.time.is_none_or(|d| t0.elapsed() < d) {
@@ -233,6 +227,12 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
     Ok(sum)
 }
 
+/// How explored guests run: artifacts in `dir`, and a longer boot deadline
+/// than cases get, for guests started beside others.
+fn guest_options(dir: PathBuf) -> runner::Options {
+    runner::Options { boot_timeout: Duration::from_secs(300), ..runner::Options::new(dir) }
+}
+
 /// What makes two failures the same divergence: the cause, the kind of
 /// step (the action or the model's expectations), and which attributes,
 /// files or log checks failed, with patch names and numbers left out (a
@@ -283,13 +283,7 @@ fn shrink_divergence(
     opts: &Options,
 ) -> Result<Option<Shrunk>, String> {
     let t0 = Instant::now();
-    let run_opts = runner::Options {
-        artifacts: dir.join("runs-shrink"),
-        keep_failed: false,
-        boot_timeout: Duration::from_secs(300),
-        guest_time: false,
-        restore_ahead: false,
-    };
+    let run_opts = guest_options(dir.join("runs-shrink"));
     let ops: Vec<crate::model::Op> = plan.iter().map(|p| p.op.clone()).collect();
     let mut tried = 0;
     let mut last_msg = String::new();

@@ -145,11 +145,9 @@ fn prepare(
     threads: usize,
 ) -> Result<(Vec<pool::Job>, Vec<Arc<crate::kselftest::Suite>>), String> {
     let opts = Arc::new(Options {
-        artifacts: artifacts.to_path_buf(),
         keep_failed: req.keep_failed,
-        boot_timeout: Duration::from_secs(240),
-        guest_time: false,
         restore_ahead: runner::restore_ahead_pays(threads),
+        ..Options::new(artifacts.to_path_buf())
     });
     let mut targets: Vec<Option<Arc<Target>>> = Vec::new();
     let mut suites: Vec<Option<Arc<crate::kselftest::Suite>>> = Vec::new();
