@@ -158,11 +158,7 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         let outcomes: Vec<Status> = if opts.dry_run {
             batch.iter().map(|_| Status::Pass).collect()
         } else {
-            std::thread::scope(|s| {
-                let running: Vec<_> =
-                    batch.iter().map(|b| s.spawn(|| runner::run_case(t, &b.case, &run_opts).status)).collect();
-                running.into_iter().map(|h| h.join().expect("a guest thread does not panic")).collect()
-            })
+            each_at_once(&batch, |_, b| runner::run_case(t, &b.case, &run_opts).status)
         };
         let secs = t0.elapsed().as_secs_f64();
         for (b, status) in batch.iter().zip(outcomes) {
@@ -225,6 +221,16 @@ pub fn explore(t: &Target, opts: &Options) -> Result<Summary, String> {
         .filter(|r| r.applies(sem) && !sum.coverage.contains_key(&format!("refused {}", r.id())))
         .collect();
     Ok(sum)
+}
+
+/// `f(i, item)` for every item at once, each on its own thread (each runs
+/// a guest), the results in the items' order.
+fn each_at_once<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let running: Vec<_> = items.iter().enumerate().map(|(i, x)| s.spawn(move || f(i, x))).collect();
+        running.into_iter().map(|h| h.join().expect("a guest thread does not panic")).collect()
+    })
 }
 
 /// How explored guests run: artifacts in `dir`, and a longer boot deadline
@@ -305,11 +311,7 @@ fn shrink_divergence(
     let fails = |batch: &[shrink::Candidate]| -> Vec<bool> {
         let first = tried + 1;
         tried += batch.len();
-        let found: Vec<Option<String>> = std::thread::scope(|s| {
-            let running: Vec<_> =
-                batch.iter().enumerate().map(|(i, (cu, cand))| s.spawn(move || run_one(cu, cand, first + i))).collect();
-            running.into_iter().map(|h| h.join().expect("a guest thread does not panic")).collect()
-        });
+        let found = each_at_once(batch, |i, (cu, cand)| run_one(cu, cand, first + i));
         if let Some(m) = found.iter().flatten().next() {
             last_msg = m.clone();
         }
