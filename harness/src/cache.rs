@@ -133,10 +133,13 @@ impl Scratch {
         std::fs::create_dir_all(parent)?;
         // Shared guard: a sweep never sees the directory without its held lock.
         let _guard = guard(parent, libc::LOCK_SH)?;
-        let dir = TempDir::new_in(parent, prefix)?;
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join(LOCK))?;
-        flock(&lock, libc::LOCK_EX | libc::LOCK_NB)?;
-        Ok(Scratch { dir, _lock: lock })
+        // Not removed by a signal handler while the lock file is created in it.
+        crate::cleanup::holding_off(|| {
+            let dir = TempDir::new_in(parent, prefix)?;
+            let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.path().join(LOCK))?;
+            flock(&lock, libc::LOCK_EX | libc::LOCK_NB)?;
+            Ok(Scratch { dir, _lock: lock })
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -147,13 +150,16 @@ impl Scratch {
     /// while it is renamed; the lock file does not stay in the entry.
     pub fn publish(self, dest: &Path) -> std::io::Result<()> {
         let Scratch { dir, _lock } = self;
-        let tmp = dir.keep();
-        let r = publish(&tmp, dest);
-        if r.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        let _ = std::fs::remove_file(dest.join(LOCK));
-        r
+        // Untracked and renamed at once: a signal in between would leave it.
+        crate::cleanup::holding_off(|| {
+            let tmp = dir.keep();
+            let r = publish(&tmp, dest);
+            if r.is_err() {
+                let _ = std::fs::remove_dir_all(&tmp);
+            }
+            let _ = std::fs::remove_file(dest.join(LOCK));
+            r
+        })
     }
 }
 

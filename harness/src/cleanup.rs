@@ -193,16 +193,36 @@ pub fn abort(code: i32, why: &str) -> ! {
     std::process::exit(code);
 }
 
+thread_local! {
+    /// This thread holds `EXITING` (see `holding_off`).
+    static HOLDS_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the signal handler's cleanup held off: the handler waits
+/// (and exits) only after `f`, so it never removes a directory klpt is still
+/// writing, creating or removing, nor exits halfway through a removal.
+/// Reentrant on one thread.
+pub fn holding_off<T>(f: impl FnOnce() -> T) -> T {
+    if HOLDS_OFF.get() {
+        return f();
+    }
+    let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HOLDS_OFF.set(false);
+        }
+    }
+    HOLDS_OFF.set(true);
+    let _reset = Reset;
+    f()
+}
+
 /// Runs `f`, a short write of klpt's own into a tracked directory, with the
-/// signal handler's cleanup held off, so that the handler never removes a
-/// directory klpt is still filling; None, without running `f`, once a
+/// signal handler's cleanup held off; None, without running `f`, once a
 /// signal has arrived (the caller stops and drops its directory).
 pub fn unless_interrupted<T>(f: impl FnOnce() -> T) -> Option<T> {
-    let _exiting = EXITING.lock().unwrap_or_else(|e| e.into_inner());
-    if INTERRUPTED.load(Ordering::SeqCst) != 0 {
-        return None;
-    }
-    Some(f())
+    holding_off(|| if interrupted() { None } else { Some(f()) })
 }
 
 /// Installs the signal handlers once; call at startup.
@@ -241,14 +261,17 @@ pub struct TempDir(Option<tempfile::TempDir>);
 impl TempDir {
     pub fn new_in(parent: &Path, prefix: &str) -> std::io::Result<TempDir> {
         std::fs::create_dir_all(parent)?;
-        let t = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
-        DIRS.lock().unwrap_or_else(|e| e.into_inner()).insert(t.path().to_path_buf());
-        // Too late for the handler's cleanup: do not start anything new.
-        if INTERRUPTED.load(Ordering::SeqCst) != 0 {
-            drop(TempDir(Some(t)));
-            return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "klpt is being interrupted"));
-        }
-        Ok(TempDir(Some(t)))
+        // Created and registered at once: a handler never misses it.
+        holding_off(|| {
+            let t = tempfile::Builder::new().prefix(prefix).tempdir_in(parent)?;
+            DIRS.lock().unwrap_or_else(|e| e.into_inner()).insert(t.path().to_path_buf());
+            // Too late for the handler's cleanup: do not start anything new.
+            if interrupted() {
+                drop(TempDir(Some(t)));
+                return Err(std::io::Error::new(std::io::ErrorKind::Interrupted, "klpt is being interrupted"));
+            }
+            Ok(TempDir(Some(t)))
+        })
     }
     pub fn new(prefix: &str) -> std::io::Result<TempDir> {
         Self::new_in(&std::env::temp_dir(), prefix)
@@ -267,7 +290,12 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         if let Some(t) = self.0.take() {
-            DIRS.lock().unwrap_or_else(|e| e.into_inner()).remove(t.path());
+            // Untracked and removed at once: a handler that exits meanwhile
+            // would leave it half removed.
+            holding_off(|| {
+                DIRS.lock().unwrap_or_else(|e| e.into_inner()).remove(t.path());
+                drop(t);
+            });
         }
     }
 }

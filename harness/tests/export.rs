@@ -181,6 +181,18 @@ fn exported_kernel_runs_on_an_empty_cache() {
         seen.push_str(&lines.next().expect("klpt ended before unpacking").unwrap());
         seen.push('\n');
     }
+    // Midway, with files in the scratch directory: its removal is then long
+    // enough that a handler exiting during it would leave it behind.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let filling = || {
+        std::fs::read_dir(fresh.join("kernels")).into_iter().flatten().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(".import-")
+                && std::fs::read_dir(e.path()).map(|d| d.count()).unwrap_or(0) > 2
+        })
+    };
+    while !filling() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

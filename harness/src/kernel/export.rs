@@ -362,7 +362,9 @@ fn unpack(file: &Path, dest: &Path, arch: Arch) -> Result<()> {
         fail(format!("corrupt {MANIFEST} ({e}); copy it again, or export it again with `klpt kernel build --export`"))
     })?;
     check(&manifest, arch).map_err(fail)?;
-    std::fs::write(tmp.path().join(MANIFEST), &json).ctx(|| format!("write {}", tmp.path().display()))?;
+    crate::cleanup::unless_interrupted(|| std::fs::write(tmp.path().join(MANIFEST), &json))
+        .ok_or_else(|| fail("interrupted".into()))?
+        .ctx(|| format!("write {}", tmp.path().display()))?;
     let mut n = 0;
     for e in entries.by_ref() {
         let mut e = e.map_err(damaged)?;
