@@ -8,12 +8,7 @@ cd "$(dirname "$0")/.."
 mkdir -p ci-out
 cargo run --release -p klpt -- run cases/kselftest --arch x86_64 --arch arm64 --kernel source \
 	--ktap ci-out/kselftest-cases.ktap --junit ci-out/kselftest-cases.junit.xml \
-	--artifacts ci-out/artifacts \
-	--skip arm64/src-7.2.13/kselftest/syscall-01-getpid-hammered
-# Skipped for now, and an open regression: on arm64 (2 vCPUs) the callers of
-# syscall-01 intermittently never call the patched getpid (npids stays 2
-# after a completed transition), booted or restored; seen since the restore-
-# ahead/upload changes, cause not found yet. It still runs on x86_64.
+	--artifacts ci-out/artifacts
 cargo run --release -p klpt -- selftests --arch x86_64 --kernel source \
 	--ktap ci-out/kselftest-tree.ktap --junit ci-out/kselftest-tree.junit.xml \
 	--artifacts ci-out/artifacts

@@ -18,6 +18,14 @@ pub struct Profile {
     pub native_panic: bool,
     /// Oldest QEMU major version that runs this guest correctly under TCG.
     pub min_qemu: Option<u32>,
+    /// Under TCG, run a guest's vCPUs on one host thread, not one each:
+    /// multi-threaded TCG sometimes keeps running code another vCPU has
+    /// patched (Debian's QEMU 7.2, arm64: in 2 of 8 trials, a function
+    /// ftrace had just hooked was never traced while two vCPUs called it
+    /// 100,000 times a second, and syscall-01's patched getpid went
+    /// uncalled for 30 s; 0 of 12 with one thread; x86_64, s390x and
+    /// ppc64le: 0 of 12 either way).
+    pub tcg_one_thread: bool,
 }
 
 /// Per architecture, in the order of [`crate::arch::ALL`].
@@ -32,6 +40,7 @@ static PROFILES: [(&str, Profile); 4] = [
             virtio: "pci",
             native_panic: false,
             min_qemu: None,
+            tcg_one_thread: false,
         },
     ),
     (
@@ -44,6 +53,7 @@ static PROFILES: [(&str, Profile); 4] = [
             virtio: "pci",
             native_panic: false,
             min_qemu: None,
+            tcg_one_thread: true,
         },
     ),
     (
@@ -56,6 +66,7 @@ static PROFILES: [(&str, Profile); 4] = [
             virtio: "ccw",
             native_panic: true,
             min_qemu: Some(8),
+            tcg_one_thread: false,
         },
     ),
     (
@@ -73,6 +84,7 @@ static PROFILES: [(&str, Profile); 4] = [
             virtio: "pci",
             native_panic: true,
             min_qemu: None,
+            tcg_one_thread: false,
         },
     ),
 ];

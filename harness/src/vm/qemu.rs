@@ -100,6 +100,7 @@ pub fn qemu_args(cfg: &VmConfig, port: u16) -> Vec<String> {
     let a = super::arch::profile(cfg.arch);
     let mut args: Vec<String> = a.machine.iter().map(|s| s.to_string()).collect();
     let accel = match cfg.accel {
+        Accel::Tcg if cfg.smp > 1 && a.tcg_one_thread => "tcg,thread=single",
         Accel::Tcg => "tcg",
         Accel::Kvm => "kvm",
     };
@@ -532,5 +533,33 @@ mod tests {
         let at = text.find("Kernel panic").unwrap();
         let e = excerpt(text, at);
         assert!(e.starts_with("c\nd\n[ 4.0] Kernel panic") && e.ends_with("f"), "{e:?}");
+    }
+
+    /// The `-accel` value QEMU gets for a guest of `arch` with `smp` vCPUs.
+    fn accel(arch: &str, smp: u32, accel: Accel) -> String {
+        let cfg = VmConfig {
+            arch: crate::arch::Arch::by_name(arch).unwrap(),
+            kernel: "k".into(),
+            initrd: "i".into(),
+            smp,
+            mem_mb: 512,
+            accel,
+            console_log: "c".into(),
+            qmp: None,
+            incoming: None,
+            extra_cmdline: String::new(),
+        };
+        let args = qemu_args(&cfg, 1);
+        args[args.iter().position(|a| a == "-accel").unwrap() + 1].clone()
+    }
+
+    #[test]
+    fn arm64_tcg_runs_several_vcpus_on_one_thread() {
+        assert_eq!(accel("arm64", 2, Accel::Tcg), "tcg,thread=single");
+        assert_eq!(accel("arm64", 1, Accel::Tcg), "tcg");
+        assert_eq!(accel("arm64", 2, Accel::Kvm), "kvm");
+        for arch in ["x86_64", "s390x", "ppc64le"] {
+            assert_eq!(accel(arch, 2, Accel::Tcg), "tcg", "{arch}");
+        }
     }
 }
