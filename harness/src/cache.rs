@@ -94,6 +94,19 @@ pub fn publish(tmp: &Path, dest: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Publishes a finished temporary directory as `dest` (see `publish`),
+/// untracked and renamed at once: a signal in between would leave it.
+pub fn publish_temp(tmp: TempDir, dest: &Path) -> std::io::Result<()> {
+    crate::cleanup::holding_off(|| {
+        let tmp = tmp.keep();
+        let r = publish(&tmp, dest);
+        if r.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        r
+    })
+}
+
 /// The lock file inside an in-progress build directory.
 const LOCK: &str = ".klpt-lock";
 /// The lock file, in a directory holding build directories, that orders
@@ -150,13 +163,8 @@ impl Scratch {
     /// while it is renamed; the lock file does not stay in the entry.
     pub fn publish(self, dest: &Path) -> std::io::Result<()> {
         let Scratch { dir, _lock } = self;
-        // Untracked and renamed at once: a signal in between would leave it.
         crate::cleanup::holding_off(|| {
-            let tmp = dir.keep();
-            let r = publish(&tmp, dest);
-            if r.is_err() {
-                let _ = std::fs::remove_dir_all(&tmp);
-            }
+            let r = publish_temp(dir, dest);
             let _ = std::fs::remove_file(dest.join(LOCK));
             r
         })

@@ -60,9 +60,16 @@ impl<T> IoContext<T> for std::io::Result<T> {
 }
 
 /// Runs a command to completion, failing with its output when it fails.
+/// In a process group of its own, tracked for cleanup: a Ctrl-C or SIGTERM
+/// kills it before the directory it writes into (a source tarball being
+/// unpacked, a .deb) is removed.
 pub fn run(cmd: &mut std::process::Command) -> Result<String> {
+    use std::process::Stdio;
     let shown = format!("{cmd:?}").replace('"', "");
-    let out = cmd.output().map_err(|e| Error::Io { what: format!("cannot run `{shown}`"), source: e })?;
+    let cannot = |e| Error::Io { what: format!("cannot run `{shown}`"), source: e };
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let (child, _group) = crate::cleanup::spawn_group(cmd).map_err(cannot)?;
+    let out = child.wait_with_output().map_err(cannot)?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
         return Err(Error::Command { cmd: shown, status: out.status.to_string(), output: text });

@@ -95,8 +95,7 @@ fn unpack(debs: &[std::path::PathBuf], root: &Path, release: &str, common_pkg: &
     let fixed = text.replace(&abs, &format!("{}/usr/src/{common_pkg}/", root.display()));
     std::fs::write(&mk, fixed).ctx(|| format!("write {}", mk.display()))?;
     std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "write marker".into())?;
-    let tmp = tmp.keep();
-    crate::cache::publish(&tmp, root).ctx(|| format!("move kernel into {}", root.display()))
+    crate::cache::publish_temp(tmp, root).ctx(|| format!("move kernel into {}", root.display()))
 }
 
 #[cfg(test)]

@@ -69,7 +69,6 @@ pub fn build(name: &str, k: &Kernel) -> Result<PathBuf> {
             String::from_utf8_lossy(&out.stderr)
         )));
     }
-    let built = tmp.keep();
-    crate::cache::publish(&built, &dest).ctx(|| format!("store program in {}", dest.display()))?;
+    crate::cache::publish_temp(tmp, &dest).ctx(|| format!("store program in {}", dest.display()))?;
     Ok(bin)
 }

@@ -113,8 +113,7 @@ fn private(arch: Arch, why: &str) -> Result<QemuBinary> {
             },
         )?;
         std::fs::write(tmp.path().join(".klpt-ready"), "").ctx(|| "mark qemu".into())?;
-        let t = tmp.keep();
-        crate::cache::publish(&t, &root).ctx(|| format!("store {}", root.display()))?;
+        crate::cache::publish_temp(tmp, &root).ctx(|| format!("store {}", root.display()))?;
     }
     let bin = private_binary(&root, arch, host.triplet);
     if !bin.path.exists() {
