@@ -447,7 +447,7 @@ fn attempt(
     if let Err(e) = std::fs::create_dir_all(dir) {
         return fail(Cause::HarnessError, format!("cannot create artifacts dir {}: {e}", dir.display()));
     }
-    let modules = match crate::modules::build::build_all(case, &t.kernel, &t.caps) {
+    let modules = match crate::modules::build_all(case, &t.kernel, &t.caps) {
         Ok(m) => m,
         Err(e @ Error::Setup(_)) => return fail(Cause::HarnessError, e.to_string()),
         Err(e) => return fail(Cause::HarnessError, e.to_string()),

@@ -33,7 +33,7 @@ pub fn shell(
     crate::host::ensure_shell()?;
     let t = Target::prepare(arch, kernel, accel)?;
     let dir = crate::cleanup::TempDir::new("klpt-shell-").map_err(|e| Error::Other(e.to_string()))?;
-    let modules = crate::modules::build::build_all(&case, &t.kernel, &t.caps)?;
+    let modules = crate::modules::build_all(&case, &t.kernel, &t.caps)?;
     let opts = Options::new(dir.path().to_path_buf());
     let b = runner::boot(&t, &case, dir.path(), &opts)?;
     let mut session = Session::start(&b.guest, &case, &t.caps, &modules).map_err(|e| Error::Other(format!("{e:?}")))?;

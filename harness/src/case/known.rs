@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-pub const FILE_NAME: &str = "capabilities.yaml";
+use super::read::CAPABILITIES as FILE_NAME;
 const BUILT_IN: &str = include_str!("../../../cases/capabilities.yaml");
 
 /// What an attribute file holds, for checking asserted values.

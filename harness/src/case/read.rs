@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub const MAX_BYTES: usize = 1 << 20;
 pub const TOO_BIG: &str = "case files are limited to 1 MiB";
 const REGULAR: &str = "a case file is a regular file of YAML text";
+/// The file of known capabilities next to the cases (see `known`): not a case.
+pub const CAPABILITIES: &str = "capabilities.yaml";
 
 /// A reading problem: where, what, how to fix it.
 pub type Problem = (Pos, String, Option<String>);
@@ -65,7 +67,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut Vec<(u64, u64)>) -> std::
         // Reference kernel series and the explorer's planted-bug series
         // live next to the cases; they are not cases, nor is the list of
         // known capabilities.
-        if name == "series" || name == "planted" || name == super::known::FILE_NAME {
+        if name == "series" || name == "planted" || name == CAPABILITIES {
             continue;
         }
         match std::fs::metadata(&p) {

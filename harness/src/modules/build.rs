@@ -33,26 +33,6 @@ pub fn sources(case: &Case, caps: &Caps) -> Vec<Source> {
     targets.chain(patches).collect()
 }
 
-/// Builds (or reuses) every module and every program the case spawns;
-/// returns name → file (`.ko` for a module), uploaded to the guest's /root
-/// under the file's name. Prebuilt modules are checked against the kernel
-/// first: a mismatch is found before anything compiles or boots.
-pub fn build_all(case: &Case, k: &Kernel, caps: &Caps) -> Result<BTreeMap<String, PathBuf>> {
-    sweep();
-    let mut out = BTreeMap::new();
-    for m in super::prebuilt::of(case) {
-        out.insert(m.name.to_string(), super::prebuilt::prepare(&m, k)?);
-    }
-    for s in sources(case, caps) {
-        let ko = build_one(&s, k)?;
-        out.insert(s.name, ko);
-    }
-    for p in super::program::programs(case) {
-        out.insert(super::program::file(p), super::program::build(p, k)?);
-    }
-    Ok(out)
-}
-
 /// Removes the partial module builds (and prebuilt copies) of killed runs
 /// (see `cache::sweep`).
 pub fn sweep() {
@@ -157,7 +137,7 @@ fn batch(todo: BTreeMap<PathBuf, Source>, k: &Kernel) {
     });
 }
 
-pub(super) fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
+pub fn build_one(s: &Source, k: &Kernel) -> Result<PathBuf> {
     let dest = cached(s, k);
     let ko = dest.join(format!("{}.ko", s.name));
     if ko.exists() {
