@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::read::CAPABILITIES as FILE_NAME;
+use super::read::CAPABILITIES;
 const BUILT_IN: &str = include_str!("../../../cases/capabilities.yaml");
 
 /// What an attribute file holds, for checking asserted values.
@@ -79,7 +79,7 @@ impl Known {
             .ancestors()
             .skip(1)
             .find(|d| d.file_name().is_some_and(|n| n == "cases"))
-            .map(|d| d.join(FILE_NAME));
+            .map(|d| d.join(CAPABILITIES));
         match over {
             Some(f) if f.is_file() => cached(&f),
             _ => built_in(),
@@ -173,14 +173,14 @@ mod tests {
         let cases = d.path().join("cases");
         std::fs::create_dir_all(cases.join("v3")).unwrap();
         let text = BUILT_IN.replace("  replace_set: u32", "  replace_set: u32\n  replace_mask: u32");
-        std::fs::write(cases.join(FILE_NAME), text).unwrap();
+        std::fs::write(cases.join(CAPABILITIES), text).unwrap();
         let k = Known::for_case(&cases.join("v3/x.yaml")).unwrap();
         assert!(k.patch_attributes.contains_key("replace_mask"));
         assert!(!built_in_for_tests().patch_attributes.contains_key("replace_mask"));
         let bad = d.path().join("other/cases");
         std::fs::create_dir_all(&bad).unwrap();
         std::fs::write(
-            bad.join(FILE_NAME),
+            bad.join(CAPABILITIES),
             "patch_attributes: {enabled: maybe}\nobject_attributes: {}\nklp_patch: []\n",
         )
         .unwrap();
